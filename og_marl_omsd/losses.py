@@ -1,0 +1,89 @@
+"""The formulas, written once: noise schedule, expectile loss, diffusion loss, actor surrogate.
+
+Pure functions of tensors; the modules and systems call these and nothing else for maths.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import tensorflow as tf
+
+BETA_MIN = 0.1  # VP-SDE linear beta schedule (SRPO's)
+BETA_MAX = 20.0
+
+
+def vp_schedule(t: tf.Tensor, beta_min: float = BETA_MIN, beta_max: float = BETA_MAX) -> Tuple[tf.Tensor, tf.Tensor]:
+    """VP-SDE marginal coefficients ``(alpha_t, sigma_t)`` with ``x_t = alpha_t x + sigma_t z``.
+
+    ``log alpha_t = -0.25 t^2 (beta_max - beta_min) - 0.5 t beta_min``,
+    ``sigma_t = sqrt(1 - alpha_t^2)``.
+    """
+    t = tf.convert_to_tensor(t, tf.float32)
+    log_alpha = -0.25 * tf.square(t) * (beta_max - beta_min) - 0.5 * t * beta_min
+    alpha = tf.exp(log_alpha)
+    sigma = tf.sqrt(-tf.math.expm1(2.0 * log_alpha))  # sqrt(1 - alpha^2), accurate near t = 0
+    return alpha, sigma
+
+
+def expectile_loss(diff: tf.Tensor, expectile: float) -> tf.Tensor:
+    """IQL's asymmetric L2: ``mean(|tau - 1[diff < 0]| * diff^2)`` with ``diff = target - v``."""
+    weight = tf.where(diff > 0.0, expectile, 1.0 - expectile)
+    return tf.reduce_mean(weight * tf.square(diff))
+
+
+def denoising_loss(predicted_noise: tf.Tensor, noise: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+    """Epsilon-prediction loss: squared error summed over all action dims, mean over the batch.
+
+    Args:
+        predicted_noise, noise: ``(B, N, A)``.
+        mask: optional ``(B,)`` weights of valid samples.
+    """
+    per_sample = tf.reduce_sum(tf.square(predicted_noise - noise), axis=[1, 2])
+    if mask is None:
+        return tf.reduce_mean(per_sample)
+    return tf.reduce_sum(per_sample * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def score_weight(sigma: tf.Tensor, kind: str) -> tf.Tensor:
+    """The regulariser's weight ``w(t)``: ``sigma_t^2`` (SRPO) or ``1`` (mode-seeking bandit default)."""
+    if kind == "sigma_squared":
+        return tf.square(sigma)
+    if kind == "one":
+        return tf.ones_like(sigma)
+    raise ValueError(f"Unknown score weight {kind!r}; choose 'sigma_squared' or 'one'.")
+
+
+def score_regularised_actor_loss(
+    actions: tf.Tensor,
+    predicted_noise: tf.Tensor,
+    noise: tf.Tensor,
+    q_gradient: tf.Tensor,
+    weight: tf.Tensor,
+    beta: float,
+    subtract_noise: bool = True,
+) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Surrogate whose gradient is the paper's eq. 13 (SRPO's score-regularised update).
+
+    ``loss_i = mean_b( w(t) <sg(e_i - z_i), a_i> - beta <sg(g_i), a_i> )``: its gradient in
+    ``a_i`` is ``(w (e_i - z_i) - beta g_i) / B`` per sample, i.e. the behaviour score
+    ``-e_i / sigma`` pulls ``a_i`` toward the data and ``beta g_i`` toward higher Q.
+
+    Args:
+        actions: ``(B, N, A)`` actor outputs (the only input that carries gradient).
+        predicted_noise: ``(B, N, A)`` the behaviour models' ``e_i`` at the noised actions.
+        noise: ``(B, N, A)`` the noise ``z_i`` used to noise the actions.
+        q_gradient: ``(B, N, A)`` ``g_i = dQ/da_i`` at the actors' joint action.
+        weight: ``(B,)`` ``w(t)``.
+        beta: greediness; larger beta = weaker regularisation.
+        subtract_noise: use ``e_i - z_i`` (the paper's form) or ``e_i`` (SRPO's code).
+
+    Returns:
+        ``(total, per_agent)``: the sum over agents, and the ``(N,)`` per-agent losses.
+    """
+    regulariser = predicted_noise - noise if subtract_noise else predicted_noise
+    per_sample = weight[:, None, None] * tf.stop_gradient(regulariser) * actions - beta * tf.stop_gradient(
+        q_gradient
+    ) * actions  # (B,N,A)
+    per_agent = tf.reduce_mean(tf.reduce_sum(per_sample, axis=-1), axis=0)  # (N,)
+    return tf.reduce_sum(per_agent), per_agent

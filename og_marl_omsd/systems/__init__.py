@@ -1,0 +1,1 @@
+"""OMSD and the BRPO baselines; each file holds only what makes its system different."""

@@ -1,0 +1,345 @@
+"""Score-regularised offline MARL: the shared pipeline of OMSD and the BRPO baselines.
+
+Stage 1 (:meth:`ScoreRegularisedSystem.pretrain`): an IQL critic and a behaviour diffusion
+model, trained on the dataset or loaded from the pretrained cache. Stage 2
+(:meth:`train`, OG-MARL's loop of ``train_step``): deterministic actors trained with the
+score-regularised surrogate of ALGORITHM.md. A subclass sets three class attributes:
+
+- ``critic_kind``: ``"joint"`` (``Q_tot(s, a)``) or ``"independent"`` (``Q^i(s, a_i)``);
+- ``factorisation``: the behaviour score, ``"independent"``, ``"sequential"`` or ``"joint"``;
+- ``centralised_actor``: one actor for the joint action (BRPO-JAL) instead of one per agent.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+import sonnet as snt
+
+from og_marl_omsd.diffusion import BehaviourDiffusion
+from og_marl_omsd.host import BaseOfflineSystem
+from og_marl_omsd import losses
+from og_marl_omsd.losses import score_regularised_actor_loss, vp_schedule
+from og_marl_omsd.networks import DeterministicActors, IQLCritic
+from og_marl_omsd.systems.pretraining import PretrainedCache, run_stage, stage_key
+
+
+def derived_seed(seed: int, label: str) -> int:
+    """A stable per-purpose seed, so each stage's randomness depends only on (seed, stage)."""
+    return (int(seed) * 1_000_003 + zlib.crc32(label.encode())) % (2**31 - 1)
+
+
+def experience_to_tensors(experience: Dict[str, Any]) -> Dict[str, Any]:
+    """Host replay samples (jax or numpy arrays) as float32 tensors."""
+    return tf.nest.map_structure(lambda x: tf.convert_to_tensor(np.asarray(x), tf.float32), experience)
+
+
+def transition_batch(experience: Dict[str, Any], reward_scale: float) -> Dict[str, tf.Tensor]:
+    """Transitions from sampled sequences ``(B, T>=2, ...)``.
+
+    ``done`` is the terminal flag; a step whose episode was truncated has no successor in
+    the data, so its ``mask`` is 0 (never bootstrap across an episode boundary).
+    """
+    terminal = tf.reduce_max(experience["terminals"][:, 0], axis=-1)  # (B,)
+    truncation = tf.reduce_max(experience["truncations"][:, 0], axis=-1)
+    return {
+        "observations": experience["observations"][:, 0],  # (B,N,O)
+        "actions": tf.clip_by_value(experience["actions"][:, 0], -1.0, 1.0),  # (B,N,A)
+        "state": experience["infos"]["state"][:, 0],  # (B,S)
+        "next_state": experience["infos"]["state"][:, 1],
+        "reward": tf.reduce_mean(experience["rewards"][:, 0], axis=-1) * reward_scale,  # team reward (B,)
+        "done": terminal,
+        "mask": 1.0 - truncation * (1.0 - terminal),
+    }
+
+
+class ScoreRegularisedSystem(BaseOfflineSystem):
+    """Pretrained IQL critic + behaviour diffusion, then score-regularised deterministic actors.
+
+    Every keyword is a hyperparameter (``cfg["system"]`` maps one-to-one onto it).
+
+    Args:
+        environment, logger: as OG-MARL's ``BaseOfflineSystem``.
+        beta: greediness of the actor update (larger = weaker behaviour regularisation).
+        t_min, t_max: range of the diffusion times the regulariser reads.
+        score_weight: ``"sigma_squared"`` (SRPO) or ``"one"`` (mode-seeking).
+        subtract_noise: use ``e_i - z_i`` (paper) rather than ``e_i`` (SRPO code).
+        actor_hidden_sizes, actor_learning_rate, shared_actor: actors (Adam, cosine decay to 0).
+        critic_steps, critic_hidden_sizes, critic_learning_rate, discount, expectile,
+            target_update_rate: the IQL critic.
+        behaviour_steps, behaviour_learning_rate, behaviour_weight_decay, diffusion_width,
+            diffusion_hidden, diffusion_blocks, diffusion_time_dim, diffusion_dropout,
+            shared_behaviour_model, agent_order: the behaviour diffusion model (AdamW).
+        reward_scale: multiplies the team reward for the critic (the runner sets it).
+        seed: seeds network initialisation and all sampling.
+        jit_compile: XLA-compile the training steps.
+        pretrain_log_every: pretraining log period in steps.
+    """
+
+    critic_kind = "joint"
+    factorisation = "sequential"
+    centralised_actor = False
+
+    def __init__(
+        self,
+        environment: Any,
+        logger: Any,
+        beta: float = 0.1,
+        t_min: float = 0.02,
+        t_max: float = 0.98,
+        score_weight: str = "sigma_squared",
+        subtract_noise: bool = True,
+        actor_hidden_sizes: Sequence[int] = (256, 256),
+        actor_learning_rate: float = 3e-4,
+        shared_actor: bool = False,
+        critic_steps: int = 100_000,
+        critic_hidden_sizes: Sequence[int] = (256, 256),
+        critic_learning_rate: float = 3e-4,
+        discount: float = 0.99,
+        expectile: float = 0.7,
+        target_update_rate: float = 0.005,
+        behaviour_steps: int = 100_000,
+        behaviour_learning_rate: float = 3e-4,
+        behaviour_weight_decay: float = 0.01,
+        diffusion_width: int = 256,
+        diffusion_hidden: int = 1024,
+        diffusion_blocks: int = 3,
+        diffusion_time_dim: int = 128,
+        diffusion_dropout: float = 0.1,
+        shared_behaviour_model: bool = False,
+        agent_order: Optional[Sequence[int]] = None,
+        reward_scale: float = 1.0,
+        seed: int = 0,
+        jit_compile: bool = True,
+        pretrain_log_every: int = 1000,
+    ):
+        super().__init__(environment=environment, logger=logger)
+        _check_hyperparameters(beta=beta, t_min=t_min, t_max=t_max, expectile=expectile, discount=discount,
+                               critic_steps=critic_steps, behaviour_steps=behaviour_steps)
+        score_weight_kind = score_weight  # the name is shadowed by the keyword below
+        if score_weight_kind not in ("sigma_squared", "one"):
+            raise ValueError(f"score_weight must be 'sigma_squared' or 'one', got {score_weight_kind!r}.")
+        self.num_agents = len(environment.agents)
+        self.action_dim = int(environment.num_actions)
+        self.observation_dim = int(np.prod(environment.observation_shape))
+        self.state_dim = int(np.prod(environment.state_shape))
+        self.beta = float(beta)
+        self.t_min, self.t_max = float(t_min), float(t_max)
+        self.score_weight_kind = score_weight_kind
+        self.subtract_noise = bool(subtract_noise)
+        self.reward_scale = float(reward_scale)
+        self.seed = int(seed)
+        self.pretrain_log_every = int(pretrain_log_every)
+        self.critic_config = {
+            "kind": self.critic_kind,
+            "steps": int(critic_steps),
+            "hidden_sizes": [int(h) for h in critic_hidden_sizes],
+            "learning_rate": float(critic_learning_rate),
+            "discount": float(discount),
+            "expectile": float(expectile),
+            "target_update_rate": float(target_update_rate),
+            "reward_scale": self.reward_scale,
+            "seed": self.seed,
+        }
+        self.behaviour_config = {
+            "factorisation": self.factorisation,
+            "steps": int(behaviour_steps),
+            "learning_rate": float(behaviour_learning_rate),
+            "weight_decay": float(behaviour_weight_decay),
+            "width": int(diffusion_width),
+            "hidden": int(diffusion_hidden),
+            "num_blocks": int(diffusion_blocks),
+            "time_dim": int(diffusion_time_dim),
+            "dropout": float(diffusion_dropout),
+            "shared": bool(shared_behaviour_model),
+            "agent_order": None if agent_order is None else [int(i) for i in agent_order],
+            "seed": self.seed,
+        }
+        if self.factorisation != "sequential":
+            self.behaviour_config["agent_order"] = None  # order only matters for the sequential score
+        tf.random.set_seed(derived_seed(self.seed, "actors"))
+        self.actors = DeterministicActors(
+            self.num_agents, self.action_dim, actor_hidden_sizes, shared=shared_actor,
+            centralised=self.centralised_actor,
+        )
+        self.actors(tf.zeros([1, self.num_agents, self.observation_dim]))  # create variables under the seed
+        self._actor_learning_rate = float(actor_learning_rate)
+        self._actor_lr = tf.Variable(self._actor_learning_rate, trainable=False, name="actor_lr")
+        self.actor_optimizer = snt.optimizers.Adam(learning_rate=self._actor_lr)
+        self._rng = tf.random.Generator.from_seed(derived_seed(self.seed, "actor_updates"))
+        self._total_actor_steps = 1
+        self.critic: Optional[IQLCritic] = None
+        self.behaviour_model: Optional[BehaviourDiffusion] = None
+        self._tf_actor_step = tf.function(self._actor_step, jit_compile=jit_compile)
+        self._jit_compile = jit_compile
+
+    # ------------------------------------------------------------------ stage 1
+    def build_critic(self) -> IQLCritic:
+        config = self.critic_config
+        tf.random.set_seed(derived_seed(self.seed, f"critic/{config['kind']}"))
+        critic = IQLCritic(config["kind"], self.num_agents, config["hidden_sizes"])
+        state = tf.zeros([1, self.state_dim])
+        critic.q_values(state, tf.zeros([1, self.num_agents, self.action_dim]))
+        critic.q_values(state, tf.zeros([1, self.num_agents, self.action_dim]), target=True)
+        critic.values(state)
+        critic.initialise_targets()
+        return critic
+
+    def build_behaviour_model(self) -> BehaviourDiffusion:
+        config = self.behaviour_config
+        tf.random.set_seed(derived_seed(self.seed, f"behaviour/{config['factorisation']}"))
+        model = BehaviourDiffusion(
+            config["factorisation"], self.num_agents, self.action_dim, agent_order=config["agent_order"],
+            shared=config["shared"], width=config["width"], hidden=config["hidden"],
+            num_blocks=config["num_blocks"], time_dim=config["time_dim"], dropout=config["dropout"],
+        )
+        actions = tf.zeros([1, self.num_agents, self.action_dim])
+        model.noise_prediction(actions, tf.ones([1]), tf.zeros([1, self.state_dim]), actions)
+        return model
+
+    def pretrain(self, replay_buffer: Any, cache: Optional[PretrainedCache] = None, dataset_fingerprint: str = "") -> Dict[str, str]:
+        """Train (or load from ``cache``) the critic and the behaviour model. Returns the cache keys."""
+        keys = {}
+        for stage, config, build, train in (
+            ("critic", self.critic_config, self.build_critic, self._train_critic),
+            ("behaviour", self.behaviour_config, self.build_behaviour_model, self._train_behaviour_model),
+        ):
+            module = build()
+            key = stage_key(config, dataset_fingerprint)
+            keys[stage] = key
+            name = f"{stage}_{config.get('kind') or config.get('factorisation')}"
+            if cache is not None and cache.load(name, key, module):
+                print(f"[pretrain] {name}: loaded from cache {cache.path(name, key)} (key {key})", flush=True)
+            else:
+                print(f"[pretrain] {name}: training {config['steps']} steps (cache key {key})", flush=True)
+                train(module, replay_buffer)
+                if cache is not None:
+                    cache.save(name, key, module, config)
+            setattr(self, "critic" if stage == "critic" else "behaviour_model", module)
+        return keys
+
+    def _train_critic(self, critic: IQLCritic, replay_buffer: Any) -> None:
+        config = self.critic_config
+        q_optimizer = snt.optimizers.Adam(config["learning_rate"])
+        v_optimizer = snt.optimizers.Adam(config["learning_rate"])
+
+        def step(experience):
+            batch = transition_batch(experience, config["reward_scale"])
+            with tf.GradientTape() as tape:
+                v_loss = critic.value_loss(batch["state"], batch["actions"], config["expectile"])
+            v_optimizer.apply(tape.gradient(v_loss, critic.value_variables), critic.value_variables)
+            with tf.GradientTape() as tape:
+                q_loss = critic.q_loss(batch["state"], batch["actions"], batch["reward"], batch["next_state"],
+                                       batch["done"], batch["mask"], config["discount"])
+            q_optimizer.apply(tape.gradient(q_loss, critic.q_variables), critic.q_variables)
+            critic.update_targets(config["target_update_rate"])
+            q1, _ = critic.q_values(batch["state"], batch["actions"])
+            return {"value_loss": v_loss, "q_loss": q_loss, "mean_q": tf.reduce_mean(q1)}
+
+        tf_step = tf.function(step, jit_compile=self._jit_compile)
+        run_stage(f"critic_{config['kind']}", config["steps"],
+                  lambda: tf_step(experience_to_tensors(replay_buffer.sample())), self.logger, self.pretrain_log_every)
+
+    def _train_behaviour_model(self, model: BehaviourDiffusion, replay_buffer: Any) -> None:
+        config = self.behaviour_config
+        optimizer = snt.optimizers.Adam(config["learning_rate"])
+        rng = tf.random.Generator.from_seed(derived_seed(self.seed, f"behaviour_updates/{config['factorisation']}"))
+        decay = config["learning_rate"] * config["weight_decay"]
+
+        def step(experience):
+            batch = transition_batch(experience, 1.0)
+            variables = model.trainable_variables
+            with tf.GradientTape() as tape:
+                loss = model.loss(batch["actions"], batch["state"], rng)
+            gradients = tape.gradient(loss, variables)
+            for variable in variables:  # AdamW: decoupled weight decay, then the Adam step
+                variable.assign_sub(decay * variable)
+            optimizer.apply(gradients, variables)
+            return {"denoising_loss": loss}
+
+        tf_step = tf.function(step, jit_compile=self._jit_compile)
+        run_stage(f"behaviour_{config['factorisation']}", config["steps"],
+                  lambda: tf_step(experience_to_tensors(replay_buffer.sample())), self.logger, self.pretrain_log_every)
+
+    # ------------------------------------------------------------------ stage 2
+    def train(self, replay_buffer: Any, training_steps: int = int(1e5), evaluation_every: Optional[int] = 5000,
+              num_eval_episodes: int = 32) -> None:
+        if self.critic is None or self.behaviour_model is None:
+            raise RuntimeError("Call pretrain(replay_buffer) before train(): the actors need the critic and behaviour model.")
+        self._total_actor_steps = max(int(training_steps) + self.training_step_ctr, 1)
+        super().train(replay_buffer, training_steps, evaluation_every, num_eval_episodes)
+
+    def actor_learning_rate(self, step: int) -> float:
+        """Cosine decay from the initial rate to 0 over the actor steps."""
+        progress = min(step / self._total_actor_steps, 1.0)
+        return self._actor_learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def train_step(self, experience: Dict[str, Any]) -> Dict[str, Any]:
+        self._actor_lr.assign(self.actor_learning_rate(self.training_step_ctr))
+        batch = transition_batch(experience_to_tensors(experience), self.reward_scale)
+        logs = self._tf_actor_step(batch["observations"], batch["state"])
+        return {key: float(value) for key, value in logs.items()}
+
+    def _actor_step(self, observations: tf.Tensor, state: tf.Tensor) -> Dict[str, tf.Tensor]:
+        batch = tf.shape(observations)[0]
+        t = self._rng.uniform([batch], self.t_min, self.t_max)
+        alpha, sigma = vp_schedule(t)
+        with tf.GradientTape() as tape:
+            actions = self.actors(observations)  # (B,N,A)
+            current = tf.stop_gradient(actions)
+            noise = self._rng.normal(tf.shape(actions))
+            noisy = alpha[:, None, None] * current + sigma[:, None, None] * noise
+            # Sequential prefixes a_<i come from the CURRENT actors (paper eq. 13).
+            predicted_noise = self.behaviour_model.noise_prediction(noisy, t, state, clean_actions=current)
+            q_gradient = self.critic.action_gradient(state, current)
+            loss, per_agent = score_regularised_actor_loss(
+                actions, predicted_noise, noise, q_gradient, losses.score_weight(sigma, self.score_weight_kind),
+                self.beta, self.subtract_noise,
+            )
+        variables = self.actors.trainable_variables
+        self.actor_optimizer.apply(tape.gradient(loss, variables), variables)
+        q1, q2 = self.critic.q_values(state, current)
+        return {
+            "losses/actor_loss": loss,
+            "losses/q_term": -self.beta * tf.reduce_mean(tf.reduce_sum(q_gradient * current, -1)),
+            "charts/mean_policy_q": tf.reduce_mean(0.5 * (q1 + q2)),
+            "charts/mean_abs_action": tf.reduce_mean(tf.abs(current)),
+            "charts/actor_learning_rate": tf.identity(self._actor_lr),
+        }
+
+    # ------------------------------------------------------------------ acting
+    def select_actions(self, observations: Dict[str, np.ndarray], legal_actions: Any = None) -> Dict[str, np.ndarray]:
+        stacked = np.stack([np.asarray(observations[agent], "float32").reshape(-1) for agent in self.agents])
+        actions = self.actors(tf.convert_to_tensor(stacked[None]))[0].numpy()  # (N,A)
+        return {agent: actions[i] for i, agent in enumerate(self.agents)}
+
+    def evaluate(self, num_eval_episodes: int = 32) -> Dict[str, Any]:
+        """OG-MARL's evaluation plus the environment's own statistics (``get_stats``)."""
+        get_stats = getattr(self.environment, "get_stats", None)
+        if callable(get_stats):
+            get_stats()  # clear what earlier episodes left
+        logs = super().evaluate(num_eval_episodes)
+        if callable(get_stats):
+            logs.update({f"evaluation/{key}": value for key, value in get_stats().items()})
+        return logs
+
+
+def _check_hyperparameters(**values: Any) -> None:
+    problems = []
+    if not values["beta"] > 0:
+        problems.append(f"beta must be > 0 (got {values['beta']}); larger beta = greedier actors")
+    if not 0.0 < values["t_min"] < values["t_max"] <= 1.0:
+        problems.append(f"need 0 < t_min < t_max <= 1 (got t_min={values['t_min']}, t_max={values['t_max']})")
+    if not 0.0 < values["expectile"] < 1.0:
+        problems.append(f"expectile must be in (0, 1) (got {values['expectile']})")
+    if not 0.0 <= values["discount"] <= 1.0:
+        problems.append(f"discount must be in [0, 1] (got {values['discount']})")
+    for key in ("critic_steps", "behaviour_steps"):
+        if int(values[key]) < 0:
+            problems.append(f"{key} must be >= 0 (got {values[key]})")
+    if problems:
+        raise ValueError("Invalid system hyperparameters: " + "; ".join(problems) + ".")
