@@ -141,3 +141,17 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> List[tuple]:
 
 def _map_tree(fn: Any, tree: Mapping[str, Any]) -> Dict[str, Any]:
     return {key: _map_tree(fn, value) if isinstance(value, Mapping) else fn(value) for key, value in tree.items()}
+
+
+def episode_returns(experience: Mapping[str, Any]) -> np.ndarray:
+    """Team-reward return of every complete episode (an episode ends at a terminal or truncation).
+
+    The team reward is the mean over agents; steps after the last episode end are ignored.
+    """
+    rewards = np.asarray(experience["rewards"], np.float64).mean(axis=-1)  # (T,)
+    ends = np.maximum(np.asarray(experience["terminals"]), np.asarray(experience["truncations"])).max(axis=-1) > 0
+    end_index = np.flatnonzero(ends)
+    if end_index.size == 0:
+        return np.zeros(0)
+    cumulative = np.cumsum(rewards)[end_index]
+    return np.diff(np.concatenate([[0.0], cumulative]))

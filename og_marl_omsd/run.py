@@ -1,0 +1,265 @@
+"""Run one system on one dataset: ``python -m og_marl_omsd.run system=omsd env=bandit``.
+
+Data flow: vault (generated on first use) -> host replay buffer -> pretraining (IQL critic,
+behaviour diffusion; cached by dataset content and stage config) -> actor extraction
+(OG-MARL's ``train`` loop) -> evaluation. The run directory gets the resolved config
+(``config.yaml``), ``results.json`` and marl-eval ``metrics.json``. Hydra never changes
+the working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+import hydra
+import numpy as np
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class UserError(Exception):
+    """A mistake in the command or the data: printed as one paragraph, exit code 2."""
+
+
+@dataclass
+class ReplaySchema:
+    sequence_length: int = 2
+    batch_size: int = 256
+
+
+@dataclass
+class LoggerSchema:
+    wandb: bool = False
+    wandb_project: str = "og-marl-omsd"
+    terminal_log_every: float = 5.0
+
+
+@dataclass
+class RunSchema:
+    seed: int = 0
+    training_steps: int = 1000
+    evaluation_every: int = 5000
+    num_eval_episodes: int = 32
+    dataset: Optional[str] = None
+    run_dir: Optional[str] = None
+    runs_root: str = "runs"
+    vault_dir: str = "vaults"
+    pretrained_dir: str = "runs/pretrained"
+    replay: ReplaySchema = field(default_factory=ReplaySchema)
+    logger: LoggerSchema = field(default_factory=LoggerSchema)
+    system: Any = MISSING
+    env: Any = MISSING
+    task: Any = MISSING
+
+
+ConfigStore.instance().store(name="run_schema", node=RunSchema)
+
+
+def setup_devices() -> None:
+    """Keep JAX (flashbax sampling) on the CPU and let TF grow GPU memory if it has a GPU."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import jax
+    import tensorflow as tf
+
+    jax.config.update("jax_platform_name", "cpu")
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+
+
+def system_parameters(system_class: type, params: Dict[str, Any]) -> Dict[str, Any]:
+    """Check ``system.*`` against the constructor: unknown names and wrong types are errors."""
+    signature = inspect.signature(system_class.__init__)
+    known = {name: p.default for name, p in signature.parameters.items() if name not in ("self", "environment", "logger")}
+    reserved = {"reward_scale", "seed"}  # set by the runner
+    problems = []
+    for name, value in params.items():
+        if name in reserved:
+            problems.append(f"system.{name} is set by the runner (use {'seed=' if name == 'seed' else 'task.reward_normalisation='})")
+        elif name not in known:
+            problems.append(f"unknown parameter system.{name}")
+        else:
+            default = known[name]
+            if isinstance(default, bool) and not isinstance(value, bool):
+                problems.append(f"system.{name} must be true or false, got {value!r}")
+            elif isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
+                problems.append(f"system.{name} must be a number, got {value!r}")
+            elif isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and not value.is_integer():
+                problems.append(f"system.{name} must be an integer, got {value!r}")
+    if problems:
+        choices = ", ".join(sorted(set(known) - reserved))
+        raise UserError("Bad system configuration: " + "; ".join(problems) + f". Parameters of {system_class.__name__}: {choices}.")
+    return {k: (int(v) if isinstance(known[k], int) and not isinstance(known[k], bool) and isinstance(v, float) else v)
+            for k, v in params.items()}
+
+
+def default_run_dir(cfg: DictConfig, dataset: str) -> str:
+    """``runs/<system>/<env>-<task>/<dataset>/seed<seed>-<hash>``: the same command finds its run."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("run_dir", "runs_root", "logger"):
+        resolved.pop(key, None)
+    resolved["dataset"] = dataset
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return os.path.join(cfg.runs_root, cfg.system.name, f"{cfg.env.name}-{cfg.task.name}", dataset, f"seed{cfg.seed}-{digest}")
+
+
+def reward_scale(task: DictConfig, returns: np.ndarray) -> float:
+    """``1000 / (max - min episode return)`` for locomotion (SRPO/IQL), else 1."""
+    if task.reward_normalisation == "none":
+        return 1.0
+    if task.reward_normalisation == "episode_return_range":
+        spread = float(returns.max() - returns.min()) if returns.size else 0.0
+        return 1000.0 / spread if spread > 0 else 1.0
+    raise UserError(f"task.reward_normalisation must be 'none' or 'episode_return_range', got {task.reward_normalisation!r}.")
+
+
+def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
+    """The dataset's vault location; generates it from the task's vault config when missing."""
+    from og_marl_omsd.datasets.generate import ensure_datasets, load_vault_config, location_of
+
+    vault_config = load_vault_config(cfg.task.vault_config)
+    location = location_of(vault_config, cfg.vault_dir)
+    if location.exists(dataset):
+        return location
+    defined = list(vault_config.get("datasets", {}))
+    if dataset not in defined:
+        on_disk = location.available()
+        raise UserError(
+            f"Dataset {dataset!r} does not exist for task {cfg.task.name}. Available on disk in {location.path}: "
+            f"{', '.join(on_disk) or 'none'}; defined by vault_configs/{vault_config['name']}.yaml (generated on first "
+            f"use): {', '.join(defined)}. Choose one with dataset=<name>, or generate them all with "
+            f"`python -m og_marl_omsd.datasets generate {vault_config['name']}`."
+        )
+    ensure_datasets(cfg.task.vault_config, [dataset], cfg.vault_dir)
+    return location
+
+
+def run(cfg: DictConfig) -> Dict[str, Any]:
+    """Run one configured experiment; returns the results written to ``results.json``."""
+    from og_marl_omsd.registry import UnknownSystemError, load_system
+
+    start = time.time()
+    if cfg.training_steps <= 0:
+        raise UserError(f"training_steps must be > 0 (got {cfg.training_steps}).")
+    if cfg.evaluation_every <= 0 or cfg.num_eval_episodes <= 0:
+        raise UserError("evaluation_every and num_eval_episodes must be > 0.")
+    if cfg.task.env != cfg.env.name:
+        raise UserError(
+            f"Task {cfg.task.name!r} belongs to env {cfg.task.env!r}, not {cfg.env.name!r}. Pick a task of "
+            f"env={cfg.env.name} (see og_marl_omsd/configs/task/) or env={cfg.task.env}."
+        )
+    try:
+        system_class = load_system(cfg.system.name)
+    except UnknownSystemError as error:
+        raise UserError(str(error)) from None
+    params = {k: v for k, v in OmegaConf.to_container(cfg.system, resolve=True).items() if k != "name"}
+    params = system_parameters(system_class, params)
+    dataset = cfg.dataset or cfg.task.dataset
+    run_dir = cfg.run_dir or default_run_dir(cfg, dataset)
+    results_path = os.path.join(run_dir, "results.json")
+    if os.path.isfile(results_path):
+        with open(results_path) as handle:
+            results = json.load(handle)
+        print(f"Run already complete: {run_dir}", flush=True)
+        print_summary(results)
+        return results
+    location = prepare_dataset(cfg, dataset)
+
+    setup_devices()
+    import tensorflow as tf
+
+    from og_marl_omsd import host
+    from og_marl_omsd.datasets.vaults import episode_returns, fingerprint, read_dataset
+    from og_marl_omsd.run_logger import RunLogger
+    from og_marl_omsd.systems.pretraining import PretrainedCache
+
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.yaml"), "w") as handle:
+        handle.write(OmegaConf.to_yaml(cfg, resolve=True))
+    print(f"[run] {cfg.system.name} on {cfg.task.name}/{dataset} seed {cfg.seed} (host: {host.HOST}); run dir {run_dir}",
+          flush=True)
+
+    tf.random.set_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    experience = read_dataset(location, dataset)
+    returns = episode_returns(experience)
+    dataset_key = fingerprint(experience)
+    scale = reward_scale(cfg.task, returns)
+    print(f"[run] dataset {location.dataset_path(dataset)}: {experience['actions'].shape[0]} steps, "
+          f"{returns.size} episodes, return {returns.mean():.3f} +- {returns.std():.3f}; fingerprint {dataset_key}; "
+          f"reward scale {scale:.4g}", flush=True)
+    del experience
+
+    environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed)
+    buffer = host.FlashbaxReplayBuffer(sequence_length=cfg.replay.sequence_length, batch_size=cfg.replay.batch_size,
+                                       seed=cfg.seed)
+    buffer.populate_from_vault(cfg.task.source, cfg.task.env_name, cfg.task.scenario, dataset,
+                               rel_dir=os.path.abspath(cfg.vault_dir))
+    loggers = [host.TerminalLogger(log_every=cfg.logger.terminal_log_every)]
+    if cfg.logger.wandb:
+        loggers = [host.WandbLogger(project=cfg.logger.wandb_project, config=OmegaConf.to_container(cfg, resolve=True),
+                                    log_every=cfg.logger.terminal_log_every)]
+    json_writer = host.JsonWriter(run_dir, cfg.system.name, cfg.task.name, cfg.env.name, cfg.seed)
+    logger = RunLogger(loggers, json_writer)
+
+    system = system_class(environment, logger, **params, reward_scale=scale, seed=cfg.seed)
+    cache_keys = system.pretrain(buffer, PretrainedCache(cfg.pretrained_dir), dataset_key)
+    pretrain_seconds = time.time() - start
+    system.train(buffer, training_steps=int(cfg.training_steps), evaluation_every=int(cfg.evaluation_every),
+                 num_eval_episodes=int(cfg.num_eval_episodes))
+    final = logger.evaluations[-1]
+    logger.write_absolute({k: v for k, v in final.items() if k != "training_steps"})
+    logger.close()
+    results = {
+        "system": cfg.system.name,
+        "env": cfg.env.name,
+        "task": cfg.task.name,
+        "dataset": dataset,
+        "seed": int(cfg.seed),
+        "host": host.HOST,
+        "final_evaluation": final,
+        "evaluation_curve": logger.evaluations,
+        "dataset_statistics": {"episodes": int(returns.size), "mean_return": float(returns.mean()),
+                               "std_return": float(returns.std()), "fingerprint": dataset_key},
+        "reward_scale": scale,
+        "pretrained_cache_keys": cache_keys,
+        "wall_time_seconds": time.time() - start,
+        "pretrain_wall_time_seconds": pretrain_seconds,
+    }
+    with open(results_path + ".tmp", "w") as handle:
+        json.dump(results, handle, indent=2)
+    os.replace(results_path + ".tmp", results_path)
+    print_summary(results)
+    return results
+
+
+def print_summary(results: Dict[str, Any]) -> None:
+    final = results["final_evaluation"]
+    line = f"Final mean return: {final['mean_episode_return']:.4f}"
+    if "coordination_rate" in final:
+        line += f" | coordination rate: {final['coordination_rate']:.2f}"
+    print(f"{line} | wall time {results['wall_time_seconds']:.1f} s | results: {results['system']} "
+          f"{results['task']}/{results['dataset']} seed {results['seed']}", flush=True)
+
+
+@hydra.main(version_base=None, config_path="configs", config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except UserError as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"Error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The runner's logger: terminal lines (and wandb when asked), an in-memory evaluation
+record for ``results.json``, and marl-eval JSON through the host's ``JsonWriter``."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from og_marl_omsd.host import BaseLogger
+
+
+class RunLogger(BaseLogger):
+    """Fans each ``write`` out to the given loggers and records evaluation logs.
+
+    Every write that carries ``evaluation/mean_episode_return`` is an evaluation: it is kept
+    in ``evaluations`` and written to marl-eval JSON as ``evaluator/<metric>`` at the
+    ``evaluation/training_steps`` step count.
+    """
+
+    def __init__(self, loggers: List[Any], json_writer: Any = None):
+        self._loggers = loggers
+        self._json_writer = json_writer
+        self.evaluations: List[Dict[str, float]] = []
+
+    def write(self, logs: Dict[str, Any], force: bool = False) -> None:
+        for logger in self._loggers:
+            logger.write(logs, force=force)
+        if "evaluation/mean_episode_return" in logs:
+            record = {key.split("/", 1)[1]: float(value) for key, value in logs.items() if key.startswith("evaluation/")}
+            self.evaluations.append(record)
+            if self._json_writer is not None:
+                step = int(record.get("training_steps", len(self.evaluations) - 1))
+                for key, value in record.items():
+                    if key != "training_steps":
+                        self._json_writer.write(step, f"evaluator/{key}", value, len(self.evaluations) - 1)
+
+    def write_absolute(self, metrics: Dict[str, float]) -> None:
+        if self._json_writer is not None:
+            for key, value in metrics.items():
+                self._json_writer.write(0, f"absolute/{key}", float(value))
+
+    def close(self) -> None:
+        for logger in self._loggers:
+            logger.close()
+        if self._json_writer is not None:
+            self._json_writer.close()
