@@ -45,13 +45,8 @@ def denoising_loss(predicted_noise: tf.Tensor, noise: tf.Tensor, mask: tf.Tensor
     return tf.reduce_sum(per_sample * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
-def score_weight(sigma: tf.Tensor, kind: str) -> tf.Tensor:
-    """The regulariser's weight ``w(t)``: ``sigma_t^2`` (SRPO) or ``1`` (mode-seeking bandit default)."""
-    if kind == "sigma_squared":
-        return tf.square(sigma)
-    if kind == "one":
-        return tf.ones_like(sigma)
-    raise ValueError(f"Unknown score weight {kind!r}; choose 'sigma_squared' or 'one'.")
+# The regulariser's weight w(t) = sigma_t ** power: SRPO's sigma_t^2, or 1 (mode-seeking).
+SCORE_WEIGHT_POWERS = {"sigma_squared": 2.0, "one": 0.0}
 
 
 def score_regularised_actor_loss(

@@ -25,8 +25,8 @@ def bandit_reward(actions: np.ndarray) -> np.ndarray:
 class BanditEnvironment:
     """OG-MARL-style wrapper of the one-step 2-agent bandit.
 
-    ``get_stats()`` returns the coordination rate (``sign(a_1) == sign(a_2)``) of the
-    episodes played since the previous call, and clears it.
+    ``get_stats()`` returns the coordination rate (``sign(a_1) == sign(a_2)``) and the mean
+    action of each agent over the episodes played since the previous call, and clears them.
     """
 
     def __init__(self, scenario: str = "2agent_gmm", seed: int = 42):
@@ -39,7 +39,7 @@ class BanditEnvironment:
         self.state_shape = (1,)
         self.max_episode_length = 1
         self.seed = seed
-        self._coordinated: list = []
+        self._played: list = []  # joint actions since the last get_stats()
 
     def _observe(self) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
         observations = {agent: np.ones(self.observation_shape, "float32") for agent in self.agents}
@@ -51,7 +51,7 @@ class BanditEnvironment:
     def step(self, actions: Dict[str, np.ndarray]) -> Tuple[Any, ...]:
         joint = np.array([float(np.asarray(actions[agent]).reshape(-1)[0]) for agent in self.agents])
         reward = float(bandit_reward(joint))
-        self._coordinated.append(bool(np.sign(joint[0]) == np.sign(joint[1])))
+        self._played.append(joint)
         observations, info = self._observe()
         rewards = {agent: np.float32(reward) for agent in self.agents}
         terminals = {agent: True for agent in self.agents}
@@ -59,8 +59,12 @@ class BanditEnvironment:
         return observations, rewards, terminals, truncations, info
 
     def get_stats(self) -> Dict[str, float]:
-        stats = {"coordination_rate": float(np.mean(self._coordinated))} if self._coordinated else {}
-        self._coordinated = []
+        if not self._played:
+            return {}
+        played = np.array(self._played)
+        self._played = []
+        stats = {"coordination_rate": float(np.mean(np.sign(played[:, 0]) == np.sign(played[:, 1])))}
+        stats.update({f"mean_action_{agent}": float(played[:, i].mean()) for i, agent in enumerate(self.agents)})
         return stats
 
 

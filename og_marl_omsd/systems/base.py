@@ -22,8 +22,7 @@ import sonnet as snt
 
 from og_marl_omsd.diffusion import BehaviourDiffusion
 from og_marl_omsd.host import BaseOfflineSystem
-from og_marl_omsd import losses
-from og_marl_omsd.losses import score_regularised_actor_loss, vp_schedule
+from og_marl_omsd.losses import SCORE_WEIGHT_POWERS, score_regularised_actor_loss, vp_schedule
 from og_marl_omsd.networks import DeterministicActors, IQLCritic
 from og_marl_omsd.systems.pretraining import PretrainedCache, run_stage, stage_key
 
@@ -121,15 +120,16 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         _check_hyperparameters(beta=beta, t_min=t_min, t_max=t_max, expectile=expectile, discount=discount,
                                critic_steps=critic_steps, behaviour_steps=behaviour_steps)
         score_weight_kind = score_weight  # the name is shadowed by the keyword below
-        if score_weight_kind not in ("sigma_squared", "one"):
-            raise ValueError(f"score_weight must be 'sigma_squared' or 'one', got {score_weight_kind!r}.")
+        if score_weight_kind not in SCORE_WEIGHT_POWERS:
+            raise ValueError(f"score_weight must be one of {', '.join(SCORE_WEIGHT_POWERS)}, got {score_weight_kind!r}.")
         self.num_agents = len(environment.agents)
         self.action_dim = int(environment.num_actions)
         self.observation_dim = int(np.prod(environment.observation_shape))
         self.state_dim = int(np.prod(environment.state_shape))
-        self.beta = float(beta)
-        self.t_min, self.t_max = float(t_min), float(t_max)
-        self.score_weight_kind = score_weight_kind
+        # Actor-stage hyperparameters live in variables so a sweep reuses the compiled step.
+        self._beta = tf.Variable(float(beta), trainable=False, name="beta")
+        self._t_range = tf.Variable([float(t_min), float(t_max)], trainable=False, name="t_range")
+        self._weight_power = tf.Variable(SCORE_WEIGHT_POWERS[score_weight_kind], trainable=False, name="weight_power")
         self.subtract_noise = bool(subtract_noise)
         self.reward_scale = float(reward_scale)
         self.seed = int(seed)
@@ -167,6 +167,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             centralised=self.centralised_actor,
         )
         self.actors(tf.zeros([1, self.num_agents, self.observation_dim]))  # create variables under the seed
+        self._initial_actor_weights = [v.numpy() for v in self.actors.variables]
         self._actor_learning_rate = float(actor_learning_rate)
         self._actor_lr = tf.Variable(self._actor_learning_rate, trainable=False, name="actor_lr")
         self.actor_optimizer = snt.optimizers.Adam(learning_rate=self._actor_lr)
@@ -273,6 +274,34 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self._total_actor_steps = max(int(training_steps) + self.training_step_ctr, 1)
         super().train(replay_buffer, training_steps, evaluation_every, num_eval_episodes)
 
+    @property
+    def beta(self) -> float:
+        return float(self._beta.numpy())
+
+    def restart_actor_training(self, beta: Optional[float] = None, t_min: Optional[float] = None,
+                               t_max: Optional[float] = None, score_weight: Optional[str] = None) -> None:
+        """Start stage 2 afresh (initial actor weights, optimiser state, step counter and noise
+        stream), optionally with new actor-stage hyperparameters; the pretrained critic and
+        behaviour model and the compiled update are kept. This is how a beta sweep avoids
+        pretraining (and compiling) again."""
+        t_range = self._t_range.numpy()
+        new_t = (t_range[0] if t_min is None else t_min, t_range[1] if t_max is None else t_max)
+        new_beta = self.beta if beta is None else beta
+        _check_hyperparameters(beta=new_beta, t_min=new_t[0], t_max=new_t[1], expectile=self.critic_config["expectile"],
+                               discount=self.critic_config["discount"], critic_steps=0, behaviour_steps=0)
+        if score_weight is not None:
+            if score_weight not in SCORE_WEIGHT_POWERS:
+                raise ValueError(f"score_weight must be one of {', '.join(SCORE_WEIGHT_POWERS)}, got {score_weight!r}.")
+            self._weight_power.assign(SCORE_WEIGHT_POWERS[score_weight])
+        self._beta.assign(float(new_beta))
+        self._t_range.assign([float(new_t[0]), float(new_t[1])])
+        for variable, value in zip(self.actors.variables, self._initial_actor_weights):
+            variable.assign(value)
+        for variable in self.actor_optimizer.variables:
+            variable.assign(tf.zeros_like(variable))
+        self._rng.reset_from_seed(derived_seed(self.seed, "actor_updates"))
+        self.training_step_ctr = 0
+
     def actor_learning_rate(self, step: int) -> float:
         """Cosine decay from the initial rate to 0 over the actor steps."""
         progress = min(step / self._total_actor_steps, 1.0)
@@ -286,7 +315,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
 
     def _actor_step(self, observations: tf.Tensor, state: tf.Tensor) -> Dict[str, tf.Tensor]:
         batch = tf.shape(observations)[0]
-        t = self._rng.uniform([batch], self.t_min, self.t_max)
+        t = self._rng.uniform([batch], self._t_range[0], self._t_range[1])
         alpha, sigma = vp_schedule(t)
         with tf.GradientTape() as tape:
             actions = self.actors(observations)  # (B,N,A)
@@ -297,19 +326,39 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             predicted_noise = self.behaviour_model.noise_prediction(noisy, t, state, clean_actions=current)
             q_gradient = self.critic.action_gradient(state, current)
             loss, per_agent = score_regularised_actor_loss(
-                actions, predicted_noise, noise, q_gradient, losses.score_weight(sigma, self.score_weight_kind),
-                self.beta, self.subtract_noise,
+                actions, predicted_noise, noise, q_gradient, sigma ** self._weight_power, self._beta,
+                self.subtract_noise,
             )
         variables = self.actors.trainable_variables
         self.actor_optimizer.apply(tape.gradient(loss, variables), variables)
         q1, q2 = self.critic.q_values(state, current)
         return {
             "losses/actor_loss": loss,
-            "losses/q_term": -self.beta * tf.reduce_mean(tf.reduce_sum(q_gradient * current, -1)),
+            "losses/q_term": -self._beta * tf.reduce_mean(tf.reduce_sum(q_gradient * current, -1)),
             "charts/mean_policy_q": tf.reduce_mean(0.5 * (q1 + q2)),
             "charts/mean_abs_action": tf.reduce_mean(tf.abs(current)),
             "charts/actor_learning_rate": tf.identity(self._actor_lr),
         }
+
+    def action_update_direction(self, state: tf.Tensor, actions: tf.Tensor, num_samples: int = 256) -> tf.Tensor:
+        """The direction the actor update moves joint actions ``(G, N, A)`` at ``state (G, S)``.
+
+        ``-(E_{t,z}[w(t) (e_i - z_i)] - beta g_i)``: minus the surrogate's gradient in ``a_i``
+        (times the batch size), averaged over ``num_samples`` draws of ``(t, z)`` per point;
+        the actors follow it through their Jacobian. Used for the bandit's direction fields.
+        """
+        points = tf.shape(actions)[0]
+        repeated = tf.repeat(actions, num_samples, axis=0)
+        repeated_state = tf.repeat(state, num_samples, axis=0)
+        t = self._rng.uniform([points * num_samples], self._t_range[0], self._t_range[1])
+        alpha, sigma = vp_schedule(t)
+        noise = self._rng.normal(tf.shape(repeated))
+        noisy = alpha[:, None, None] * repeated + sigma[:, None, None] * noise
+        predicted = self.behaviour_model.noise_prediction(noisy, t, repeated_state, clean_actions=repeated)
+        regulariser = predicted - noise if self.subtract_noise else predicted
+        weighted = (sigma ** self._weight_power)[:, None, None] * regulariser
+        score_term = tf.reduce_mean(tf.reshape(weighted, [points, num_samples, *actions.shape[1:]]), axis=1)
+        return -(score_term - self._beta * self.critic.action_gradient(state, actions))
 
     # ------------------------------------------------------------------ acting
     def select_actions(self, observations: Dict[str, np.ndarray], legal_actions: Any = None) -> Dict[str, np.ndarray]:

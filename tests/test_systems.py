@@ -1,0 +1,126 @@
+"""The four systems: registry, what each changes, the actor update direction, sweep restarts."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from og_marl_omsd.environments.bandit import BanditEnvironment
+from og_marl_omsd.host import FlashbaxReplayBuffer, TerminalLogger
+from og_marl_omsd.losses import vp_schedule
+from og_marl_omsd.registry import UnknownSystemError, available_systems, load_system
+
+SYSTEMS = {
+    "omsd": ("joint", "sequential", False),
+    "brpo_fac": ("joint", "independent", False),
+    "brpo_ind": ("independent", "independent", False),
+    "brpo_jal": ("joint", "joint", True),
+}
+TINY = dict(critic_steps=30, behaviour_steps=30, critic_hidden_sizes=(16,), actor_hidden_sizes=(16,),
+            diffusion_width=16, diffusion_hidden=32, diffusion_blocks=1, diffusion_time_dim=16,
+            pretrain_log_every=10**6, jit_compile=False)
+
+
+class _Quiet(TerminalLogger):
+    def write(self, logs, force=False):
+        return
+
+
+@pytest.fixture(scope="module")
+def buffer(bandit_vault_dir):
+    replay = FlashbaxReplayBuffer(sequence_length=2, batch_size=64, seed=0)
+    replay.populate_from_vault("og_marl_omsd", "bandit", "2agent_gmm", "GMM", rel_dir=bandit_vault_dir)
+    return replay
+
+
+def test_registry_has_the_four_systems_as_entry_points():
+    assert set(SYSTEMS) <= set(available_systems())
+    for name, (critic, factorisation, centralised) in SYSTEMS.items():
+        cls = load_system(name)
+        assert (cls.critic_kind, cls.factorisation, cls.centralised_actor) == (critic, factorisation, centralised)
+
+
+def test_unknown_system_lists_the_known_ones():
+    with pytest.raises(UnknownSystemError, match="omsd.*brpo_jal|brpo_fac.*omsd"):
+        load_system("omsd_v2")
+
+
+@pytest.mark.parametrize("name", sorted(SYSTEMS))
+def test_each_system_pretrains_trains_and_acts(name, buffer):
+    system = load_system(name)(BanditEnvironment(), _Quiet(), seed=1, **TINY)
+    with pytest.raises(RuntimeError, match="pretrain"):
+        system.train(buffer, training_steps=1)
+    system.pretrain(buffer)
+    assert system.critic.kind == SYSTEMS[name][0]
+    assert system.behaviour_model.factorisation == SYSTEMS[name][1]
+    logs = system.train_step(buffer.sample())
+    assert all(np.isfinite(v) for v in logs.values()) and "losses/actor_loss" in logs
+    actions = system.select_actions({"agent_0": np.ones(1), "agent_1": np.ones(1)})
+    assert set(actions) == {"agent_0", "agent_1"} and all(a.shape == (1,) for a in actions.values())
+    assert "evaluation/coordination_rate" in system.evaluate(2)
+
+
+def test_pretrained_parts_are_shared_through_the_cache(buffer, tmp_path):
+    from og_marl_omsd.systems.pretraining import PretrainedCache
+
+    cache = PretrainedCache(str(tmp_path))
+    keys = {name: load_system(name)(BanditEnvironment(), _Quiet(), seed=2, **TINY).pretrain(buffer, cache, "data")
+            for name in SYSTEMS}
+    assert keys["omsd"]["critic"] == keys["brpo_fac"]["critic"] == keys["brpo_jal"]["critic"]
+    assert keys["brpo_ind"]["behaviour"] == keys["brpo_fac"]["behaviour"]
+    assert keys["brpo_ind"]["critic"] != keys["omsd"]["critic"]
+    assert len({keys[n]["behaviour"] for n in ("omsd", "brpo_fac", "brpo_jal")}) == 3
+    assert len(list(tmp_path.iterdir())) == 5  # 2 critics + 3 behaviour models, nothing trained twice
+    other = load_system("omsd")(BanditEnvironment(), _Quiet(), seed=2, **TINY).pretrain(buffer, cache, "other data")
+    assert other["critic"] != keys["omsd"]["critic"]  # a changed dataset never gets a stale model
+
+
+def test_action_update_direction_equals_formula(buffer):
+    system = load_system("omsd")(BanditEnvironment(), _Quiet(), seed=3, beta=0.7, **TINY)
+    system.pretrain(buffer)
+    actions = tf.constant([[[0.5], [-0.2]], [[-0.7], [0.9]]])
+    state = tf.ones([2, 1])
+    system._rng.reset_from_seed(11)
+    direction = system.action_update_direction(state, actions, num_samples=4).numpy()
+    # Recompute by hand with the same random stream.
+    system._rng.reset_from_seed(11)
+    repeated = tf.repeat(actions, 4, axis=0)
+    t = system._rng.uniform([8], 0.02, 0.98)
+    alpha, sigma = vp_schedule(t)
+    noise = system._rng.normal([8, 2, 1])
+    noisy = alpha[:, None, None] * repeated + sigma[:, None, None] * noise
+    eps = system.behaviour_model.noise_prediction(noisy, t, tf.ones([8, 1]), repeated)
+    score_term = ((sigma**2)[:, None, None] * (eps - noise)).numpy().reshape(2, 4, 2, 1).mean(1)
+    with tf.GradientTape() as tape:
+        tape.watch(actions)
+        q1, q2 = system.critic.q_values(state, actions, target=True)
+        q = tf.reduce_sum(0.5 * (q1 + q2))
+    expected = -(score_term - 0.7 * tape.gradient(q, actions).numpy())
+    np.testing.assert_allclose(direction, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_restart_actor_training_resets_actors_and_sets_hyperparameters(buffer):
+    system = load_system("brpo_fac")(BanditEnvironment(), _Quiet(), seed=4, **TINY)
+    system.pretrain(buffer)
+    initial = [v.numpy().copy() for v in system.actors.variables]
+    first = system.train_step(buffer.sample())
+    system.train_step(buffer.sample())
+    assert any(np.any(v.numpy() != w) for v, w in zip(system.actors.variables, initial))
+    system.restart_actor_training(beta=2.5, t_max=0.1, score_weight="one")
+    assert system.beta == pytest.approx(2.5) and system.training_step_ctr == 0
+    assert all(np.array_equal(v.numpy(), w) for v, w in zip(system.actors.variables, initial))
+    with pytest.raises(ValueError, match="beta must be > 0"):
+        system.restart_actor_training(beta=0.0)
+    with pytest.raises(ValueError, match="score_weight"):
+        system.restart_actor_training(score_weight="sigma")
+    assert np.isfinite(first["losses/actor_loss"])
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(beta=0.0), "beta must be > 0"),
+    (dict(t_min=0.5, t_max=0.1), "t_min < t_max"),
+    (dict(expectile=1.0), "expectile"),
+    (dict(score_weight="sigma"), "score_weight"),
+])
+def test_bad_hyperparameters_are_clear_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        load_system("omsd")(BanditEnvironment(), _Quiet(), **{**TINY, **bad})
