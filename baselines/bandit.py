@@ -230,7 +230,7 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--betas", type=float, nargs="+", default=[0.005, 0.05, 0.5, 5.0])
     parser.add_argument("--table-beta", type=float, default=0.5, help="beta of Table 1 / Fig. 2 (the bandit default)")
     parser.add_argument("--field-seed", type=int, default=0, help="seed whose direction fields Fig. 2 shows")
-    parser.add_argument("--trajectory-every", type=int, default=50, help="actor steps between trajectory points")
+    parser.add_argument("--trajectory-every", type=int, default=20, help="actor steps between trajectory points")
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (seeds split among them)")
     parser.add_argument("--only-seeds", type=str, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--vault-dir", default="vaults")

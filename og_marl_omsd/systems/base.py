@@ -310,8 +310,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     def train_step(self, experience: Dict[str, Any]) -> Dict[str, Any]:
         self._actor_lr.assign(self.actor_learning_rate(self.training_step_ctr))
         batch = transition_batch(experience_to_tensors(experience), self.reward_scale)
-        logs = self._tf_actor_step(batch["observations"], batch["state"])
-        return {key: float(value) for key, value in logs.items()}
+        return self._tf_actor_step(batch["observations"], batch["state"])  # scalar tensors; loggers convert
 
     def _actor_step(self, observations: tf.Tensor, state: tf.Tensor) -> Dict[str, tf.Tensor]:
         batch = tf.shape(observations)[0]
