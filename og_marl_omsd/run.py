@@ -3,8 +3,14 @@
 Data flow: vault (generated on first use) -> host replay buffer -> pretraining (IQL critic,
 behaviour diffusion; cached by dataset content and stage config) -> actor extraction
 (OG-MARL's ``train`` loop) -> evaluation. The run directory gets the resolved config
-(``config.yaml``), ``results.json`` and marl-eval ``metrics.json``. Hydra never changes
-the working directory.
+(``config.yaml``), ``results.json``, marl-eval ``metrics.json`` and ``checkpoints/``.
+Hydra never changes the working directory.
+
+Runs survive faults: the run directory is a function of the command (same command, same
+directory), every stage checkpoints every ``checkpoint_every`` steps and a restarted run
+resumes where it stopped; a finished run prints its results. Bad input (configuration,
+dataset, output directory) is one paragraph and exit code 2 before anything is written;
+a stage stopped by a NaN or a failed checkpoint write exits with code 3.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 
-class UserError(Exception):
-    """A mistake in the command or the data: printed as one paragraph, exit code 2."""
+from og_marl_omsd.errors import StageStopped, UserError
+
+# Settings that do not change a run's results: left out of its identity (directory hash and
+# the check that an existing run directory holds the same run).
+NOT_RUN_IDENTITY = ("run_dir", "runs_root", "logger", "checkpoint_every")
 
 
 @dataclass
@@ -52,6 +61,8 @@ class RunSchema:
     runs_root: str = "runs"
     vault_dir: str = "vaults"
     pretrained_dir: str = "runs/pretrained"
+    checkpoint_every: int = 1000
+    clip_actions: bool = False
     replay: ReplaySchema = field(default_factory=ReplaySchema)
     logger: LoggerSchema = field(default_factory=LoggerSchema)
     system: Any = MISSING
@@ -97,16 +108,28 @@ def system_parameters(system_class: type, params: Dict[str, Any]) -> Dict[str, A
     if problems:
         choices = ", ".join(sorted(set(known) - reserved))
         raise UserError("Bad system configuration: " + "; ".join(problems) + f". Parameters of {system_class.__name__}: {choices}.")
-    return {k: (int(v) if isinstance(known[k], int) and not isinstance(known[k], bool) and isinstance(v, float) else v)
-            for k, v in params.items()}
+    params = {k: (int(v) if isinstance(known[k], int) and not isinstance(known[k], bool) and isinstance(v, float) else v)
+              for k, v in params.items()}
+    check = getattr(system_class, "check_parameters", None)
+    if check is not None:
+        try:
+            check(**params)
+        except ValueError as error:
+            raise UserError(f"Bad system configuration: {error} Set them with system.<name>=<value>.") from None
+    return params
+
+
+def run_identity(resolved: Dict[str, Any], dataset: Optional[str] = None) -> Dict[str, Any]:
+    """The settings that make a run what it is: the resolved config less ``NOT_RUN_IDENTITY``,
+    with the dataset resolved (``dataset`` or the task's default)."""
+    identity = {key: value for key, value in resolved.items() if key not in NOT_RUN_IDENTITY}
+    identity["dataset"] = dataset or resolved.get("dataset") or resolved["task"]["dataset"]
+    return identity
 
 
 def default_run_dir(cfg: DictConfig, dataset: str) -> str:
     """``runs/<system>/<env>-<task>/<dataset>/seed<seed>-<hash>``: the same command finds its run."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("run_dir", "runs_root", "logger"):
-        resolved.pop(key, None)
-    resolved["dataset"] = dataset
+    resolved = run_identity(OmegaConf.to_container(cfg, resolve=True), dataset)
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return os.path.join(cfg.runs_root, cfg.system.name, f"{cfg.env.name}-{cfg.task.name}", dataset, f"seed{cfg.seed}-{digest}")
 
@@ -124,8 +147,13 @@ def reward_scale(task: DictConfig, returns: np.ndarray) -> float:
 def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
     """The dataset's vault location; generates it from the task's vault config when missing."""
     from og_marl_omsd.datasets.generate import ensure_datasets, load_vault_config, location_of
+    from og_marl_omsd.validation import check_writable_directory
 
-    vault_config = load_vault_config(cfg.task.vault_config)
+    try:
+        vault_config = load_vault_config(cfg.task.vault_config)
+    except FileNotFoundError as error:
+        raise UserError(f"Task {cfg.task.name} names vault config {cfg.task.vault_config!r}, which does not exist: "
+                        f"{error} Add it to vault_configs/ or set task.vault_config=<name or path>.") from None
     location = location_of(vault_config, cfg.vault_dir)
     if location.exists(dataset):
         return location
@@ -138,24 +166,85 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
             f"use): {', '.join(defined)}. Choose one with dataset=<name>, or generate them all with "
             f"`python -m og_marl_omsd.datasets generate {vault_config['name']}`."
         )
-    ensure_datasets(cfg.task.vault_config, [dataset], cfg.vault_dir)
+    check_writable_directory(cfg.vault_dir, "vault directory", "vault_dir")
+    try:
+        ensure_datasets(cfg.task.vault_config, [dataset], cfg.vault_dir)
+    except OSError as error:
+        raise UserError(
+            f"Could not write dataset {dataset} to {location.path}: {error.strerror or error}. Nothing of it was kept "
+            "(the partial write was removed). Free disk space (or choose another vault_dir=<path>) and run the same "
+            "command again."
+        ) from None
     return location
 
 
-def run(cfg: DictConfig) -> Dict[str, Any]:
-    """Run one configured experiment; returns the results written to ``results.json``."""
-    from og_marl_omsd.registry import UnknownSystemError, load_system
-
-    start = time.time()
-    if cfg.training_steps <= 0:
-        raise UserError(f"training_steps must be > 0 (got {cfg.training_steps}).")
-    if cfg.evaluation_every <= 0 or cfg.num_eval_episodes <= 0:
-        raise UserError("evaluation_every and num_eval_episodes must be > 0.")
+def check_run_settings(cfg: DictConfig) -> None:
+    """The run's own numbers and the task/env pairing (before anything is loaded or written)."""
+    problems = [f"{key} must be > 0 (got {cfg[key]})"
+                for key in ("training_steps", "evaluation_every", "num_eval_episodes", "checkpoint_every")
+                if cfg[key] <= 0]
+    if problems:
+        raise UserError("Bad run settings: " + "; ".join(problems) + ".")
     if cfg.task.env != cfg.env.name:
         raise UserError(
             f"Task {cfg.task.name!r} belongs to env {cfg.task.env!r}, not {cfg.env.name!r}. Pick a task of "
             f"env={cfg.env.name} (see og_marl_omsd/configs/task/) or env={cfg.task.env}."
         )
+
+
+def check_same_run(cfg: DictConfig, dataset: str, run_dir: str) -> None:
+    """An existing run directory must hold this very run (else resuming would mix two runs)."""
+    stored_path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(stored_path):
+        return
+    stored = run_identity(OmegaConf.to_container(OmegaConf.load(stored_path), resolve=True))
+    current = run_identity(OmegaConf.to_container(cfg, resolve=True), dataset)
+    if stored == current:
+        return
+    flat_stored, flat_current = _flatten(stored), _flatten(current)
+    differences = [f"{key}: {flat_stored.get(key, '<unset>')!r} there, {flat_current.get(key, '<unset>')!r} now"
+                   for key in sorted(set(flat_stored) | set(flat_current)) if flat_stored.get(key) != flat_current.get(key)]
+    raise UserError(
+        f"Run directory {run_dir} holds a different run ({'; '.join(differences[:8])}"
+        f"{'; ...' if len(differences) > 8 else ''}). Resuming it with other settings would mix two runs. Run with "
+        "its settings to resume or see it, or choose another run_dir=<path> (leave run_dir unset to get a directory "
+        "of its own for every configuration)."
+    )
+
+
+def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _lock_run_dir(run_dir: str) -> Any:
+    """Hold ``run_dir/.lock`` for this process (released when it ends, even by SIGKILL)."""
+    handle = open(os.path.join(run_dir, ".lock"), "w")
+    try:
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # not POSIX: no lock
+        pass
+    except BlockingIOError:
+        handle.close()
+        raise UserError(f"Another process is running in {run_dir}. Wait for it to finish, or choose another "
+                        "run_dir=<path>.") from None
+    return handle
+
+
+def run(cfg: DictConfig) -> Dict[str, Any]:
+    """Run one configured experiment (or resume it); returns the results written to ``results.json``."""
+    from og_marl_omsd.registry import UnknownSystemError, load_system
+    from og_marl_omsd.validation import check_writable_directory
+
+    start = time.time()
+    check_run_settings(cfg)
     try:
         system_class = load_system(cfg.system.name)
     except UnknownSystemError as error:
@@ -164,6 +253,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     params = system_parameters(system_class, params)
     dataset = cfg.dataset or cfg.task.dataset
     run_dir = cfg.run_dir or default_run_dir(cfg, dataset)
+    check_same_run(cfg, dataset, run_dir)
     results_path = os.path.join(run_dir, "results.json")
     if os.path.isfile(results_path):
         with open(results_path) as handle:
@@ -171,6 +261,8 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         print(f"Run already complete: {run_dir}", flush=True)
         print_summary(results)
         return results
+    check_writable_directory(run_dir, "run directory", "run_dir")
+    check_writable_directory(cfg.pretrained_dir, "pretrained cache directory", "pretrained_dir")
     location = prepare_dataset(cfg, dataset)
 
     setup_devices()
@@ -180,25 +272,34 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     from og_marl_omsd.datasets.vaults import episode_returns, fingerprint, read_dataset
     from og_marl_omsd.run_logger import RunLogger
     from og_marl_omsd.systems.pretraining import PretrainedCache
+    from og_marl_omsd.validation import validate_experience
 
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.yaml"), "w") as handle:
-        handle.write(OmegaConf.to_yaml(cfg, resolve=True))
-    print(f"[run] {cfg.system.name} on {cfg.task.name}/{dataset} seed {cfg.seed} (host: {host.HOST}); run dir {run_dir}",
-          flush=True)
-
-    tf.random.set_seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed)
     experience = read_dataset(location, dataset)
+    checked = validate_experience(experience, environment, location.dataset_path(dataset),
+                                  f"{cfg.env.name} ({cfg.task.env_name}/{cfg.task.scenario})", cfg.clip_actions)
     returns = episode_returns(experience)
     dataset_key = fingerprint(experience)
     scale = reward_scale(cfg.task, returns)
-    print(f"[run] dataset {location.dataset_path(dataset)}: {experience['actions'].shape[0]} steps, "
-          f"{returns.size} episodes, return {returns.mean():.3f} +- {returns.std():.3f}; fingerprint {dataset_key}; "
-          f"reward scale {scale:.4g}", flush=True)
     del experience
 
-    environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed)
+    os.makedirs(run_dir, exist_ok=True)
+    lock = _lock_run_dir(run_dir)
+    if not os.path.isfile(os.path.join(run_dir, "config.yaml")):
+        with open(os.path.join(run_dir, "config.yaml.tmp"), "w") as handle:
+            handle.write(OmegaConf.to_yaml(cfg, resolve=True))
+        os.replace(os.path.join(run_dir, "config.yaml.tmp"), os.path.join(run_dir, "config.yaml"))
+    print(f"[run] {cfg.system.name} on {cfg.task.name}/{dataset} seed {cfg.seed} (host: {host.HOST}); run dir {run_dir}",
+          flush=True)
+    print(f"[run] dataset {location.dataset_path(dataset)}: {checked['timesteps']} steps, "
+          f"{returns.size} episodes, return {returns.mean():.3f} +- {returns.std():.3f}; fingerprint {dataset_key}; "
+          f"reward scale {scale:.4g}", flush=True)
+    if checked["actions_outside"]:
+        print(f"[run] clip_actions=true: {checked['actions_outside']} action values outside [-1, 1] are clipped for "
+              "training", flush=True)
+
+    tf.random.set_seed(cfg.seed)
+    np.random.seed(cfg.seed)
     buffer = host.FlashbaxReplayBuffer(sequence_length=cfg.replay.sequence_length, batch_size=cfg.replay.batch_size,
                                        seed=cfg.seed)
     buffer.populate_from_vault(cfg.task.source, cfg.task.env_name, cfg.task.scenario, dataset,
@@ -211,6 +312,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     logger = RunLogger(loggers, json_writer)
 
     system = system_class(environment, logger, **params, reward_scale=scale, seed=cfg.seed)
+    system.enable_checkpointing(os.path.join(run_dir, "checkpoints"), int(cfg.checkpoint_every), run_state=logger)
     cache_keys = system.pretrain(buffer, PretrainedCache(cfg.pretrained_dir), dataset_key)
     pretrain_seconds = time.time() - start
     system.train(buffer, training_steps=int(cfg.training_steps), evaluation_every=int(cfg.evaluation_every),
@@ -227,6 +329,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         "host": host.HOST,
         "final_evaluation": final,
         "evaluation_curve": logger.evaluations,
+        "stage_steps": {**system.stage_steps, "actors": int(system.training_step_ctr)},
         "dataset_statistics": {"episodes": int(returns.size), "mean_return": float(returns.mean()),
                                "std_return": float(returns.std()), "fingerprint": dataset_key},
         "reward_scale": scale,
@@ -237,6 +340,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     with open(results_path + ".tmp", "w") as handle:
         json.dump(results, handle, indent=2)
     os.replace(results_path + ".tmp", results_path)
+    lock.close()
     print_summary(results)
     return results
 
@@ -248,17 +352,19 @@ def print_summary(results: Dict[str, Any]) -> None:
         line += f" | coordination rate: {final['coordination_rate']:.2f}"
     print(f"{line} | wall time {results['wall_time_seconds']:.1f} s | results: {results['system']} "
           f"{results['task']}/{results['dataset']} seed {results['seed']}", flush=True)
+    if "stage_steps" in results:
+        print("Steps: " + ", ".join(f"{stage} {steps}" for stage, steps in results["stage_steps"].items()), flush=True)
 
 
 @hydra.main(version_base=None, config_path="configs", config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
-    except UserError as error:
+    except (UserError, StageStopped) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"Error: {error}", file=sys.stderr)
-        sys.exit(2)
+        print(f"{'Error' if isinstance(error, UserError) else 'Stopped'}: {error}", file=sys.stderr)
+        sys.exit(2 if isinstance(error, UserError) else 3)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ class RunLogger(BaseLogger):
 
     Every write that carries ``evaluation/mean_episode_return`` is an evaluation: it is kept
     in ``evaluations`` and written to marl-eval JSON as ``evaluator/<metric>`` at the
-    ``evaluation/training_steps`` step count.
+    ``evaluation/training_steps`` step count. ``checkpoint_state`` and
+    ``restore_checkpoint_state`` carry the evaluation record across a resumed run.
     """
 
     def __init__(self, loggers: List[Any], json_writer: Any = None):
@@ -25,13 +26,27 @@ class RunLogger(BaseLogger):
         for logger in self._loggers:
             logger.write(logs, force=force)
         if "evaluation/mean_episode_return" in logs:
-            record = {key.split("/", 1)[1]: float(value) for key, value in logs.items() if key.startswith("evaluation/")}
-            self.evaluations.append(record)
-            if self._json_writer is not None:
-                step = int(record.get("training_steps", len(self.evaluations) - 1))
-                for key, value in record.items():
-                    if key != "training_steps":
-                        self._json_writer.write(step, f"evaluator/{key}", value, len(self.evaluations) - 1)
+            self._record({key.split("/", 1)[1]: float(value) for key, value in logs.items()
+                          if key.startswith("evaluation/")})
+
+    def _record(self, record: Dict[str, float]) -> None:
+        self.evaluations.append(record)
+        if self._json_writer is not None:
+            step = int(record.get("training_steps", len(self.evaluations) - 1))
+            for key, value in record.items():
+                if key != "training_steps":
+                    self._json_writer.write(step, f"evaluator/{key}", value, len(self.evaluations) - 1)
+
+    def checkpoint_state(self) -> Dict[str, Any]:
+        """What a resumed run needs to continue the record: the evaluations so far."""
+        return {"evaluations": [dict(record) for record in self.evaluations]}
+
+    def restore_checkpoint_state(self, state: Dict[str, Any]) -> None:
+        """Continue from ``checkpoint_state()``: the evaluations so far and their marl-eval JSON
+        (not sent to the terminal or wandb again)."""
+        self.evaluations = []
+        for record in state.get("evaluations", []):
+            self._record({key: float(value) for key, value in record.items()})
 
     def write_absolute(self, metrics: Dict[str, float]) -> None:
         if self._json_writer is not None:

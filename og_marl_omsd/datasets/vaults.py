@@ -66,7 +66,8 @@ def write_dataset(
     """Write ``experience`` (a tree of arrays with a leading time axis T) as dataset ``uid``.
 
     The data goes to a temporary uid first and is renamed to ``uid`` only when the
-    write completed; on any failure the temporary directory is removed.
+    write completed; on any failure (a full disk included) the temporary directory, and
+    any directory this call created that is left empty, is removed and the error re-raised.
 
     Returns:
         The dataset's directory.
@@ -87,6 +88,7 @@ def write_dataset(
     partial_uid = f"{PARTIAL_PREFIX}{uid}-{os.getpid()}"
     partial_path = location.dataset_path(partial_uid)
     shutil.rmtree(partial_path, ignore_errors=True)
+    created = missing_directories(location.path)
     tree = _map_tree(lambda x: jnp.asarray(np.asarray(x))[None], experience)  # (1, T, ...)
     length = int(np.asarray(experience["actions"]).shape[0])
     state = TrajectoryBufferState(experience=tree, current_index=jnp.asarray(length), is_full=jnp.asarray(False))
@@ -104,8 +106,26 @@ def write_dataset(
         os.rename(partial_path, final_path)
     except BaseException:
         shutil.rmtree(partial_path, ignore_errors=True)
+        for directory in created:  # deepest first; only those left empty
+            try:
+                os.rmdir(directory)
+            except OSError:
+                break
         raise
     return final_path
+
+
+def missing_directories(path: str) -> List[str]:
+    """``path`` and those of its ancestors that do not exist yet, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
 
 
 def read_dataset(location: VaultLocation, uid: str) -> Dict[str, Any]:

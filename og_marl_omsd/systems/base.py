@@ -8,10 +8,18 @@ score-regularised surrogate of ALGORITHM.md. A subclass sets three class attribu
 - ``critic_kind``: ``"joint"`` (``Q_tot(s, a)``) or ``"independent"`` (``Q^i(s, a_i)``);
 - ``factorisation``: the behaviour score, ``"independent"``, ``"sequential"`` or ``"joint"``;
 - ``centralised_actor``: one actor for the joint action (BRPO-JAL) instead of one per agent.
+
+Every stage is resumable once :meth:`ScoreRegularisedSystem.enable_checkpointing` is
+called (the runner does): each saves its networks, optimiser state, random generator,
+step and replay-sampling key every N steps and continues from there when run again. Each
+stage draws its batches from its own stream (seeded by ``seed`` and the stage), so a
+stage's result does not depend on whether earlier stages were trained or loaded from
+the cache. A non-finite loss stops a stage before it is checkpointed or cached.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import zlib
 from typing import Any, Dict, Optional, Sequence
@@ -20,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 import sonnet as snt
 
+from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint, reseed_sampler
 from og_marl_omsd.diffusion import BehaviourDiffusion
 from og_marl_omsd.host import BaseOfflineSystem
 from og_marl_omsd.losses import SCORE_WEIGHT_POWERS, score_regularised_actor_loss, vp_schedule
@@ -118,10 +127,8 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     ):
         super().__init__(environment=environment, logger=logger)
         _check_hyperparameters(beta=beta, t_min=t_min, t_max=t_max, expectile=expectile, discount=discount,
-                               critic_steps=critic_steps, behaviour_steps=behaviour_steps)
+                               critic_steps=critic_steps, behaviour_steps=behaviour_steps, score_weight=score_weight)
         score_weight_kind = score_weight  # the name is shadowed by the keyword below
-        if score_weight_kind not in SCORE_WEIGHT_POWERS:
-            raise ValueError(f"score_weight must be one of {', '.join(SCORE_WEIGHT_POWERS)}, got {score_weight_kind!r}.")
         self.num_agents = len(environment.agents)
         self.action_dim = int(environment.num_actions)
         self.observation_dim = int(np.prod(environment.observation_shape))
@@ -172,11 +179,48 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self._actor_lr = tf.Variable(self._actor_learning_rate, trainable=False, name="actor_lr")
         self.actor_optimizer = snt.optimizers.Adam(learning_rate=self._actor_lr)
         self._rng = tf.random.Generator.from_seed(derived_seed(self.seed, "actor_updates"))
+        self._actor_guard = FiniteGuard(name="actor_guard")
         self._total_actor_steps = 1
+        self._checkpointing: Optional[Dict[str, Any]] = None
+        self._actor_checkpoint: Optional[StageCheckpoint] = None
+        self.stage_steps: Dict[str, int] = {}  # steps each pretraining stage completed (or its cached copy did)
         self.critic: Optional[IQLCritic] = None
         self.behaviour_model: Optional[BehaviourDiffusion] = None
         self._tf_actor_step = tf.function(self._actor_step, jit_compile=jit_compile)
         self._jit_compile = jit_compile
+
+    @classmethod
+    def check_parameters(cls, **params: Any) -> None:
+        """The constructor's hyperparameter checks, before anything is built (the runner's early check).
+
+        Raises:
+            ValueError: listing every invalid hyperparameter.
+        """
+        signature = inspect.signature(cls.__init__).parameters
+        values = {name: p.default for name, p in signature.items() if p.default is not inspect.Parameter.empty}
+        values.update(params)
+        _check_hyperparameters(**{name: values[name] for name in (
+            "beta", "t_min", "t_max", "expectile", "discount", "critic_steps", "behaviour_steps", "score_weight")})
+
+    # ------------------------------------------------------------------ checkpoints
+    def enable_checkpointing(self, directory: str, every: int, run_state: Any = None) -> None:
+        """Checkpoint every stage under ``directory`` every ``every`` steps and resume from there.
+
+        Args:
+            directory: this run's checkpoint directory (one run per directory).
+            every: steps between checkpoints (each stage also saves at its last step).
+            run_state: saved with the actor checkpoint; an object with ``checkpoint_state()``
+                and ``restore_checkpoint_state(state)`` (the runner's logger: its evaluation curve).
+        """
+        if int(every) <= 0:
+            raise ValueError(f"every must be > 0 steps, got {every}.")
+        self._checkpointing = {"directory": directory, "every": int(every), "run_state": run_state}
+
+    def _stage_checkpoint(self, stage: str, label: str, **kwargs: Any) -> Optional[StageCheckpoint]:
+        if self._checkpointing is None:
+            return None
+        return StageCheckpoint(self._checkpointing["directory"], stage, self._checkpointing["every"], label=label,
+                               **kwargs)
 
     # ------------------------------------------------------------------ stage 1
     def build_critic(self) -> IQLCritic:
@@ -217,16 +261,19 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
                 print(f"[pretrain] {name}: loaded from cache {cache.path(name, key)} (key {key})", flush=True)
             else:
                 print(f"[pretrain] {name}: training {config['steps']} steps (cache key {key})", flush=True)
-                train(module, replay_buffer)
+                reseed_sampler(replay_buffer, derived_seed(self.seed, f"batches/{name}"))
+                train(module, replay_buffer, name, key)
                 if cache is not None:
                     cache.save(name, key, module, config)
+            self.stage_steps[name] = int(config["steps"])
             setattr(self, "critic" if stage == "critic" else "behaviour_model", module)
         return keys
 
-    def _train_critic(self, critic: IQLCritic, replay_buffer: Any) -> None:
+    def _train_critic(self, critic: IQLCritic, replay_buffer: Any, name: str, key: str) -> None:
         config = self.critic_config
         q_optimizer = snt.optimizers.Adam(config["learning_rate"])
         v_optimizer = snt.optimizers.Adam(config["learning_rate"])
+        guard = FiniteGuard(name=f"{name}_guard")
 
         def step(experience):
             batch = transition_batch(experience, config["reward_scale"])
@@ -239,17 +286,25 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             q_optimizer.apply(tape.gradient(q_loss, critic.q_variables), critic.q_variables)
             critic.update_targets(config["target_update_rate"])
             q1, _ = critic.q_values(batch["state"], batch["actions"])
-            return {"value_loss": v_loss, "q_loss": q_loss, "mean_q": tf.reduce_mean(q1)}
+            logs = {"value_loss": v_loss, "q_loss": q_loss, "mean_q": tf.reduce_mean(q1)}
+            guard.update(logs)
+            return logs
 
         tf_step = tf.function(step, jit_compile=self._jit_compile)
-        run_stage(f"critic_{config['kind']}", config["steps"],
-                  lambda: tf_step(experience_to_tensors(replay_buffer.sample())), self.logger, self.pretrain_log_every)
+        checkpoint = self._stage_checkpoint(
+            f"{name}-{key}", name, trackables={"critic": critic, "q_optimizer": q_optimizer, "v_optimizer": v_optimizer},
+            optimisers={q_optimizer: critic.q_variables, v_optimizer: critic.value_variables},
+            replay_buffer=replay_buffer, guard=guard,
+        )
+        run_stage(name, config["steps"], lambda: tf_step(experience_to_tensors(replay_buffer.sample())), self.logger,
+                  self.pretrain_log_every, checkpoint=checkpoint, guard=guard)
 
-    def _train_behaviour_model(self, model: BehaviourDiffusion, replay_buffer: Any) -> None:
+    def _train_behaviour_model(self, model: BehaviourDiffusion, replay_buffer: Any, name: str, key: str) -> None:
         config = self.behaviour_config
         optimizer = snt.optimizers.Adam(config["learning_rate"])
         rng = tf.random.Generator.from_seed(derived_seed(self.seed, f"behaviour_updates/{config['factorisation']}"))
         decay = config["learning_rate"] * config["weight_decay"]
+        guard = FiniteGuard(name=f"{name}_guard")
 
         def step(experience):
             batch = transition_batch(experience, 1.0)
@@ -260,19 +315,47 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             for variable in variables:  # AdamW: decoupled weight decay, then the Adam step
                 variable.assign_sub(decay * variable)
             optimizer.apply(gradients, variables)
-            return {"denoising_loss": loss}
+            logs = {"denoising_loss": loss}
+            guard.update(logs)
+            return logs
 
         tf_step = tf.function(step, jit_compile=self._jit_compile)
-        run_stage(f"behaviour_{config['factorisation']}", config["steps"],
-                  lambda: tf_step(experience_to_tensors(replay_buffer.sample())), self.logger, self.pretrain_log_every)
+        checkpoint = self._stage_checkpoint(
+            f"{name}-{key}", name, trackables={"model": model, "optimizer": optimizer, "rng": rng},
+            optimisers={optimizer: model.trainable_variables}, replay_buffer=replay_buffer, guard=guard,
+        )
+        run_stage(name, config["steps"], lambda: tf_step(experience_to_tensors(replay_buffer.sample())), self.logger,
+                  self.pretrain_log_every, checkpoint=checkpoint, guard=guard)
 
     # ------------------------------------------------------------------ stage 2
     def train(self, replay_buffer: Any, training_steps: int = int(1e5), evaluation_every: Optional[int] = 5000,
               num_eval_episodes: int = 32) -> None:
+        """OG-MARL's loop of :meth:`train_step` for ``training_steps`` more actor steps.
+
+        With checkpointing enabled and a fresh actor stage, the stage first resumes from its
+        newest checkpoint and then runs only the steps still missing to ``training_steps``.
+        """
         if self.critic is None or self.behaviour_model is None:
             raise RuntimeError("Call pretrain(replay_buffer) before train(): the actors need the critic and behaviour model.")
-        self._total_actor_steps = max(int(training_steps) + self.training_step_ctr, 1)
-        super().train(replay_buffer, training_steps, evaluation_every, num_eval_episodes)
+        steps = int(training_steps)
+        if self.training_step_ctr == 0:
+            reseed_sampler(replay_buffer, derived_seed(self.seed, "batches/actors"))
+            self._actor_guard.reset(0)
+        self._total_actor_steps = max(steps + self.training_step_ctr, 1)
+        checkpoint = None
+        if self._checkpointing is not None and self.training_step_ctr == 0:
+            checkpoint = self._stage_checkpoint(
+                "actors", "actors", trackables={"actors": self.actors, "optimizer": self.actor_optimizer, "rng": self._rng},
+                optimisers={self.actor_optimizer: self.actors.trainable_variables}, replay_buffer=replay_buffer,
+                guard=self._actor_guard, run_state=self._checkpointing["run_state"],
+            )
+            self.training_step_ctr = checkpoint.restore(total=steps)
+            steps -= self.training_step_ctr
+        self._actor_checkpoint = checkpoint
+        try:
+            super().train(replay_buffer, steps, evaluation_every, num_eval_episodes)
+        finally:
+            self._actor_checkpoint = None
 
     @property
     def beta(self) -> float:
@@ -283,15 +366,22 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         """Start stage 2 afresh (initial actor weights, optimiser state, step counter and noise
         stream), optionally with new actor-stage hyperparameters; the pretrained critic and
         behaviour model and the compiled update are kept. This is how a beta sweep avoids
-        pretraining (and compiling) again."""
+        pretraining (and compiling) again.
+
+        Raises:
+            RuntimeError: with checkpointing enabled (a restart would mix two actor runs in one
+                checkpoint directory; give each sweep point its own run).
+        """
+        if self._checkpointing is not None:
+            raise RuntimeError("restart_actor_training cannot be combined with enable_checkpointing: give each "
+                               "actor run its own run directory.")
         t_range = self._t_range.numpy()
         new_t = (t_range[0] if t_min is None else t_min, t_range[1] if t_max is None else t_max)
         new_beta = self.beta if beta is None else beta
+        weight_check = {} if score_weight is None else {"score_weight": score_weight}
         _check_hyperparameters(beta=new_beta, t_min=new_t[0], t_max=new_t[1], expectile=self.critic_config["expectile"],
-                               discount=self.critic_config["discount"], critic_steps=0, behaviour_steps=0)
+                               discount=self.critic_config["discount"], critic_steps=0, behaviour_steps=0, **weight_check)
         if score_weight is not None:
-            if score_weight not in SCORE_WEIGHT_POWERS:
-                raise ValueError(f"score_weight must be one of {', '.join(SCORE_WEIGHT_POWERS)}, got {score_weight!r}.")
             self._weight_power.assign(SCORE_WEIGHT_POWERS[score_weight])
         self._beta.assign(float(new_beta))
         self._t_range.assign([float(new_t[0]), float(new_t[1])])
@@ -300,6 +390,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         for variable in self.actor_optimizer.variables:
             variable.assign(tf.zeros_like(variable))
         self._rng.reset_from_seed(derived_seed(self.seed, "actor_updates"))
+        self._actor_guard.reset(0)
         self.training_step_ctr = 0
 
     def actor_learning_rate(self, step: int) -> float:
@@ -310,7 +401,10 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     def train_step(self, experience: Dict[str, Any]) -> Dict[str, Any]:
         self._actor_lr.assign(self.actor_learning_rate(self.training_step_ctr))
         batch = transition_batch(experience_to_tensors(experience), self.reward_scale)
-        return self._tf_actor_step(batch["observations"], batch["state"])  # scalar tensors; loggers convert
+        logs = self._tf_actor_step(batch["observations"], batch["state"])  # scalar tensors; loggers convert
+        if self._actor_checkpoint is not None:  # the host loop counts this step after we return
+            self._actor_checkpoint.maybe_save(self.training_step_ctr + 1, self._total_actor_steps)
+        return logs
 
     def _actor_step(self, observations: tf.Tensor, state: tf.Tensor) -> Dict[str, tf.Tensor]:
         batch = tf.shape(observations)[0]
@@ -331,13 +425,15 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         variables = self.actors.trainable_variables
         self.actor_optimizer.apply(tape.gradient(loss, variables), variables)
         q1, q2 = self.critic.q_values(state, current)
-        return {
+        logs = {
             "losses/actor_loss": loss,
             "losses/q_term": -self._beta * tf.reduce_mean(tf.reduce_sum(q_gradient * current, -1)),
             "charts/mean_policy_q": tf.reduce_mean(0.5 * (q1 + q2)),
             "charts/mean_abs_action": tf.reduce_mean(tf.abs(current)),
             "charts/actor_learning_rate": tf.identity(self._actor_lr),
         }
+        self._actor_guard.update(logs)
+        return logs
 
     def action_update_direction(self, state: tf.Tensor, actions: tf.Tensor, num_samples: int = 256) -> tf.Tensor:
         """The direction the actor update moves joint actions ``(G, N, A)`` at ``state (G, S)``.
@@ -366,7 +462,12 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         return {agent: actions[i] for i, agent in enumerate(self.agents)}
 
     def evaluate(self, num_eval_episodes: int = 32) -> Dict[str, Any]:
-        """OG-MARL's evaluation plus the environment's own statistics (``get_stats``)."""
+        """OG-MARL's evaluation plus the environment's own statistics (``get_stats``).
+
+        Raises:
+            NonFiniteLossError: if an actor step since the stage began was not finite.
+        """
+        self._actor_guard.check("actors", self._actor_checkpoint)
         get_stats = getattr(self.environment, "get_stats", None)
         if callable(get_stats):
             get_stats()  # clear what earlier episodes left
@@ -389,5 +490,7 @@ def _check_hyperparameters(**values: Any) -> None:
     for key in ("critic_steps", "behaviour_steps"):
         if int(values[key]) < 0:
             problems.append(f"{key} must be >= 0 (got {values[key]})")
+    if "score_weight" in values and values["score_weight"] not in SCORE_WEIGHT_POWERS:
+        problems.append(f"score_weight must be one of {', '.join(SCORE_WEIGHT_POWERS)} (got {values['score_weight']!r})")
     if problems:
         raise ValueError("Invalid system hyperparameters: " + "; ".join(problems) + ".")

@@ -4,6 +4,8 @@ A pretrained module is cached under ``<cache_dir>/<stage>-<key>/`` where ``key``
 dataset's content fingerprint and the stage's whole config (seed included), so a changed
 dataset or config is never served a stale model, and OMSD, BRPO-FAC and BRPO-JAL (one joint
 critic) or BRPO-Ind and BRPO-FAC (one set of independent behaviour models) share one copy.
+The key is printed whenever a stage is trained or loaded. Training a stage is resumable
+(:func:`run_stage` with a :class:`~og_marl_omsd.checkpoints.StageCheckpoint`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
+
+from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
+from og_marl_omsd.errors import NonFiniteLossError
 
 
 def stage_key(stage_config: Dict[str, Any], dataset_fingerprint: str) -> str:
@@ -45,14 +50,23 @@ class PretrainedCache:
         path = self.path(stage, key)
         partial = f"{path}.partial-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
-        os.makedirs(partial)
-        tf.train.Checkpoint(module=module).write(os.path.join(partial, "module"))
-        with open(os.path.join(partial, "config.json"), "w") as handle:
-            json.dump(config, handle, indent=2, sort_keys=True, default=str)
-        with open(os.path.join(partial, "COMPLETE"), "w") as handle:
-            handle.write(key)
-        shutil.rmtree(path, ignore_errors=True)
-        os.rename(partial, path)
+        try:
+            os.makedirs(partial)
+            tf.train.Checkpoint(module=module).write(os.path.join(partial, "module"))
+            with open(os.path.join(partial, "config.json"), "w") as handle:
+                json.dump(config, handle, indent=2, sort_keys=True, default=str)
+            with open(os.path.join(partial, "COMPLETE"), "w") as handle:
+                handle.write(key)
+            if os.path.isfile(os.path.join(path, "COMPLETE")):
+                shutil.rmtree(partial)  # another process cached the same key meanwhile: same content
+                return path
+            shutil.rmtree(path, ignore_errors=True)  # an incomplete leftover
+            os.rename(partial, path)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            if os.path.isfile(os.path.join(path, "COMPLETE")):
+                return path  # lost a rename race to a complete copy
+            raise
         return path
 
 
@@ -62,19 +76,34 @@ def run_stage(
     step_fn: Callable[[], Dict[str, tf.Tensor]],
     logger: Any,
     log_every: int = 1000,
+    checkpoint: Optional[StageCheckpoint] = None,
+    guard: Optional[FiniteGuard] = None,
 ) -> Dict[str, float]:
-    """Run ``step_fn`` ``steps`` times, logging ``pretrain/<name>/...`` every ``log_every`` steps."""
+    """Run ``step_fn`` until ``steps`` steps are done, logging ``pretrain/<name>/...`` every ``log_every``.
+
+    With a ``checkpoint`` the stage first resumes from its newest checkpoint and saves one
+    every ``checkpoint.every`` steps; ``guard`` (updated inside ``step_fn``) stops it at a
+    non-finite loss before anything is saved.
+    """
+    first = checkpoint.restore(steps) + 1 if checkpoint is not None else 1
     start, logs = time.time(), {}
-    for step in range(1, steps + 1):
+    for step in range(first, steps + 1):
         logs = step_fn()
+        if checkpoint is not None:
+            checkpoint.maybe_save(step, steps)
         if step % log_every == 0 or step == steps:
             elapsed = time.time() - start
+            if guard is not None:
+                guard.check(name, checkpoint, logs)
             values = {f"pretrain/{name}/{k}": float(v) for k, v in logs.items()}
             for key, value in values.items():
                 if not np.isfinite(value):
-                    raise FloatingPointError(f"Non-finite {key} = {value} at {name} step {step}.")
+                    raise NonFiniteLossError(f"Stage {name} stopped: non-finite {key} = {value} at step {step}.")
             logger.write(
-                values | {f"pretrain/{name}/step": step, f"pretrain/{name}/steps_per_second": step / max(elapsed, 1e-9)},
+                values | {f"pretrain/{name}/step": step,
+                          f"pretrain/{name}/steps_per_second": (step - first + 1) / max(elapsed, 1e-9)},
                 force=True,
             )
+    if guard is not None:
+        guard.check(name, checkpoint)
     return {k: float(v) for k, v in logs.items()}

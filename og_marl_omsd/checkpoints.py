@@ -1,0 +1,278 @@
+"""Checkpoint and resume for training stages, and the guard that stops a stage on a NaN.
+
+A stage (the IQL critic, a behaviour model, the actors) is resumable when everything its
+next step depends on is saved together: networks, optimiser state, ``tf.random.Generator``
+state, the step counter and the replay sampler's random key (plus any run state, such as
+the evaluation curve). :class:`StageCheckpoint` saves them every ``every`` steps under
+``<directory>/<stage>/``::
+
+    LATEST                  the name of the newest complete checkpoint (replaced atomically)
+    step-000000400/         tf.train.Checkpoint files + state.json (step, sampler key, ...)
+
+A save writes a temporary directory, renames it to ``step-<k>`` and only then points
+``LATEST`` at it (``os.replace``), then deletes older ones; a crash at any moment leaves
+``LATEST`` naming a complete checkpoint. :class:`FiniteGuard` records, on the device and
+without a host sync per step, the first step whose logs were not finite; it is read before
+every save, so a NaN never overwrites the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from og_marl_omsd.errors import CheckpointWriteError, NonFiniteLossError, StageStopped
+
+LATEST = "LATEST"
+STATE_FILE = "state.json"
+_TEMPORARY_PREFIX = ".tmp-"
+
+
+# ---------------------------------------------------------------------- replay sampling
+def sampler_key(replay_buffer: Any) -> Optional[list]:
+    """The replay buffer's sampling key as a list of ints (``None`` if it keeps no key).
+
+    OG-MARL's ``FlashbaxReplayBuffer`` and the standalone one both draw every batch from a
+    JAX key split in ``sample()`` and stored as ``_rng_key``.
+    """
+    key = getattr(replay_buffer, "_rng_key", None)
+    return None if key is None else np.asarray(key).astype(np.uint32).tolist()
+
+
+def set_sampler_key(replay_buffer: Any, key: Sequence[int]) -> None:
+    if hasattr(replay_buffer, "_rng_key"):
+        import jax.numpy as jnp
+
+        replay_buffer._rng_key = jnp.asarray(np.asarray(key, np.uint32))
+
+
+def reseed_sampler(replay_buffer: Any, seed: int) -> None:
+    """Start the buffer's batch stream from ``seed``: a stage's batches then depend only on
+    its own seed, not on which earlier stages ran in this process or came from a cache."""
+    if hasattr(replay_buffer, "_rng_key"):
+        import jax
+
+        replay_buffer._rng_key = jax.random.PRNGKey(int(seed))
+
+
+# ---------------------------------------------------------------------- NaN guard
+class FiniteGuard(tf.Module):
+    """Counts a stage's steps and remembers the first whose logs were not all finite.
+
+    ``update`` runs inside the compiled step (no host sync); ``check`` reads two scalars
+    and raises :class:`NonFiniteLossError`.
+    """
+
+    def __init__(self, name: Optional[str] = None):
+        super().__init__(name=name)
+        self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps")
+        self.first_bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="first_bad_step")
+
+    def update(self, logs: Mapping[str, tf.Tensor]) -> None:
+        step = self.steps.assign_add(1)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(v, tf.float32))) for v in logs.values()])
+        newly_bad = tf.logical_and(tf.logical_not(finite), self.first_bad_step < 0)
+        self.first_bad_step.assign(tf.where(newly_bad, step, self.first_bad_step))
+
+    def reset(self, step: int = 0) -> None:
+        self.steps.assign(int(step))
+        self.first_bad_step.assign(-1)
+
+    def check(self, stage: str, checkpoint: Optional["StageCheckpoint"] = None, logs: Optional[Mapping] = None) -> None:
+        bad_step = int(self.first_bad_step.numpy())
+        if bad_step < 0:
+            return
+        values = ""
+        if logs:
+            bad = [f"{k} = {float(v)}" for k, v in logs.items() if not np.isfinite(float(v))]
+            values = f" (now {', '.join(bad)})" if bad else ""
+        last = checkpoint.describe_latest() if checkpoint is not None else "none (checkpointing is off)"
+        raise NonFiniteLossError(
+            f"Stage {stage} stopped: a non-finite loss (NaN or inf) appeared at step {bad_step}{values}. "
+            f"The last good checkpoint is {last}; it was not overwritten. Usual causes: a learning rate too high, "
+            "a too small or too large beta, or NaN/inf in the dataset. Fix the configuration or the data; running "
+            "the same command again resumes from that checkpoint."
+        )
+
+
+# ---------------------------------------------------------------------- checkpoints
+def create_optimiser_state(optimisers: Mapping[Any, Sequence[tf.Variable]]) -> None:
+    """Create each Sonnet optimiser's slot variables (before a restore) without moving anything:
+    Adam applied to zero updates keeps every parameter (its moments are zero)."""
+    for optimiser, variables in optimisers.items():
+        variables = list(variables)
+        optimiser.apply([tf.zeros_like(v) for v in variables], variables)
+
+
+class StageCheckpoint:
+    """Atomic, resumable checkpoints of one stage under ``<directory>/<stage>/``.
+
+    Args:
+        directory: the run's checkpoint directory.
+        stage: the stage's name (a directory name; shown in messages).
+        every: save when the completed step count is a multiple of ``every`` (and at the end).
+        trackables: what ``tf.train.Checkpoint`` saves (networks, optimisers, generators).
+        optimisers: ``{optimiser: variables}`` whose slots are created before a restore.
+        replay_buffer: whose sampling key is saved and restored.
+        guard: read before every save; a non-finite step stops the stage instead.
+        run_state: an object with ``checkpoint_state() -> dict`` and
+            ``restore_checkpoint_state(dict)`` saved alongside (e.g. the evaluation curve).
+        label: the stage's name in messages (default ``stage``).
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        stage: str,
+        every: int,
+        trackables: Mapping[str, Any],
+        optimisers: Optional[Mapping[Any, Sequence[tf.Variable]]] = None,
+        replay_buffer: Any = None,
+        guard: Optional[FiniteGuard] = None,
+        run_state: Any = None,
+        label: Optional[str] = None,
+    ):
+        if int(every) <= 0:
+            raise ValueError(f"checkpoint every must be > 0 steps, got {every}.")
+        self.path = os.path.join(directory, stage)
+        self.label = label or stage
+        self.every = int(every)
+        self._checkpoint = tf.train.Checkpoint(**trackables)
+        self._optimisers = dict(optimisers or {})
+        self._replay_buffer = replay_buffer
+        self._guard = guard
+        self._run_state = run_state
+        self.seconds_saving = 0.0
+        self.saves = 0
+
+    # ------------------------------------------------------------------ reading
+    def latest(self) -> Optional[str]:
+        """The directory of the newest complete checkpoint, or ``None``."""
+        try:
+            with open(os.path.join(self.path, LATEST)) as handle:
+                name = handle.read().strip()
+        except FileNotFoundError:
+            return None
+        return os.path.join(self.path, name) if name else None
+
+    def latest_step(self) -> Optional[int]:
+        latest = self.latest()
+        if latest is None:
+            return None
+        with open(os.path.join(latest, STATE_FILE)) as handle:
+            return int(json.load(handle)["step"])
+
+    def describe_latest(self) -> str:
+        latest = self.latest()
+        return "none (no checkpoint was written yet)" if latest is None else f"{latest} (step {self.latest_step()})"
+
+    def restore(self, total: int) -> int:
+        """Restore the newest checkpoint, print that the stage resumes, return its step (0 if none).
+
+        Raises:
+            StageStopped: if the checkpoint cannot be read or was made for another ``total``.
+        """
+        latest = self.latest()
+        if latest is None:
+            return 0
+        try:
+            with open(os.path.join(latest, STATE_FILE)) as handle:
+                state = json.load(handle)
+            create_optimiser_state(self._optimisers)
+            self._checkpoint.read(os.path.join(latest, "ckpt")).assert_consumed()
+        except (OSError, ValueError, AssertionError, tf.errors.OpError) as error:
+            raise StageStopped(
+                f"The {self.label} checkpoint {latest} cannot be restored ({error}). It does not match this stage's "
+                f"networks; delete {self.path} to train the stage from the start."
+            ) from error
+        step = int(state["step"])
+        if int(state["total_steps"]) != int(total) or step > int(total):
+            raise StageStopped(
+                f"The {self.label} checkpoint {latest} is step {step} of {state['total_steps']}, but this run asks "
+                f"for {total} steps. Run with the configuration that made it, or delete {self.path} to start the "
+                "stage again."
+            )
+        if state.get("sampler_key") is not None:
+            set_sampler_key(self._replay_buffer, state["sampler_key"])
+        if self._run_state is not None and "run_state" in state:
+            self._run_state.restore_checkpoint_state(state["run_state"])
+        if self._guard is not None:
+            self._guard.reset(step)
+        print(f"[resume] resuming {self.label} from step {step} ({latest})", flush=True)
+        return step
+
+    # ------------------------------------------------------------------ writing
+    def due(self, step: int, total: int) -> bool:
+        return step % self.every == 0 or step == total
+
+    def maybe_save(self, step: int, total: int) -> None:
+        if self.due(step, total):
+            self.save(step, total)
+
+    def save(self, step: int, total: int) -> str:
+        """Write the checkpoint of ``step`` atomically (after the NaN guard passes); returns its directory."""
+        if self._guard is not None:
+            self._guard.check(self.label, self)
+        start = time.time()
+        name = f"step-{int(step):09d}"
+        final = os.path.join(self.path, name)
+        latest = self.latest()
+        if latest is not None and os.path.basename(latest) == name:
+            return final  # this step is already the newest checkpoint
+        temporary = os.path.join(self.path, f"{_TEMPORARY_PREFIX}{name}-{os.getpid()}")
+        state = {"stage": self.label, "step": int(step), "total_steps": int(total),
+                 "sampler_key": sampler_key(self._replay_buffer)}
+        if self._run_state is not None:
+            state["run_state"] = self._run_state.checkpoint_state()
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            shutil.rmtree(temporary, ignore_errors=True)
+            os.makedirs(temporary)
+            self._checkpoint.write(os.path.join(temporary, "ckpt"))
+            _write_file(os.path.join(temporary, STATE_FILE), json.dumps(state, indent=2))
+            if os.path.exists(final):  # left by a crash between a rename and the LATEST update
+                shutil.rmtree(final)
+            os.rename(temporary, final)
+            _write_file(os.path.join(self.path, LATEST), name)  # the commit point
+        except (OSError, tf.errors.OpError) as error:
+            shutil.rmtree(temporary, ignore_errors=True)
+            reason = getattr(error, "strerror", None) or str(error)
+            raise CheckpointWriteError(
+                f"Could not write the {self.label} checkpoint of step {step} in {self.path}: {reason}. The last good "
+                f"checkpoint {self.describe_latest()} is intact. Free disk space or fix permissions, then run the same "
+                "command again to resume from it."
+            ) from error
+        for entry in os.listdir(self.path):
+            if entry not in (name, LATEST) and (entry.startswith("step-") or entry.startswith(_TEMPORARY_PREFIX)):
+                shutil.rmtree(os.path.join(self.path, entry), ignore_errors=True)
+        self.seconds_saving += time.time() - start
+        self.saves += 1
+        print(f"[checkpoint] {self.label} step {step}/{total} -> {final}", flush=True)
+        return final
+
+
+def _write_file(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(temporary, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def read_state(checkpoint_dir: str) -> Dict[str, Any]:
+    """The ``state.json`` of a checkpoint directory (step, total steps, sampler key, run state)."""
+    with open(os.path.join(checkpoint_dir, STATE_FILE)) as handle:
+        return json.load(handle)
