@@ -70,10 +70,19 @@ class ScoreNet(snt.Module):
         ]
         self._output = snt.Linear(output_dim, name="output")
 
-    def __call__(self, noisy: tf.Tensor, t: tf.Tensor, condition: tf.Tensor, is_training: bool = False) -> tf.Tensor:
+    def __call__(self, noisy: tf.Tensor, t: tf.Tensor, condition: tf.Tensor, is_training: bool = False,
+                 dropout_seed: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """``dropout_seed`` (shape ``[2]``) makes the dropout masks a function of the seed
+        (stateless; XLA ignores the seeds of ``tf.nn.dropout``)."""
         h = self._input(tf.concat([noisy, condition, self._time(t)], axis=-1))
-        for norm, expand, contract in self._blocks:
-            x = tf.nn.dropout(h, self._dropout) if (is_training and self._dropout > 0) else h
+        for k, (norm, expand, contract) in enumerate(self._blocks):
+            x = h
+            if is_training and self._dropout > 0:
+                if dropout_seed is None:
+                    x = tf.nn.dropout(h, self._dropout)
+                else:
+                    block_seed = tf.random.experimental.stateless_fold_in(dropout_seed, k)
+                    x = tf.nn.experimental.stateless_dropout(h, self._dropout, seed=block_seed)
             h = h + contract(tf.nn.silu(expand(norm(x))))
         return self._output(tf.nn.silu(h))
 
@@ -111,6 +120,7 @@ class BehaviourDiffusion(snt.Module):
         self.action_dim = action_dim
         self.agent_order = order
         self.shared = shared and factorisation != "joint"
+        self.dropout = float(dropout)
         net = dict(width=width, hidden=hidden, num_blocks=num_blocks, time_dim=time_dim, dropout=dropout)
         if factorisation == "joint":
             self._nets: List[ScoreNet] = [ScoreNet(num_agents * action_dim, name="joint_score", **net)]
@@ -126,6 +136,7 @@ class BehaviourDiffusion(snt.Module):
         state: tf.Tensor,
         clean_actions: Optional[tf.Tensor] = None,
         is_training: bool = False,
+        dropout_seed: Optional[tf.Tensor] = None,
     ) -> tf.Tensor:
         """``eps_i`` for every agent, ``(B, N, A)``.
 
@@ -136,11 +147,12 @@ class BehaviourDiffusion(snt.Module):
             clean_actions: ``(B, N, A)`` clean actions the sequential prefix is read from
                 (required for ``sequential``; ignored otherwise).
             is_training: dropout on.
+            dropout_seed: ``[2]`` seed of the dropout masks (stateless); ``None``: stateful dropout.
         """
         batch = tf.shape(noisy_actions)[0]
         n, d = self.num_agents, self.action_dim
         if self.factorisation == "joint":
-            eps = self._nets[0](tf.reshape(noisy_actions, [batch, n * d]), t, state, is_training)
+            eps = self._nets[0](tf.reshape(noisy_actions, [batch, n * d]), t, state, is_training, dropout_seed)
             return tf.reshape(eps, [batch, n, d])
         if self.factorisation == "sequential" and clean_actions is None:
             raise ValueError("The sequential factorisation needs clean_actions for the prefix a_<i.")
@@ -158,7 +170,8 @@ class BehaviourDiffusion(snt.Module):
                 elif prefix:
                     condition.append(tf.reshape(tf.gather(clean_actions, prefix, axis=1), [batch, len(prefix) * d]))
             net = self._nets[0] if self.shared else self._nets[agent]
-            per_agent[agent] = net(noisy_actions[:, agent], t, tf.concat(condition, axis=-1), is_training)
+            seed = None if dropout_seed is None else tf.random.experimental.stateless_fold_in(dropout_seed, 1000 + agent)
+            per_agent[agent] = net(noisy_actions[:, agent], t, tf.concat(condition, axis=-1), is_training, seed)
         return tf.stack(per_agent, axis=1)
 
     def score(self, noisy_actions, t, state, clean_actions=None) -> tf.Tensor:
@@ -169,10 +182,16 @@ class BehaviourDiffusion(snt.Module):
     def loss(
         self, actions: tf.Tensor, state: tf.Tensor, rng: tf.random.Generator, mask: Optional[tf.Tensor] = None
     ) -> tf.Tensor:
-        """Denoising loss on data ``actions (B, N, A)``: ``t ~ U[1e-3, 1]``, ``x_t = alpha a + sigma z``."""
+        """Denoising loss on data ``actions (B, N, A)``: ``t ~ U[1e-3, 1]``, ``x_t = alpha a + sigma z``.
+
+        All randomness (``t``, ``z`` and the dropout masks) comes from ``rng``, so a step is a
+        function of the generator's state (reproducible and resumable).
+        """
         t = rng.uniform([tf.shape(actions)[0]], 1e-3, 1.0)
         alpha, sigma = vp_schedule(t)
         noise = rng.normal(tf.shape(actions))
         noisy = alpha[:, None, None] * actions + sigma[:, None, None] * noise
-        predicted = self.noise_prediction(noisy, t, state, clean_actions=actions, is_training=True)
+        dropout_seed = rng.make_seeds(1)[:, 0] if self.dropout > 0 else None
+        predicted = self.noise_prediction(noisy, t, state, clean_actions=actions, is_training=True,
+                                          dropout_seed=dropout_seed)
         return denoising_loss(predicted, noise, mask)
