@@ -104,7 +104,8 @@ class FiniteGuard(tf.Module):
 # ---------------------------------------------------------------------- checkpoints
 def create_optimiser_state(optimisers: Mapping[Any, Sequence[tf.Variable]]) -> None:
     """Create each Sonnet optimiser's slot variables (before a restore) without moving anything:
-    Adam applied to zero updates keeps every parameter (its moments are zero)."""
+    a zero update leaves every parameter where it is (Adam: zero moments give a zero step);
+    the restore then overwrites the slots and the step count."""
     for optimiser, variables in optimisers.items():
         variables = list(variables)
         optimiser.apply([tf.zeros_like(v) for v in variables], variables)
@@ -148,8 +149,6 @@ class StageCheckpoint:
         self._replay_buffer = replay_buffer
         self._guard = guard
         self._run_state = run_state
-        self.seconds_saving = 0.0
-        self.saves = 0
 
     # ------------------------------------------------------------------ reading
     def latest(self) -> Optional[str]:
@@ -188,8 +187,8 @@ class StageCheckpoint:
             self._checkpoint.read(os.path.join(latest, "ckpt")).assert_consumed()
         except (OSError, ValueError, AssertionError, tf.errors.OpError) as error:
             raise StageStopped(
-                f"The {self.label} checkpoint {latest} cannot be restored ({error}). It does not match this stage's "
-                f"networks; delete {self.path} to train the stage from the start."
+                f"The {self.label} checkpoint {latest} cannot be restored ({error}): it is damaged or was made for other "
+                f"networks. Delete {self.path} to train the stage from the start."
             ) from error
         step = int(state["step"])
         if int(state["total_steps"]) != int(total) or step > int(total):
@@ -251,9 +250,7 @@ class StageCheckpoint:
         for entry in os.listdir(self.path):
             if entry not in (name, LATEST) and (entry.startswith("step-") or entry.startswith(_TEMPORARY_PREFIX)):
                 shutil.rmtree(os.path.join(self.path, entry), ignore_errors=True)
-        self.seconds_saving += time.time() - start
-        self.saves += 1
-        print(f"[checkpoint] {self.label} step {step}/{total} -> {final}", flush=True)
+        print(f"[checkpoint] {self.label} step {step}/{total} -> {final} ({time.time() - start:.3f} s)", flush=True)
         return final
 
 

@@ -34,7 +34,7 @@ from og_marl_omsd.errors import StageStopped, UserError
 
 # Settings that do not change a run's results: left out of its identity (directory hash and
 # the check that an existing run directory holds the same run).
-NOT_RUN_IDENTITY = ("run_dir", "runs_root", "logger", "checkpoint_every")
+NOT_RUN_IDENTITY = ("run_dir", "runs_root", "pretrained_dir", "logger", "checkpoint_every")
 
 
 @dataclass
