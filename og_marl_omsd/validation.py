@@ -47,13 +47,14 @@ def check_writable_directory(path: str, what: str, setting: str) -> None:
 def expected_field_shapes(environment: Any) -> Dict[str, Tuple[int, ...]]:
     """Per-timestep shape of every OG-MARL experience field for ``environment``."""
     agents = len(environment.agents)
+    observation = tuple(int(d) for d in np.atleast_1d(environment.observation_shape))
     return {
-        "observations": (agents, *tuple(int(d) for d in environment.observation_shape)),
+        "observations": (agents, *observation),
         "actions": (agents, int(environment.num_actions)),
         "rewards": (agents,),
         "terminals": (agents,),
         "truncations": (agents,),
-        "infos.state": tuple(int(d) for d in environment.state_shape),
+        "infos.state": tuple(int(d) for d in np.atleast_1d(environment.state_shape)),
     }
 
 
