@@ -2,17 +2,36 @@
 
 ``ensure_datasets`` generates what is missing and skips what is complete; each dataset is
 written with :func:`og_marl_omsd.datasets.vaults.write_dataset` (temporary uid, renamed
-when complete).
+when complete), so an interrupted generation never leaves a dataset that is later read.
+
+Environments:
+
+- ``bandit``: the paper's 2-agent bandit mixture (one spec per dataset).
+- ``gymnasium_mamujoco``: OMAR's protocol. An online MATD3 run (config section
+  ``behaviour``, see :class:`og_marl_omsd.datasets.matd3.MATD3Config`) trains the behaviour
+  policies, resumably, under ``<rel_dir>/.behaviour/<source>/<env>/<scenario>``. Then, with
+  Gaussian action noise ``action_noise`` and ``transitions`` steps per dataset (both may be
+  overridden per dataset):
+
+  - ``Random``: a randomly initialised policy (no training needed);
+  - ``Medium``: the policy at the first evaluation reaching ``medium_return_fraction`` of
+    the final evaluation return;
+  - ``Medium-Replay``: the whole MATD3 replay buffer up to that evaluation;
+  - ``Expert``: the final policy.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from typing import Any, Dict, Iterable, Optional
+import time
+from typing import Any, Callable, Dict, Iterable, Optional
 
+import numpy as np
 import yaml
 
-from og_marl_omsd.datasets.vaults import VaultLocation, write_dataset
+from og_marl_omsd.datasets.vaults import VaultLocation, episode_returns, remove_stale_partials, write_dataset
 
 VAULT_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "vault_configs")
 
@@ -30,7 +49,21 @@ def load_vault_config(path: str) -> Dict[str, Any]:
 
 
 def location_of(config: Dict[str, Any], rel_dir: str = "vaults") -> VaultLocation:
-    return VaultLocation(config["source"], config["env"], config["scenario"], rel_dir)
+    return VaultLocation(config.get("source", DEFAULT_SOURCE), config["env"], config["scenario"], rel_dir)
+
+
+DEFAULT_SOURCE = "og_marl_omsd"
+MAMUJOCO_POLICIES = ("random", "medium", "medium_replay", "expert")
+MAMUJOCO_DEFAULTS = {"seed": 0, "action_noise": 0.2, "transitions": 1_000_000, "medium_return_fraction": 1 / 3,
+                     "collection_envs": 10}
+MAMUJOCO_KEYS = {"name", "source", "env", "scenario", "datasets", "behaviour", *MAMUJOCO_DEFAULTS}
+DATASET_KEYS = {"policy", "action_noise", "transitions"}
+
+
+def config_hash(config: Dict[str, Any]) -> str:
+    """A short hash of everything in a vault config that shapes the data."""
+    relevant = {key: value for key, value in config.items() if key != "name"}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def ensure_datasets(config_path: str, datasets: Optional[Iterable[str]] = None, rel_dir: str = "vaults") -> VaultLocation:
@@ -41,17 +74,158 @@ def ensure_datasets(config_path: str, datasets: Optional[Iterable[str]] = None, 
     unknown = [name for name in wanted if name not in config["datasets"]]
     if unknown:
         raise KeyError(f"Vault config {config['name']} defines no dataset {unknown}; it defines {list(config['datasets'])}.")
+    if config["env"] == "gymnasium_mamujoco":
+        return MaMuJoCoDatasets(config, location).ensure(wanted)
+    if config["env"] != "bandit":
+        raise ValueError(f"No dataset generator for env {config['env']!r}; known: bandit, gymnasium_mamujoco.")
     for name in wanted:
         if location.exists(name):
             continue
         spec = config["datasets"][name]
         print(f"[datasets] generating {location.dataset_path(name)} from {config['name']}", flush=True)
-        if config["env"] == "bandit":
-            from og_marl_omsd.environments.bandit import generate_bandit_experience
+        from og_marl_omsd.environments.bandit import generate_bandit_experience
 
-            experience = generate_bandit_experience(spec["num_samples"], spec["mean"], spec["std"], spec["seed"])
-        else:
-            raise ValueError(f"No dataset generator for env {config['env']!r}.")
+        experience = generate_bandit_experience(spec["num_samples"], spec["mean"], spec["std"], spec["seed"])
         write_dataset(location, name, experience, metadata={"vault_config": config["name"], **spec})
         print(f"[datasets] wrote {location.dataset_path(name)}", flush=True)
     return location
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+class MaMuJoCoDatasets:
+    """OMAR-protocol datasets of one MaMuJoCo vault config (see the module docstring)."""
+
+    def __init__(self, config: Dict[str, Any], location: VaultLocation, log: Callable[[str], None] = _log):
+        unknown = sorted(set(config) - MAMUJOCO_KEYS)
+        if unknown:
+            raise ValueError(f"Unknown vault config keys {unknown}; valid: {', '.join(sorted(MAMUJOCO_KEYS))}.")
+        self.config = {**MAMUJOCO_DEFAULTS, **config}
+        self.location = location
+        self.log = log
+        self.seed = int(self.config["seed"])
+        for name, spec in self.config["datasets"].items():
+            spec = spec or {}
+            bad = sorted(set(spec) - DATASET_KEYS)
+            if bad:
+                raise ValueError(f"Dataset {name}: unknown keys {bad}; valid: {', '.join(sorted(DATASET_KEYS))}.")
+            if spec.get("policy") not in MAMUJOCO_POLICIES:
+                raise ValueError(f"Dataset {name}: policy must be one of {', '.join(MAMUJOCO_POLICIES)}, "
+                                 f"not {spec.get('policy')!r}.")
+        from og_marl_omsd.datasets.matd3 import MATD3Config
+        from og_marl_omsd.environments.mamujoco import scenario_spec
+
+        scenario_spec(self.config["scenario"])  # unknown scenario -> ValueError now, not after training
+        self.behaviour_config = MATD3Config.from_dict(self.config.get("behaviour"))
+        self.hash = config_hash(self.config)
+
+    @property
+    def behaviour_dir(self) -> str:
+        location = self.location
+        return os.path.join(location.rel_dir, ".behaviour", location.source, location.env, location.scenario)
+
+    def make_env(self, seed: int) -> Any:
+        from og_marl_omsd.environments.mamujoco import make_mamujoco
+
+        return make_mamujoco(self.config["scenario"], seed=seed)
+
+    def behaviour(self) -> Any:
+        from og_marl_omsd.datasets.matd3 import BehaviourTraining
+
+        return BehaviourTraining(self.behaviour_dir, self.make_env, self.behaviour_config, self.seed,
+                                 run_identity={"scenario": self.config["scenario"]}, log=self.log)
+
+    def ensure(self, wanted: Iterable[str]) -> VaultLocation:
+        remove_stale_partials(self.location)
+        missing = []
+        for name in wanted:
+            if self.location.exists(name):
+                self.log(f"[datasets] {self.location.dataset_path(name)} is complete; skipping")
+            else:
+                missing.append(name)
+        if not missing:
+            return self.location
+        policies = {name: self.config["datasets"][name]["policy"] for name in missing}
+        training = None
+        if any(policy != "random" for policy in policies.values()):
+            training = self.behaviour()
+            started = time.time()
+            self.log(f"[datasets] behaviour training (MATD3, up to {self.behaviour_config.total_steps} steps) in "
+                     f"{self.behaviour_dir}")
+            result = training.run()
+            self.log(f"[datasets] behaviour training done: final evaluation return {result['final_return']:.1f} at "
+                     f"step {result['final_step']} ({time.time() - started:.0f} s in this call)")
+        for name in missing:
+            self._generate(name, policies[name], training)
+        return self.location
+
+    def _generate(self, name: str, policy_kind: str, training: Any) -> None:
+        from og_marl_omsd.datasets.matd3 import FrozenActors, medium_step
+
+        spec = self.config["datasets"][name]
+        noise = float(spec.get("action_noise", self.config["action_noise"]))
+        transitions = int(spec.get("transitions", self.config["transitions"]))
+        index = MAMUJOCO_POLICIES.index(policy_kind) + 1
+        metadata: Dict[str, Any] = {"vault_config": self.config["name"], "vault_config_hash": self.hash,
+                                    "scenario": self.config["scenario"], "policy": policy_kind, "seed": self.seed}
+        started = time.time()
+        self.log(f"[datasets] generating {self.location.dataset_path(name)} ({policy_kind} policy)")
+        if policy_kind in ("medium", "medium_replay"):
+            result = training.final_result()
+            fraction = float(self.config["medium_return_fraction"])
+            step, value = medium_step(result["evaluations"], result["final_return"], fraction)
+            metadata.update(policy_step=step, policy_evaluation_return=value, final_evaluation_return=result["final_return"],
+                            medium_return_fraction=fraction)
+        if policy_kind == "medium_replay":
+            experience = training.replay_experience(step)
+            metadata.update(transitions=int(step))
+        else:
+            if policy_kind == "random":
+                probe = self.make_env(self.seed)
+                policy = FrozenActors.random(probe.observation_shape[0], probe.num_actions, probe.num_agents,
+                                             self.behaviour_config.hidden_sizes, np.random.default_rng([self.seed, index]))
+                probe.close()
+            elif policy_kind == "medium":
+                policy = FrozenActors.load(training.policy_path(step))
+            else:  # expert
+                result = training.final_result()
+                policy = FrozenActors.load(training.policy_path(None))
+                metadata.update(policy_step=result["final_step"], final_evaluation_return=result["final_return"])
+            experience = self._collect(name, policy, noise, transitions, index)
+            metadata.update(action_noise=noise, transitions=transitions)
+        returns = episode_returns(experience)
+        metadata.update(episodes=int(returns.size), episode_return_mean=float(returns.mean()) if returns.size else None)
+        path = write_dataset(self.location, name, experience, metadata=metadata)
+        self.log(f"[datasets] wrote {path}: {experience['actions'].shape[0]} transitions, {returns.size} episodes, "
+                 f"return {returns.mean():.1f} +- {returns.std():.1f} ({time.time() - started:.0f} s)")
+
+    def _collect(self, name: str, policy: Any, noise: float, transitions: int, index: int) -> Dict[str, Any]:
+        """Whole episodes of ``policy`` with noise until at least ``transitions`` steps, cut to
+        exactly ``transitions`` (a cut episode keeps no end flag, so it is never counted)."""
+        from og_marl_omsd.datasets.matd3 import run_episodes
+
+        envs = int(self.config["collection_envs"])
+        rng = np.random.default_rng([self.seed, index, 1])
+        base_seed = (self.seed + 1) * 1_000_000_000 + index * 100_000_000
+        parts, collected, episodes = [], 0, 0
+        started, last_report = time.time(), 0.0
+        while collected < transitions:
+            count = max(1, min(envs * 10, -(-(transitions - collected) // 1000)))
+            _, experience = run_episodes(self.make_env, policy, count, seed=base_seed + episodes, noise=noise, rng=rng,
+                                         num_envs=envs, record=True)
+            parts.append(experience)
+            collected += experience["actions"].shape[0]
+            episodes += count
+            elapsed = time.time() - started
+            if elapsed - last_report > 30 or collected >= transitions:
+                last_report = elapsed
+                rate = collected / max(elapsed, 1e-9)
+                self.log(f"[datasets] {name}: {min(collected, transitions)}/{transitions} transitions "
+                         f"({100 * min(collected, transitions) / transitions:.0f}%), {rate:.0f} steps/s, "
+                         f"ETA {max(transitions - collected, 0) / max(rate, 1e-9) / 60:.1f} min")
+        experience = {key: np.concatenate([part[key] for part in parts])[:transitions]
+                      for key in ("observations", "actions", "rewards", "terminals", "truncations")}
+        experience["infos"] = {"state": np.concatenate([part["infos"]["state"] for part in parts])[:transitions]}
+        return experience

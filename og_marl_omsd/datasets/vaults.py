@@ -115,6 +115,39 @@ def write_dataset(
     return final_path
 
 
+def remove_stale_partials(location: VaultLocation) -> List[str]:
+    """Delete the temporary directories of writes whose process is gone (a killed write
+    leaves ``.partial-<uid>-<pid>``); they are never read, this only frees the disk.
+
+    Returns:
+        The removed directories.
+    """
+    removed = []
+    if not os.path.isdir(location.path):
+        return removed
+    for name in os.listdir(location.path):
+        if not name.startswith(PARTIAL_PREFIX):
+            continue
+        pid_text = name.rsplit("-", 1)[-1]
+        if pid_text.isdigit() and _process_alive(int(pid_text)):
+            continue
+        shutil.rmtree(location.dataset_path(name), ignore_errors=True)
+        removed.append(location.dataset_path(name))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def missing_directories(path: str) -> List[str]:
     """``path`` and those of its ancestors that do not exist yet, deepest first."""
     missing = []

@@ -1,0 +1,61 @@
+"""Command line for the plugin's datasets.
+
+    python -m og_marl_omsd.datasets generate <vault_config> [--datasets Medium Expert] [--vault-dir vaults] [--threads 1]
+    python -m og_marl_omsd.datasets describe <.vlt dir or dataset dir> [--plot actions.png]
+
+``generate`` is resumable: rerun it after an interruption; complete datasets are skipped
+and behaviour training continues from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+
+def _setup_tensorflow(threads: Optional[int]) -> None:
+    """Entry-point-only side effects: TF thread pools and deterministic ops."""
+    if threads:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(threads))
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.experimental.enable_op_determinism()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m og_marl_omsd.datasets", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser("generate", help="generate a vault config's missing datasets (resumable)")
+    generate.add_argument("vault_config", help="name in vault_configs/ (e.g. 2halfcheetah) or a path to a YAML file")
+    generate.add_argument("--datasets", nargs="+", default=None, help="only these datasets (default: all)")
+    generate.add_argument("--vault-dir", default="vaults", help="vault root (OG-MARL's rel_dir); default ./vaults")
+    generate.add_argument("--threads", type=int, default=None, help="TF intra/inter-op threads (e.g. 1)")
+    describe = commands.add_parser("describe", help="return statistics and joint-action plot of datasets")
+    describe.add_argument("path", help="a <scenario>.vlt directory (all its datasets) or one dataset directory")
+    describe.add_argument("--plot", default=None, help="PNG path (default: <.vlt dir>/joint_actions.png)")
+    arguments = parser.parse_args(argv)
+
+    if arguments.command == "generate":
+        from og_marl_omsd.datasets.generate import ensure_datasets
+
+        _setup_tensorflow(arguments.threads)
+        location = ensure_datasets(arguments.vault_config, arguments.datasets, arguments.vault_dir)
+        print(f"[datasets] complete: {', '.join(location.available())} in {os.path.abspath(location.path)}", flush=True)
+        return 0
+    if arguments.command == "describe":
+        from og_marl_omsd.datasets.describe import describe_path
+
+        describe_path(arguments.path, plot_path=arguments.plot)
+        return 0
+    parser.error(f"unknown command {arguments.command!r}; valid: generate, describe")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
