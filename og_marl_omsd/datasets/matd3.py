@@ -149,13 +149,7 @@ class MATD3:
             target_critics=self.target_critics, actor_optimizer=self.actor_optimizer,
             critic_optimizer=self.critic_optimizer, updates=self.updates,
         )
-        self._act = tf.function(lambda observations: tf.tanh(self.actors(observations)), jit_compile=True)
         self._train = tf.function(self._train_many, jit_compile=True)
-
-    # -- acting
-    def act(self, observations: np.ndarray) -> np.ndarray:
-        """Deterministic joint actions ``(B, N, A)`` for observations ``(B, N, O)``."""
-        return self._act(np.asarray(observations, "float32")).numpy()
 
     def actor_weights(self) -> List[np.ndarray]:
         """Actor weights as ``[w0, b0, w1, b1, ...]`` (the order :class:`FrozenActors` takes)."""
@@ -376,12 +370,6 @@ class ReplayBuffer:
         self.size = max(self.size, start + count)
         return count
 
-    def experience(self, end: int) -> Dict[str, Any]:
-        """Rows [0, end) as OG-MARL experience arrays."""
-        experience = {key: self.data[key][:end].copy() for key in ("observations", "actions", "rewards", "terminals", "truncations")}
-        experience["infos"] = {"state": self.data["states"][:end].copy()}
-        return experience
-
 
 def _format_seconds(seconds: float) -> str:
     seconds = int(max(seconds, 0))
@@ -533,7 +521,7 @@ class BehaviourTraining:
         next_evaluation = (state["step"] // config.evaluate_every + 1) * config.evaluate_every
         next_checkpoint = (state["step"] // config.checkpoint_every + 1) * config.checkpoint_every
         started, started_step = time.time(), state["step"]
-        pending_updates = 0
+        pending_updates = int(state.get("pending_updates", 0))  # env steps not yet trained on
         logs: Dict[str, float] = {}
         policy = FrozenActors(learner.actor_weights())  # refreshed after every training call
         if state["step"] == 0:
@@ -592,6 +580,7 @@ class BehaviourTraining:
             if state["step"] >= next_checkpoint or state["step"] >= config.total_steps or state["stopped_early"]:
                 next_checkpoint = (state["step"] // config.checkpoint_every + 1) * config.checkpoint_every
                 state["rng"] = rng.bit_generator.state
+                state["pending_updates"] = pending_updates
                 self._save_checkpoint(learner, replay, state)
         training_env.close()
         save_actor_weights(self.policy_path(None), learner.actor_weights())

@@ -1,0 +1,283 @@
+"""MaMuJoCo dataset generation (vault_configs/2halfcheetah-quick.yaml), safe writes, resume, describe."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from og_marl_omsd.datasets.generate import MaMuJoCoDatasets, ensure_datasets, load_vault_config, location_of
+from og_marl_omsd.datasets.vaults import (
+    PARTIAL_PREFIX,
+    episode_returns,
+    fingerprint,
+    read_dataset,
+    remove_stale_partials,
+    write_dataset,
+)
+
+QUICK = "2halfcheetah-quick"
+DATASETS = ("Random", "Medium", "Medium-Replay", "Expert")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def quick_vaults(tmp_path_factory):
+    """The quick config's four datasets, generated once for this file."""
+    vault_dir = str(tmp_path_factory.mktemp("vaults"))
+    location = ensure_datasets(QUICK, rel_dir=vault_dir)
+    return vault_dir, location
+
+
+def _dataset_ctime(location, name):
+    return os.stat(os.path.join(location.dataset_path(name), "metadata.json")).st_mtime_ns
+
+
+# ------------------------------------------------------------------------------ generation
+def test_quick_generation_is_readable_by_flashbax(quick_vaults):
+    from flashbax.vault import Vault
+
+    vault_dir, location = quick_vaults
+    assert location.path == os.path.join(vault_dir, "og_marl_omsd_quick", "gymnasium_mamujoco", "2halfcheetah.vlt")
+    assert location.available() == sorted(DATASETS)
+    config = load_vault_config(QUICK)
+    for name in DATASETS:
+        # Exactly how OG-MARL's populate_from_vault opens a dataset.
+        vault = Vault(vault_name=location.vault_name, vault_uid=name, rel_dir=vault_dir)
+        experience = vault.read().experience
+        length = experience["actions"].shape[1]
+        assert experience["actions"].shape == (1, length, 2, 3), name
+        assert experience["observations"].shape == (1, length, 2, 12), name
+        assert experience["infos"]["state"].shape == (1, length, 17), name
+        for key in ("rewards", "terminals", "truncations"):
+            assert experience[key].shape == (1, length, 2), (name, key)
+        assert all(str(value.dtype) == "float32" for value in (experience["actions"], experience["infos"]["state"]))
+        if name != "Medium-Replay":
+            assert length == config["transitions"]
+        assert float(np.abs(experience["actions"]).max()) <= 1.0
+
+
+def test_datasets_follow_the_protocol(quick_vaults):
+    vault_dir, location = quick_vaults
+    config = load_vault_config(QUICK)
+    generator = MaMuJoCoDatasets(config, location)
+    result = generator.behaviour().final_result()
+    metadata = {name: read_metadata(location, name) for name in DATASETS}
+    assert metadata["Expert"]["policy_step"] == result["final_step"] == config["behaviour"]["total_steps"]
+    medium_step = metadata["Medium"]["policy_step"]
+    assert metadata["Medium-Replay"]["policy_step"] == medium_step
+    assert medium_step in [step for step, _ in result["evaluations"]] and medium_step > 0
+    # Medium-Replay is the MATD3 replay buffer up to the Medium policy's step.
+    replay = read_dataset(location, "Medium-Replay")
+    assert replay["actions"].shape[0] == medium_step
+    stored = generator.behaviour().replay_experience(medium_step)
+    np.testing.assert_array_equal(replay["actions"], stored["actions"])
+    # The first warmup_steps replay actions are uniform in [-1, 1]; dataset actions are policy + noise.
+    warmup = config["behaviour"]["warmup_steps"]
+    assert replay["actions"][:warmup].std() == pytest.approx(np.sqrt(1 / 3), abs=0.03)
+    for name in ("Random", "Medium", "Expert"):
+        assert metadata[name]["action_noise"] == config["action_noise"]
+
+
+def read_metadata(location, name):
+    with open(os.path.join(location.dataset_path(name), "metadata.json")) as handle:
+        stored = json.load(handle)
+    return stored.get("metadata", stored)
+
+
+def test_rerun_skips_complete_datasets_and_regeneration_is_identical(quick_vaults, capsys):
+    vault_dir, location = quick_vaults
+    before = {name: _dataset_ctime(location, name) for name in DATASETS}
+    expert = fingerprint(read_dataset(location, "Expert"))
+    capsys.readouterr()
+    ensure_datasets(QUICK, rel_dir=vault_dir)
+    out = capsys.readouterr().out
+    assert all(f"{location.dataset_path(name)} is complete; skipping" in out for name in DATASETS)
+    assert "[matd3]" not in out and "generating" not in out
+    assert {name: _dataset_ctime(location, name) for name in DATASETS} == before
+    # Delete one dataset: only it is regenerated, from the finished behaviour run, bit for bit.
+    shutil.rmtree(location.dataset_path("Expert"))
+    ensure_datasets(QUICK, rel_dir=vault_dir)
+    out = capsys.readouterr().out
+    assert "[matd3]" not in out and out.count("generating") == 1
+    assert fingerprint(read_dataset(location, "Expert")) == expert
+
+
+def test_behaviour_training_resumes_from_its_checkpoint(quick_vaults, tmp_path, monkeypatch):
+    """A run interrupted after its step-2000 checkpoint resumes there and ends exactly where
+    the uninterrupted run (the fixture's) ended."""
+    from og_marl_omsd.datasets import matd3
+
+    vault_dir, location = quick_vaults
+    config = load_vault_config(QUICK)
+    reference = MaMuJoCoDatasets(config, location).behaviour()
+    resumed = MaMuJoCoDatasets(config, location_of(config, str(tmp_path))).behaviour()
+    original_save = matd3.BehaviourTraining._save_checkpoint
+
+    def save_then_die(self, learner, replay, state):
+        original_save(self, learner, replay, state)
+        if state["step"] == 2000:
+            raise KeyboardInterrupt("killed after the step-2000 checkpoint")
+
+    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        resumed.run()
+    assert not resumed.is_complete()
+    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", original_save)
+    logs = []
+    resumed.log = logs.append
+    result = resumed.run()
+    assert logs[0].startswith("[matd3] resumed at step 2000")
+    assert result == reference.final_result()
+    final, expected = np.load(resumed.policy_path(None)), np.load(reference.policy_path(None))
+    for key in expected.files:
+        np.testing.assert_array_equal(final[key], expected[key])
+
+
+def test_resume_refuses_a_different_behaviour_config(quick_vaults):
+    vault_dir, location = quick_vaults
+    config = load_vault_config(QUICK)
+    config["behaviour"] = {**config["behaviour"], "batch_size": 64}
+    training = MaMuJoCoDatasets(config, location).behaviour()
+    with pytest.raises(RuntimeError, match="another config"):
+        training._check_identity()
+
+
+# ------------------------------------------------------------------------------ safe writes
+def test_failed_write_leaves_no_dataset(tmp_path, monkeypatch):
+    from flashbax.vault import Vault
+
+    config = load_vault_config(QUICK)
+    location = location_of(config, str(tmp_path))
+    original_write = Vault.write
+
+    def write_then_fail(self, *args, **kwargs):
+        original_write(self, *args, **kwargs)  # the data is on disk under the temporary uid
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Vault, "write", write_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        ensure_datasets(QUICK, ["Random"], rel_dir=str(tmp_path))
+    assert not location.exists("Random")
+    assert not os.path.exists(location.path) or not os.listdir(location.path)
+
+
+def test_killed_write_leaves_no_usable_dataset_and_is_redone(tmp_path):
+    """SIGKILL-like exit after flashbax wrote everything but before the rename."""
+    script = (
+        "import os, sys\n"
+        "from og_marl_omsd.datasets.generate import ensure_datasets\n"
+        "real_rename = os.rename\n"
+        "def die(src, dst):\n"
+        "    if '.partial-' in src:\n"
+        "        os._exit(9)\n"
+        "    real_rename(src, dst)\n"
+        "os.rename = die\n"
+        f"ensure_datasets({QUICK!r}, ['Random'], rel_dir={str(tmp_path)!r})\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 9, completed.stderr[-2000:]
+    location = location_of(load_vault_config(QUICK), str(tmp_path))
+    leftovers = [name for name in os.listdir(location.path) if name.startswith(PARTIAL_PREFIX)]
+    assert len(leftovers) == 1 and os.path.isfile(os.path.join(location.path, leftovers[0], "metadata.json"))
+    assert location.available() == [] and not location.exists("Random")
+    ensure_datasets(QUICK, ["Random"], rel_dir=str(tmp_path))
+    assert location.available() == ["Random"]
+    assert not [name for name in os.listdir(location.path) if name.startswith(PARTIAL_PREFIX)]
+
+
+def test_never_appends_to_an_existing_dataset(quick_vaults):
+    vault_dir, location = quick_vaults
+    experience = read_dataset(location, "Random")
+    with pytest.raises(FileExistsError, match="append"):
+        write_dataset(location, "Random", experience)
+    assert read_dataset(location, "Random")["actions"].shape == experience["actions"].shape
+
+
+def test_stale_partials_of_live_processes_are_kept(tmp_path):
+    config = load_vault_config(QUICK)
+    location = location_of(config, str(tmp_path))
+    live = os.path.join(location.path, f"{PARTIAL_PREFIX}Medium-{os.getpid()}")
+    dead = os.path.join(location.path, f"{PARTIAL_PREFIX}Expert-999999999")
+    for path in (live, dead):
+        os.makedirs(path)
+    assert remove_stale_partials(location) == [dead]
+    assert os.path.isdir(live) and not os.path.exists(dead)
+
+
+# ------------------------------------------------------------------------------ config checks
+def test_config_errors_are_clear():
+    config = load_vault_config(QUICK)
+    location = location_of(config, "unused")
+    with pytest.raises(ValueError, match="Unknown vault config keys.*valid"):
+        MaMuJoCoDatasets({**config, "nosie": 0.1}, location)
+    with pytest.raises(ValueError, match="policy must be one of random, medium, medium_replay, expert"):
+        MaMuJoCoDatasets({**config, "datasets": {"Good": {"policy": "good"}}}, location)
+    with pytest.raises(ValueError, match="Unknown MATD3 settings.*valid"):
+        MaMuJoCoDatasets({**config, "behaviour": {"batchsize": 3}}, location)
+    with pytest.raises(ValueError, match="Unknown MaMuJoCo scenario"):
+        MaMuJoCoDatasets({**config, "scenario": "3cheetah"}, location)
+    with pytest.raises(KeyError, match="defines no dataset"):
+        ensure_datasets(QUICK, ["Medium-Expert"], rel_dir="unused")
+
+
+def test_medium_step_is_the_first_evaluation_reaching_the_fraction():
+    from og_marl_omsd.datasets.matd3 import medium_step
+
+    evaluations = [[0, -5.0], [1000, 300.0], [2000, 1200.0], [3000, 900.0], [4000, 3000.0]]
+    assert medium_step(evaluations, 3000.0, 1 / 3) == (2000, 1200.0)
+    assert medium_step(evaluations, 3000.0, 0.05) == (1000, 300.0)
+    assert medium_step([[0, 10.0], [1000, -150.0], [2000, -120.0]], -300.0, 1 / 3) == (2000, -120.0)  # none reaches it
+
+
+# ------------------------------------------------------------------------------ describe
+def test_describe_prints_the_data_card_and_writes_the_plot(quick_vaults, tmp_path):
+    from og_marl_omsd.datasets.describe import describe_path
+
+    vault_dir, location = quick_vaults
+    lines = []
+    plot = str(tmp_path / "actions.png")
+    rows = describe_path(location.path, plot_path=plot, print_fn=lines.append)
+    table = "\n".join(lines)
+    assert list(rows) == ["Random", "Medium-Replay", "Medium", "Expert"]
+    assert "return mean" in table and "transitions" in table and "episodes" in table
+    random = read_dataset(location, "Random")
+    by_hand = random["rewards"][:, 0].reshape(-1, 1000).sum(axis=1)  # 1000-step episodes
+    assert rows["Random"]["episodes"] == len(by_hand) == 2
+    assert rows["Random"]["return_mean"] == pytest.approx(by_hand.mean(), rel=1e-4)
+    assert rows["Random"]["return_min"] == pytest.approx(by_hand.min(), rel=1e-4)
+    assert f"{by_hand.mean():.1f}" in table
+    with open(plot, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    # One dataset directory works too, and so does the command line.
+    single = describe_path(location.dataset_path("Medium"), plot_path=str(tmp_path / "m.png"), print_fn=lines.append)
+    assert list(single) == ["Medium"]
+    completed = subprocess.run([sys.executable, "-m", "og_marl_omsd.datasets", "describe", location.path,
+                                "--plot", str(tmp_path / "cli.png")], cwd=REPO_ROOT, capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "Medium-Replay" in completed.stdout and os.path.isfile(tmp_path / "cli.png")
+
+
+def test_describe_rejects_a_path_without_datasets(tmp_path):
+    from og_marl_omsd.datasets.describe import describe_path
+
+    empty = tmp_path / "src" / "gymnasium_mamujoco" / "2halfcheetah.vlt"
+    empty.mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="No complete dataset"):
+        describe_path(str(empty))
+    with pytest.raises(ValueError, match="not a <scenario>.vlt"):
+        describe_path(str(tmp_path))
+
+
+def test_episode_returns_sum_team_rewards_per_episode():
+    rewards = np.array([[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]], "float32")
+    ends = np.array([[0, 0], [1, 1], [0, 0], [0, 0], [0, 0]], "float32")
+    truncations = np.array([[0, 0], [0, 0], [0, 0], [1, 1], [0, 0]], "float32")
+    returns = episode_returns({"rewards": rewards, "terminals": ends, "truncations": truncations})
+    np.testing.assert_allclose(returns, [3.0, 7.0])  # the unfinished last step is not an episode
