@@ -22,11 +22,12 @@ Environments:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
 import numpy as np
 import yaml
@@ -91,6 +92,36 @@ def ensure_datasets(config_path: str, datasets: Optional[Iterable[str]] = None, 
     return location
 
 
+@contextlib.contextmanager
+def generation_lock(directory: str) -> Iterator[None]:
+    """An exclusive lock on ``<directory>.lock`` for one generation at a time per scenario
+    (two processes would write the same behaviour run); released when the process dies.
+
+    Raises:
+        RuntimeError: if another process holds it.
+    """
+    import fcntl
+
+    os.makedirs(os.path.dirname(os.path.abspath(directory)), exist_ok=True)
+    path = f"{os.path.abspath(directory)}.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RuntimeError(f"Another process (pid {holder}) is generating these datasets ({path}); wait for it "
+                               "to finish or stop it, then run again (generation resumes).") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _log(message: str) -> None:
     print(message, flush=True)
 
@@ -138,6 +169,11 @@ class MaMuJoCoDatasets:
                                  run_identity={"scenario": self.config["scenario"]}, log=self.log)
 
     def ensure(self, wanted: Iterable[str]) -> VaultLocation:
+        """Generate the missing datasets of ``wanted``, holding the scenario's generation lock."""
+        with generation_lock(self.behaviour_dir):
+            return self._ensure(list(wanted))
+
+    def _ensure(self, wanted: Iterable[str]) -> VaultLocation:
         remove_stale_partials(self.location)
         missing = []
         for name in wanted:
