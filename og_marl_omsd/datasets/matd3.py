@@ -573,6 +573,7 @@ class BehaviourTraining:
                     f"[matd3] step {state['step']}/{config.total_steps} ({100 * state['step'] / config.total_steps:.1f}%) "
                     f"{rate:.0f} steps/s | train return {episode_return:.1f} | evaluation return {value:.1f} | "
                     f"critic loss {logs.get('critic_loss', float('nan')):.3f} | ETA {_format_seconds(remaining)}"
+                    + ("" if config.target_return is None else f" (whole budget; stops at return {config.target_return})")
                 )
                 if config.target_return is not None and value >= config.target_return:
                     state["stopped_early"] = True
