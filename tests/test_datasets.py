@@ -144,8 +144,9 @@ def test_resume_refuses_a_different_behaviour_config(quick_vaults):
     config = load_vault_config(QUICK)
     config["behaviour"] = {**config["behaviour"], "batch_size": 64}
     training = MaMuJoCoDatasets(config, location).behaviour()
+    assert training.is_complete()  # the fixture's finished run, made with batch_size 32
     with pytest.raises(RuntimeError, match="another config"):
-        training._check_identity()
+        training.run()
 
 
 # ------------------------------------------------------------------------------ safe writes

@@ -495,9 +495,9 @@ class BehaviourTraining:
         Returns:
             ``{"final_step", "final_return", "evaluations"}`` (also stored in ``COMPLETE``).
         """
+        self._check_identity()  # also before reusing a finished run: it must be this config's
         if self.is_complete():
             return self.final_result()
-        self._check_identity()
         os.makedirs(self._path("replay"), exist_ok=True)
         os.makedirs(self._path("policies"), exist_ok=True)
         config = self.config
