@@ -128,12 +128,18 @@ def test_behaviour_training_resumes_from_its_checkpoint(quick_vaults, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         resumed.run()
     assert not resumed.is_complete()
+    # A kill between writing replay rows and pointing LATEST at the checkpoint leaves rows
+    # beyond the checkpoint: they must not be loaded nor counted twice later.
+    orphan = os.path.join(resumed.work_dir, "replay", "rows-000002000-000002500.npz")
+    np.savez(orphan, actions=np.full((500, 2, 3), 7.0, "float32"))
     monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", original_save)
     logs = []
     resumed.log = logs.append
     result = resumed.run()
     assert logs[0].startswith("[matd3] resumed at step 2000")
     assert result == reference.final_result()
+    assert not os.path.exists(orphan)
+    np.testing.assert_array_equal(resumed.replay_experience(3000)["actions"], reference.replay_experience(3000)["actions"])
     final, expected = np.load(resumed.policy_path(None)), np.load(reference.policy_path(None))
     for key in expected.files:
         np.testing.assert_array_equal(final[key], expected[key])

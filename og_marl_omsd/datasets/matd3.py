@@ -472,19 +472,28 @@ class BehaviourTraining:
                 shutil.rmtree(self._path(old), ignore_errors=True)
 
     def _restore(self, learner: MATD3, replay: ReplayBuffer) -> Optional[Dict[str, Any]]:
-        if not os.path.isfile(self._path(LATEST)):
-            return None
-        with open(self._path(LATEST)) as handle:
-            name = handle.read().strip()
-        learner.checkpoint.read(self._path(name, "networks")).assert_existing_objects_matched()
-        with open(self._path(name, "state.json")) as handle:
-            state = json.load(handle)
+        """Load the latest checkpoint and the replay rows it covers; delete replay files a
+        killed run wrote after it (the resumed run writes them again, identically)."""
+        state = None
+        if os.path.isfile(self._path(LATEST)):
+            with open(self._path(LATEST)) as handle:
+                name = handle.read().strip()
+            learner.checkpoint.read(self._path(name, "networks")).assert_existing_objects_matched()
+            with open(self._path(name, "state.json")) as handle:
+                state = json.load(handle)
+        rows_saved = 0 if state is None else state["rows_saved"]
         for file_name in sorted(os.listdir(self._path("replay"))):
-            if not file_name.endswith(".npz") or file_name.endswith(".tmp.npz"):
+            path = self._path("replay", file_name)
+            if not file_name.startswith("rows-") or file_name.endswith(".tmp.npz"):
+                os.remove(path)
                 continue
             start, end = (int(part) for part in file_name[len("rows-"):-len(".npz")].split("-"))
-            if end <= state["rows_saved"]:
-                replay.load_rows(self._path("replay", file_name), start)
+            if end <= rows_saved:
+                replay.load_rows(path, start)
+            else:
+                os.remove(path)
+        if state is None:
+            return None
         replay.size = state["step"]
         return state
 
