@@ -43,7 +43,8 @@ def test_cli_smoke_run_of_every_system(system, tmp_path, bandit_vault_dir):
     (["seed=abc"], ["seed", "abc"]),
     (["training_steps=many"], ["training_steps", "many"]),
     (["system.beta=abc"], ["system.beta", "abc"]),
-    (["system.betta=0.1"], ["unknown parameter system.betta"]),
+    (["system.betta=0.1"], ["system.betta"]),  # hydra refuses keys missing from the system's config
+    (["+system.betta=0.1"], ["unknown parameter system.betta", "beta"]),  # forced in: our check names it
     (["env=bandit", "task=2halfcheetah"], ["2halfcheetah", "mamujoco"]),
     (["training_steps=0"], ["training_steps must be > 0"]),
 ])
