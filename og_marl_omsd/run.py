@@ -302,8 +302,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     np.random.seed(cfg.seed)
     buffer = host.FlashbaxReplayBuffer(sequence_length=cfg.replay.sequence_length, batch_size=cfg.replay.batch_size,
                                        seed=cfg.seed)
-    buffer.populate_from_vault(cfg.task.source, cfg.task.env_name, cfg.task.scenario, dataset,
-                               rel_dir=os.path.abspath(cfg.vault_dir))
+    # Read where the vault config wrote it (a quick config has its own source).
+    buffer.populate_from_vault(location.source, location.env, location.scenario, dataset,
+                               rel_dir=os.path.abspath(location.rel_dir))
     loggers = [host.TerminalLogger(log_every=cfg.logger.terminal_log_every)]
     if cfg.logger.wandb:
         loggers = [host.WandbLogger(project=cfg.logger.wandb_project, config=OmegaConf.to_container(cfg, resolve=True),

@@ -308,3 +308,25 @@ def test_episode_returns_sum_team_rewards_per_episode():
     truncations = np.array([[0, 0], [0, 0], [0, 0], [1, 1], [0, 0]], "float32")
     returns = episode_returns({"rewards": rewards, "terminals": ends, "truncations": truncations})
     np.testing.assert_allclose(returns, [3.0, 7.0])  # the unfinished last step is not an episode
+
+
+# ------------------------------------------------------------------------------ runner
+def test_runner_trains_on_a_quick_vault_and_evaluates_in_mamujoco(quick_vaults, tmp_path):
+    """The runner reads the dataset where its vault config wrote it (the quick config has its own source)."""
+    vault_dir, location = quick_vaults
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "og_marl_omsd.run", "system=omsd", "env=mamujoco", "task=2halfcheetah",
+         f"task.vault_config={QUICK}", "dataset=Medium", "training_steps=10", "evaluation_every=10",
+         "num_eval_episodes=1", "system.critic_steps=10", "system.behaviour_steps=10", f"vault_dir={vault_dir}",
+         f"pretrained_dir={tmp_path / 'pretrained'}", f"run_dir={run_dir}"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert location.dataset_path("Medium") in completed.stdout  # the quick vault, not a freshly generated full one
+    results = json.loads((run_dir / "results.json").read_text())
+    medium = episode_returns(read_dataset(location, "Medium"))
+    assert results["dataset_statistics"]["episodes"] == medium.size
+    assert results["dataset_statistics"]["mean_return"] == pytest.approx(float(medium.mean()), rel=1e-5)
+    assert np.isfinite(results["final_evaluation"]["mean_episode_return"])
+    assert [e["training_steps"] for e in results["evaluation_curve"]] == [0, 10]
