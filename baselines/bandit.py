@@ -167,13 +167,18 @@ def plot_fig2(results: List[Dict[str, Any]], args: argparse.Namespace) -> None:
     data = generate_bandit_experience(200_000)["actions"][..., 0]
     key = f"{DEFAULT_SETTING}/beta={args.table_beta:g}"
     fig, axes = plt.subplots(1, 1 + len(SYSTEMS), figsize=(4 * (1 + len(SYSTEMS)), 4.2))
-    density, xedges, yedges = np.histogram2d(data[:, 0], data[:, 1], bins=60, range=[[-1, 1], [-1, 1]])
-    axes[0].imshow(density.T, origin="lower", extent=[-1, 1, -1, 1], cmap="viridis")
-    axes[0].set_title("behaviour data density")
+    density, xedges, yedges = np.histogram2d(data[:, 0], data[:, 1], bins=40, range=[[-1, 1], [-1, 1]])
+    # Clipping to [-1, 1] piles mass into the edge bins: scale colours and contours by the interior.
+    interior_max = density[1:-1, 1:-1].max()
+    padded = np.pad(density, 1, mode="edge")
+    smooth = sum(padded[1 + i:padded.shape[0] - 1 + i, 1 + j:padded.shape[1] - 1 + j]
+                 for i in (-1, 0, 1) for j in (-1, 0, 1)) / 9.0
+    axes[0].imshow(density.T, origin="lower", extent=[-1, 1, -1, 1], cmap="viridis", vmax=interior_max)
+    axes[0].set_title("behaviour data density (edges: clipped mass)", fontsize=10)
     field_seed = next((r for r in results if "direction_field" in r["systems"][SYSTEMS[0]][key]), None)
     for ax, name in zip(axes[1:], SYSTEMS):
-        ax.contour(0.5 * (xedges[1:] + xedges[:-1]), 0.5 * (yedges[1:] + yedges[:-1]), density.T, levels=4,
-                   colors="lightgray", linewidths=0.8)
+        ax.contour(0.5 * (xedges[1:] + xedges[:-1]), 0.5 * (yedges[1:] + yedges[:-1]), smooth.T,
+                   levels=interior_max * np.array([0.1, 0.3, 0.6]), colors="gray", linewidths=0.8)
         if field_seed is not None:
             field = np.array(field_seed["systems"][name][key]["direction_field"])
             gx, gy = np.meshgrid(GRID, GRID, indexing="xy")
