@@ -237,6 +237,8 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--field-seed", type=int, default=0, help="seed whose direction fields Fig. 2 shows")
     parser.add_argument("--trajectory-every", type=int, default=20, help="actor steps between trajectory points")
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (seeds split among them)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="TF threads per worker (default: CPU cores // workers; oversubscribed TF is slower)")
     parser.add_argument("--only-seeds", type=str, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--vault-dir", default="vaults")
     parser.add_argument("--pretrained-dir", default="runs/pretrained")
@@ -261,7 +263,10 @@ def main(argv: List[str] | None = None) -> None:
                 "--pretrained-dir", args.pretrained_dir, "--table-beta", str(args.table_beta), "--field-seed",
                 str(args.field_seed), "--trajectory-every", str(args.trajectory_every), "--betas",
                 *map(str, args.betas), "--only-seeds"]
-        workers = [subprocess.Popen([*base, ",".join(map(str, chunk)), *args.override]) for chunk in chunks if chunk]
+        threads = str(args.threads or max(1, (os.cpu_count() or 1) // args.workers))
+        env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1"}
+        workers = [subprocess.Popen([*base, ",".join(map(str, chunk)), *args.override], env=env)
+                   for chunk in chunks if chunk]
         if any(worker.wait() != 0 for worker in workers):
             sys.exit("a worker failed; rerun to resume")
     else:

@@ -47,6 +47,8 @@ def test_cli_smoke_run_of_every_system(system, tmp_path, bandit_vault_dir):
     (["+system.betta=0.1"], ["unknown parameter system.betta", "beta"]),  # forced in: our check names it
     (["env=bandit", "task=2halfcheetah"], ["2halfcheetah", "mamujoco"]),
     (["training_steps=0"], ["training_steps must be > 0"]),
+    (["env=mamujoco", "task=2halfcheetah", "dataset=NoSuchData"],
+     ["'NoSuchData' does not exist", "Expert", "Medium", "Medium-Replay", "Random", "datasets generate 2halfcheetah"]),
 ])
 def test_bad_input_is_one_clear_error_without_traceback(overrides, expected, tmp_path):
     result = run_cli(*overrides, f"runs_root={tmp_path / 'runs'}", f"vault_dir={tmp_path / 'vaults'}", cwd=tmp_path)
@@ -55,4 +57,4 @@ def test_bad_input_is_one_clear_error_without_traceback(overrides, expected, tmp
     for fragment in expected:
         assert fragment in message, message[-2000:]
     assert "Traceback" not in message
-    assert not (tmp_path / "runs").exists()  # nothing written
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "vaults").exists()  # nothing written

@@ -74,6 +74,28 @@ def test_pretrained_parts_are_shared_through_the_cache(buffer, tmp_path):
     assert other["critic"] != keys["omsd"]["critic"]  # a changed dataset never gets a stale model
 
 
+def test_cache_key_follows_every_stage_setting_and_the_data():
+    from og_marl_omsd.datasets.vaults import fingerprint
+    from og_marl_omsd.systems.pretraining import stage_key
+
+    def keys(**overrides):
+        system = load_system("omsd")(BanditEnvironment(), _Quiet(), seed=2, **{**TINY, **overrides})
+        return stage_key(system.critic_config, "data"), stage_key(system.behaviour_config, "data")
+
+    critic, behaviour = keys()
+    assert keys() == (critic, behaviour)
+    assert keys(expectile=0.8)[0] != critic and keys(expectile=0.8)[1] == behaviour
+    assert keys(critic_learning_rate=1e-4)[0] != critic
+    assert keys(diffusion_width=24)[1] != behaviour and keys(diffusion_width=24)[0] == critic
+    assert keys(agent_order=[1, 0])[1] != behaviour
+    assert keys(beta=3.0) == (critic, behaviour)  # actor-stage settings never invalidate pretraining
+    data = {"actions": np.zeros((4, 2, 1), "float32"), "infos": {"state": np.ones((4, 1), "float32")}}
+    changed = {"actions": data["actions"].copy(), "infos": data["infos"]}
+    changed["actions"][3, 1, 0] = 1e-6  # one value of the dataset
+    assert fingerprint(data) == fingerprint({k: v for k, v in data.items()})
+    assert fingerprint(changed) != fingerprint(data)
+
+
 def test_action_update_direction_equals_formula(buffer):
     system = load_system("omsd")(BanditEnvironment(), _Quiet(), seed=3, beta=0.7, **TINY)
     system.pretrain(buffer)
