@@ -10,8 +10,10 @@ the evaluation curve). :class:`StageCheckpoint` saves them every ``every`` steps
     step-000000400/         tf.train.Checkpoint files + state.json (step, sampler key, ...)
 
 A save writes a temporary directory, renames it to ``step-<k>`` and only then points
-``LATEST`` at it (``os.replace``), then deletes older ones; a crash at any moment leaves
-``LATEST`` naming a complete checkpoint. :class:`FiniteGuard` records, on the device and
+``LATEST`` at it (``os.replace``), then deletes the ones older than the previous checkpoint,
+which is kept as a fallback: a restore that finds the newest damaged (or ``LATEST`` empty)
+falls back to it with a message, and a stage with checkpoints none of which can be read
+stops rather than silently starting again from step 0. :class:`FiniteGuard` records, on the device and
 without a host sync per step, the first step whose logs were not finite; it is read before
 every save, so a NaN never overwrites the last good checkpoint.
 """
@@ -27,6 +29,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from og_marl_omsd.files import remove_leftovers, write_text
 from og_marl_omsd.errors import CheckpointWriteError, NonFiniteLossError, StageStopped
 
 LATEST = "LATEST"
@@ -151,45 +154,87 @@ class StageCheckpoint:
         self._run_state = run_state
 
     # ------------------------------------------------------------------ reading
-    def latest(self) -> Optional[str]:
-        """The directory of the newest complete checkpoint, or ``None``."""
+    def _step_dirs(self) -> list:
+        """The ``step-<k>`` directories on disk, newest first."""
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return []
+        return sorted((name for name in names if name.startswith("step-") and name[5:].isdigit()), reverse=True)
+
+    def _latest_name(self) -> Optional[str]:
+        """The name ``LATEST`` holds, ``None`` when there is no ``LATEST``, ``""`` when it is damaged."""
         try:
             with open(os.path.join(self.path, LATEST)) as handle:
                 name = handle.read().strip()
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError):
+            return ""
+        return name if name.startswith("step-") and os.path.isdir(os.path.join(self.path, name)) else ""
+
+    def latest(self) -> Optional[str]:
+        """The directory of the newest committed checkpoint (``LATEST``), or ``None``."""
+        name = self._latest_name()
         return os.path.join(self.path, name) if name else None
+
+    def candidates(self) -> list:
+        """Checkpoints to restore from, best first: ``LATEST``, then the older ones kept as a
+        fallback. With ``LATEST`` missing or damaged: every ``step-<k>`` directory, newest first."""
+        name = self._latest_name()
+        steps = self._step_dirs()
+        if name:
+            steps = [name] + [other for other in steps if other < name]
+        return [os.path.join(self.path, other) for other in steps]
 
     def latest_step(self) -> Optional[int]:
         latest = self.latest()
         if latest is None:
             return None
-        with open(os.path.join(latest, STATE_FILE)) as handle:
-            return int(json.load(handle)["step"])
+        try:
+            return int(read_state(latest)["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def describe_latest(self) -> str:
         latest = self.latest()
         return "none (no checkpoint was written yet)" if latest is None else f"{latest} (step {self.latest_step()})"
 
     def restore(self, total: int) -> int:
-        """Restore the newest checkpoint, print that the stage resumes, return its step (0 if none).
+        """Restore the newest readable checkpoint, print that the stage resumes, return its step (0 if none).
+
+        A damaged newest checkpoint (or ``LATEST``) falls back to the previous one, with a
+        message; a stage that has checkpoints but none readable is never restarted silently.
 
         Raises:
-            StageStopped: if the checkpoint cannot be read or was made for another ``total``.
+            StageStopped: if no checkpoint can be read, or one was made for another ``total``.
         """
-        latest = self.latest()
-        if latest is None:
+        candidates = self.candidates()
+        if not candidates:
             return 0
-        try:
-            with open(os.path.join(latest, STATE_FILE)) as handle:
-                state = json.load(handle)
-            create_optimiser_state(self._optimisers)
-            self._checkpoint.read(os.path.join(latest, "ckpt")).assert_consumed()
-        except (OSError, ValueError, AssertionError, tf.errors.OpError) as error:
-            raise StageStopped(
-                f"The {self.label} checkpoint {latest} cannot be restored ({error}): it is damaged or was made for other "
-                f"networks. Delete {self.path} to train the stage from the start."
-            ) from error
+        if self._latest_name() is not None and not self._latest_name():
+            print(f"[resume] {os.path.join(self.path, LATEST)} is empty or damaged; looking for the newest complete "
+                  f"{self.label} checkpoint instead", flush=True)
+        failures = []
+        for candidate in candidates:
+            try:
+                state = read_state(candidate)
+                int(state["step"]), int(state["total_steps"])
+                create_optimiser_state(self._optimisers)
+                self._checkpoint.read(os.path.join(candidate, "ckpt")).assert_consumed()
+            except (OSError, ValueError, KeyError, TypeError, AssertionError, tf.errors.OpError) as error:
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                failures.append(f"{candidate}: {reason}")
+                print(f"[resume] the {self.label} checkpoint {candidate} cannot be read ({reason}); trying the "
+                      "previous one", flush=True)
+                continue
+            return self._resume_from(candidate, state, total, fallback=bool(failures))
+        raise StageStopped(
+            f"The {self.label} checkpoints in {self.path} cannot be restored ({'; '.join(failures)}): they are damaged "
+            f"or were made for other networks. Delete {self.path} to train the stage from the start."
+        )
+
+    def _resume_from(self, latest: str, state: Dict[str, Any], total: int, fallback: bool) -> int:
         step = int(state["step"])
         if int(state["total_steps"]) != int(total) or step > int(total):
             raise StageStopped(
@@ -203,6 +248,8 @@ class StageCheckpoint:
             self._run_state.restore_checkpoint_state(state["run_state"])
         if self._guard is not None:
             self._guard.reset(step)
+        if fallback:
+            print(f"[resume] fell back to the older {self.label} checkpoint {latest}", flush=True)
         print(f"[resume] resuming {self.label} from step {step} ({latest})", flush=True)
         return step
 
@@ -247,26 +294,18 @@ class StageCheckpoint:
                 f"checkpoint {self.describe_latest()} is intact. Free disk space or fix permissions, then run the same "
                 "command again to resume from it."
             ) from error
+        keep = {name, LATEST, os.path.basename(latest) if latest else name}  # the previous one stays as a fallback
         for entry in os.listdir(self.path):
-            if entry not in (name, LATEST) and (entry.startswith("step-") or entry.startswith(_TEMPORARY_PREFIX)):
+            if entry not in keep and (entry.startswith("step-") or entry.startswith(_TEMPORARY_PREFIX)):
                 shutil.rmtree(os.path.join(self.path, entry), ignore_errors=True)
+        remove_leftovers(self.path)
         print(f"[checkpoint] {self.label} step {step}/{total} -> {final} ({time.time() - start:.3f} s)", flush=True)
         return final
 
 
 def _write_file(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file, fsync, ``os.replace``)."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(temporary, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    """Write ``text`` to ``path`` atomically (:func:`og_marl_omsd.files.write_text`)."""
+    write_text(path, text)
 
 
 def read_state(checkpoint_dir: str) -> Dict[str, Any]:

@@ -16,21 +16,23 @@ a stage stopped by a NaN or a failed checkpoint write exits with code 3.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Optional, Tuple
 
 import hydra
 import numpy as np
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 
 from og_marl_omsd.errors import StageStopped, UserError
+from og_marl_omsd.files import read_json, remove_leftovers, write_json, write_text
 
 # Settings that do not change a run's results: left out of its identity (directory hash and
 # the check that an existing run directory holds the same run).
@@ -147,7 +149,7 @@ def reward_scale(task: DictConfig, returns: np.ndarray) -> float:
 def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
     """The dataset's vault location; generates it from the task's vault config when missing."""
     from og_marl_omsd.datasets.generate import ensure_datasets, load_vault_config, location_of
-    from og_marl_omsd.validation import check_writable_directory
+    from og_marl_omsd.validation import check_dataset_folder, check_writable_directory
 
     try:
         vault_config = load_vault_config(cfg.task.vault_config)
@@ -157,6 +159,7 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
     location = location_of(vault_config, cfg.vault_dir)
     if location.exists(dataset):
         return location
+    check_dataset_folder(location, dataset)
     defined = list(vault_config.get("datasets", {}))
     if dataset not in defined:
         on_disk = location.available()
@@ -180,11 +183,20 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
 
 def check_run_settings(cfg: DictConfig) -> None:
     """The run's own numbers and the task/env pairing (before anything is loaded or written)."""
-    problems = [f"{key} must be > 0 (got {cfg[key]})"
-                for key in ("training_steps", "evaluation_every", "num_eval_episodes", "checkpoint_every")
-                if cfg[key] <= 0]
+    from og_marl_omsd.validation import RUN_RULES, rule_problems, unknown_keys
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    unknown = unknown_keys(resolved, {"": RunSchema, "replay": ReplaySchema, "logger": LoggerSchema})
+    if unknown:
+        raise UserError(f"Unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (added with +?): it "
+                        "would be ignored. Settings: " + ", ".join(f.name for f in fields(RunSchema)) + "; replay."
+                        + ", replay.".join(f.name for f in fields(ReplaySchema)) + ". Remove it or fix its name.")
+    problems = rule_problems(_flatten(resolved), RUN_RULES)
     if problems:
         raise UserError("Bad run settings: " + "; ".join(problems) + ".")
+    if cfg.logger.wandb and importlib.util.find_spec("wandb") is None:
+        raise UserError("logger.wandb=true needs the wandb package, which is not installed. Install it with "
+                        "`pip install wandb` (or `pip install og-marl-omsd[wandb]`), or run with logger.wandb=false.")
     if cfg.task.env != cfg.env.name:
         raise UserError(
             f"Task {cfg.task.name!r} belongs to env {cfg.task.env!r}, not {cfg.env.name!r}. Pick a task of "
@@ -197,7 +209,12 @@ def check_same_run(cfg: DictConfig, dataset: str, run_dir: str) -> None:
     stored_path = os.path.join(run_dir, "config.yaml")
     if not os.path.isfile(stored_path):
         return
-    stored = run_identity(OmegaConf.to_container(OmegaConf.load(stored_path), resolve=True))
+    try:
+        stored = run_identity(OmegaConf.to_container(OmegaConf.load(stored_path), resolve=True))
+    except Exception as error:  # noqa: BLE001 (any parse failure: the file is damaged)
+        print(f"[resume] {stored_path} is damaged ({type(error).__name__}); it is written again for this run",
+              flush=True)
+        return
     current = run_identity(OmegaConf.to_container(cfg, resolve=True), dataset)
     if stored == current:
         return
@@ -251,16 +268,21 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         raise UserError(str(error)) from None
     params = {k: v for k, v in OmegaConf.to_container(cfg.system, resolve=True).items() if k != "name"}
     params = system_parameters(system_class, params)
+    with open_dict(cfg):  # normalised values (critic_steps=1e6 -> 1000000): the same run gets the same directory
+        for key, value in params.items():
+            cfg.system[key] = value
     dataset = cfg.dataset or cfg.task.dataset
     run_dir = cfg.run_dir or default_run_dir(cfg, dataset)
     check_same_run(cfg, dataset, run_dir)
     results_path = os.path.join(run_dir, "results.json")
-    if os.path.isfile(results_path):
-        with open(results_path) as handle:
-            results = json.load(handle)
+    results, problem = read_json(results_path)
+    if problem is None and isinstance(results, dict) and "final_evaluation" in results:
         print(f"Run already complete: {run_dir}", flush=True)
         print_summary(results)
         return results
+    if problem != "missing":
+        print(f"[resume] {results_path} is damaged ({problem or 'incomplete'}); the run resumes from its checkpoints "
+              "to write it again", flush=True)
     check_writable_directory(run_dir, "run directory", "run_dir")
     check_writable_directory(cfg.pretrained_dir, "pretrained cache directory", "pretrained_dir")
     location = prepare_dataset(cfg, dataset)
@@ -269,15 +291,25 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     import tensorflow as tf
 
     from og_marl_omsd import host
-    from og_marl_omsd.datasets.vaults import episode_returns, fingerprint, read_dataset
+    from og_marl_omsd.datasets.vaults import episode_returns, fingerprint
     from og_marl_omsd.run_logger import RunLogger
+    from og_marl_omsd.standalone.loggers import JsonWriter
     from og_marl_omsd.systems.pretraining import PretrainedCache
-    from og_marl_omsd.validation import validate_experience
+    from og_marl_omsd.validation import read_checked_dataset, validate_experience
 
     environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed)
-    experience = read_dataset(location, dataset)
+    order = params.get("agent_order")
+    if order is not None and len(order) != len(environment.agents):
+        raise UserError(f"Bad system configuration: system.agent_order={list(order)} orders {len(order)} agents, but "
+                        f"{cfg.task.name} has {len(environment.agents)} ({', '.join(environment.agents)}). Give a "
+                        "permutation of 0..N-1 or leave it null.")
+    experience = read_checked_dataset(location, dataset)
     checked = validate_experience(experience, environment, location.dataset_path(dataset),
                                   f"{cfg.env.name} ({cfg.task.env_name}/{cfg.task.scenario})", cfg.clip_actions)
+    if cfg.replay.batch_size > checked["timesteps"]:
+        raise UserError(f"Bad run settings: replay.batch_size={cfg.replay.batch_size} is larger than dataset "
+                        f"{dataset}'s {checked['timesteps']} timesteps. Choose replay.batch_size <= "
+                        f"{checked['timesteps']} (the default is 256).")
     returns = episode_returns(experience)
     dataset_key = fingerprint(experience)
     scale = reward_scale(cfg.task, returns)
@@ -285,10 +317,14 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
 
     os.makedirs(run_dir, exist_ok=True)
     lock = _lock_run_dir(run_dir)
-    if not os.path.isfile(os.path.join(run_dir, "config.yaml")):
-        with open(os.path.join(run_dir, "config.yaml.tmp"), "w") as handle:
-            handle.write(OmegaConf.to_yaml(cfg, resolve=True))
-        os.replace(os.path.join(run_dir, "config.yaml.tmp"), os.path.join(run_dir, "config.yaml"))
+    remove_leftovers(run_dir)  # temporaries of an interrupted process
+    config_path = os.path.join(run_dir, "config.yaml")
+    try:
+        stored_config = OmegaConf.load(config_path) if os.path.isfile(config_path) else None
+    except Exception:  # noqa: BLE001 (damaged: reported by check_same_run, written again here)
+        stored_config = None
+    if stored_config is None:
+        write_text(config_path, OmegaConf.to_yaml(cfg, resolve=True))
     print(f"[run] {cfg.system.name} on {cfg.task.name}/{dataset} seed {cfg.seed} (host: {host.HOST}); run dir {run_dir}",
           flush=True)
     print(f"[run] dataset {location.dataset_path(dataset)}: {checked['timesteps']} steps, "
@@ -309,8 +345,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     if cfg.logger.wandb:
         loggers = [host.WandbLogger(project=cfg.logger.wandb_project, config=OmegaConf.to_container(cfg, resolve=True),
                                     log_every=cfg.logger.terminal_log_every)]
-    json_writer = host.JsonWriter(run_dir, cfg.system.name, cfg.task.name, cfg.env.name, cfg.seed)
-    logger = RunLogger(loggers, json_writer)
+    # The plugin's marl-eval writer in both host modes: it writes metrics.json atomically.
+    json_writer = JsonWriter(run_dir, cfg.system.name, cfg.task.name, cfg.env.name, cfg.seed)
+    logger = RunLogger(loggers, json_writer, environment=environment)
 
     system = system_class(environment, logger, **params, reward_scale=scale, seed=cfg.seed)
     system.enable_checkpointing(os.path.join(run_dir, "checkpoints"), int(cfg.checkpoint_every), run_state=logger)
@@ -338,9 +375,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         "wall_time_seconds": time.time() - start,
         "pretrain_wall_time_seconds": pretrain_seconds,
     }
-    with open(results_path + ".tmp", "w") as handle:
-        json.dump(results, handle, indent=2)
-    os.replace(results_path + ".tmp", results_path)
+    write_json(results_path, results)
     lock.close()
     print_summary(results)
     return results
@@ -357,16 +392,76 @@ def print_summary(results: Dict[str, Any]) -> None:
         print("Steps: " + ", ".join(f"{stage} {steps}" for stage, steps in results["stage_steps"].items()), flush=True)
 
 
+INTERRUPTED = "Interrupted. Run the same command again to resume from the last checkpoint."
+
+
+def failure_report(error: BaseException) -> Optional[Tuple[int, str]]:
+    """``(exit code, one paragraph)`` for an error the user can act on, ``None`` for a bug."""
+    from og_marl_omsd.files import is_disk_error
+
+    if isinstance(error, UserError):
+        return 2, f"Error: {error}"
+    if isinstance(error, StageStopped):
+        return 3, f"Stopped: {error}"
+    if is_disk_error(error):
+        where = f" {error.filename}" if getattr(error, "filename", None) else ""
+        return 3, (f"Stopped: could not write{where}: {error.strerror or error}. Free disk space (or fix the "
+                   "permissions) and run the same command again: it resumes from its last checkpoint, and the "
+                   "temporary files this run left behind are removed then.")
+    return None
+
+
 @hydra.main(version_base=None, config_path="configs", config_name="config")
 def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from og_marl_omsd import sweep
+
+    sweep.task_started()
+    hydra_config = HydraConfig.get()
+    multirun = hydra_config.mode == RunMode.MULTIRUN
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
         run(cfg)
-    except (UserError, StageStopped) as error:
+    except KeyboardInterrupt:
+        if full_error:
+            raise
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 (reported, then re-raised unless the user can act on it)
+        report = failure_report(error)
+        if full_error or (report is None and not multirun):
+            raise
+        if report is None:  # a bug in one job of a sweep: show it, go on with the others
+            import traceback
+
+            traceback.print_exc()
+            report = (1, f"Failed: {type(error).__name__}: {error}")
+        code, message = report
+        print(message, file=sys.stderr, flush=True)
+        if not multirun:
+            sys.exit(code)
+        sweep.record_failure(hydra_config.job.num, " ".join(hydra_config.overrides.task), code, message)
+
+
+def cli() -> None:
+    """``python -m og_marl_omsd.run``: Hydra's own errors (a bad override, a wrong type, ...) exit with 2
+    like every other input error; Ctrl-C prints one line."""
+    from og_marl_omsd import sweep
+
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code == 1 and not sweep.has_task_started():
+            sys.exit(2)
+        raise
+    except KeyboardInterrupt:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"{'Error' if isinstance(error, UserError) else 'Stopped'}: {error}", file=sys.stderr)
-        sys.exit(2 if isinstance(error, UserError) else 3)
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -14,12 +14,15 @@ class RunLogger(BaseLogger):
     Every write that carries ``evaluation/mean_episode_return`` is an evaluation: it is kept
     in ``evaluations`` and written to marl-eval JSON as ``evaluator/<metric>`` at the
     ``evaluation/training_steps`` step count. ``checkpoint_state`` and
-    ``restore_checkpoint_state`` carry the evaluation record across a resumed run.
+    ``restore_checkpoint_state`` carry the evaluation record across a resumed run, and the
+evaluation environment's seeding state (``environment.checkpoint_state()`` when it has
+one), so a resumed run evaluates on the same episodes as an uninterrupted one.
     """
 
-    def __init__(self, loggers: List[Any], json_writer: Any = None):
+    def __init__(self, loggers: List[Any], json_writer: Any = None, environment: Any = None):
         self._loggers = loggers
         self._json_writer = json_writer
+        self._environment = environment  # the evaluation environment: its seeding state is checkpointed too
         self.evaluations: List[Dict[str, float]] = []
 
     def write(self, logs: Dict[str, Any], force: bool = False) -> None:
@@ -39,11 +42,17 @@ class RunLogger(BaseLogger):
 
     def checkpoint_state(self) -> Dict[str, Any]:
         """What a resumed run needs to continue the record: the evaluations so far."""
-        return {"evaluations": [dict(record) for record in self.evaluations]}
+        state: Dict[str, Any] = {"evaluations": [dict(record) for record in self.evaluations]}
+        environment_state = getattr(self._environment, "checkpoint_state", None)
+        if callable(environment_state):
+            state["environment"] = environment_state()
+        return state
 
     def restore_checkpoint_state(self, state: Dict[str, Any]) -> None:
         """Continue from ``checkpoint_state()``: the evaluations so far and their marl-eval JSON
         (not sent to the terminal or wandb again)."""
+        if "environment" in state and callable(getattr(self._environment, "restore_checkpoint_state", None)):
+            self._environment.restore_checkpoint_state(state["environment"])
         self.evaluations = []
         for record in state.get("evaluations", []):
             self._record({key: float(value) for key, value in record.items()})

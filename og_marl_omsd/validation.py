@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import numpy as np
 
@@ -135,3 +135,124 @@ def validate_experience(
             "fix the dataset."
         )
     return {"timesteps": timesteps["actions"], "actions_outside": outside}
+
+
+# ---------------------------------------------------------------------- settings
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _whole(value: Any) -> bool:
+    return _is_number(value) and np.isfinite(value) and float(value).is_integer()
+
+
+def _positive_sizes(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(_whole(v) and v >= 1 for v in value)
+
+
+def _permutation(value: Any) -> bool:
+    return value is None or (isinstance(value, (list, tuple)) and all(_whole(v) for v in value)
+                             and sorted(int(v) for v in value) == list(range(len(value))))
+
+
+# A setting's rule: (test, what it must be). Checked before anything is built or written;
+# every failing setting is listed in one message. Settings not present are not checked.
+SYSTEM_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "beta": (lambda v: not _is_number(v) or not np.isinf(v), "finite (inf would drop the behaviour regulariser)"),
+    "actor_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
+    "critic_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
+    "behaviour_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
+    "behaviour_weight_decay": (lambda v: _is_number(v) and np.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "target_update_rate": (lambda v: _is_number(v) and 0 < v <= 1, "in (0, 1]"),
+    "diffusion_width": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "diffusion_hidden": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "diffusion_time_dim": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "diffusion_blocks": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    "diffusion_dropout": (lambda v: _is_number(v) and 0 <= v < 1, "in [0, 1)"),
+    "critic_hidden_sizes": (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]"),
+    "actor_hidden_sizes": (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]"),
+    "agent_order": (_permutation, "null or a permutation of 0..N-1, each agent once (e.g. [1,0])"),
+    "pretrain_log_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+}
+
+SEED_RANGE = (0, 2**31 - 1)  # what TF, NumPy and JAX all accept as a seed
+MAX_BATCH_SIZE = 1 << 20
+RUN_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "seed": (lambda v: _whole(v) and SEED_RANGE[0] <= v <= SEED_RANGE[1], f"a whole number in [0, {SEED_RANGE[1]}]"),
+    "training_steps": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "evaluation_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "num_eval_episodes": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "checkpoint_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "replay.sequence_length": (lambda v: _whole(v) and v >= 2, "a whole number >= 2 (a transition needs its "
+                               "successor)"),
+    "replay.batch_size": (lambda v: _whole(v) and 1 <= v <= MAX_BATCH_SIZE,
+                          f"a whole number in [1, {MAX_BATCH_SIZE}] (and at most the dataset's timesteps)"),
+    "logger.terminal_log_every": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (seconds)"),
+}
+
+
+def rule_problems(values: Mapping[str, Any], rules: Mapping[str, Tuple[Callable[[Any], bool], str]],
+                  prefix: str = "") -> List[str]:
+    """``"<prefix><name> must be <what> (got <value>)"`` for every value in ``values`` that breaks its rule."""
+    problems = []
+    for name, (test, what) in rules.items():
+        if name not in values:
+            continue
+        value = values[name]
+        try:
+            good = bool(test(value))
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            problems.append(f"{prefix}{name} must be {what} (got {value!r})")
+    return problems
+
+
+def unknown_keys(config: Mapping[str, Any], schemas: Mapping[str, Any]) -> List[str]:
+    """Dotted keys of ``config`` not in its schema (``schemas``: ``{"": RunSchema, "replay": ReplaySchema, ...}``),
+    e.g. a ``+foo=1`` that would otherwise be ignored silently."""
+    import dataclasses
+
+    unknown = []
+    for section, schema in schemas.items():
+        node = config if not section else config.get(section, {})
+        if not isinstance(node, Mapping):
+            continue
+        known = {f.name for f in dataclasses.fields(schema)}
+        unknown.extend(f"{section + '.' if section else ''}{key}" for key in node if key not in known)
+    return unknown
+
+
+# ---------------------------------------------------------------------- data on disk
+def check_dataset_folder(location: Any, uid: str) -> None:
+    """A dataset folder that exists but is not a complete dataset (empty, or no ``metadata.json``:
+    an interrupted copy or a damaged disk) is one paragraph naming it, not a generation attempt."""
+    path = location.dataset_path(uid)
+    if not os.path.isdir(path) or location.exists(uid):
+        return
+    contents = sorted(os.listdir(path))
+    found = "it is empty" if not contents else f"it has no metadata.json (found: {', '.join(contents[:6])})"
+    raise UserError(
+        f"Dataset folder {path} is incomplete: {found}, so it was not written by a finished generation (or was "
+        f"damaged since). Delete it (rm -r '{path}') and run the same command again to generate it, or copy the "
+        "complete dataset there, or choose another with dataset=<name>."
+    )
+
+
+def read_checked_dataset(location: Any, uid: str) -> Dict[str, Any]:
+    """``read_dataset``, with a damaged vault (a corrupted chunk fails flashbax's checksums, a
+    missing or truncated file, ...) reported as one paragraph naming the folder."""
+    from og_marl_omsd.datasets.vaults import read_dataset
+
+    path = location.dataset_path(uid)
+    try:
+        return read_dataset(location, uid)
+    except MemoryError:
+        raise
+    except Exception as error:  # noqa: BLE001 (flashbax/tensorstore raise many kinds)
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise UserError(
+            f"Dataset {path} cannot be read: {reason}. Its files are damaged or incomplete (the vault's checksums "
+            f"caught it). Delete it (rm -r '{path}') and run the same command again to generate it, or restore it "
+            "from a good copy."
+        ) from None

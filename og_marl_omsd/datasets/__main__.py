@@ -57,5 +57,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 2
 
 
+def cli(argv: Optional[List[str]] = None) -> int:
+    """:func:`main` with user errors (unknown config or dataset, bad config keys, a damaged or
+    unwritable path, Ctrl-C) printed as one paragraph, exit code 2 (130 for Ctrl-C); set
+    ``HYDRA_FULL_ERROR=1`` to see the traceback."""
+    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.files import is_disk_error
+
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        if full_error:
+            raise
+        print("Interrupted. Run the same command again: complete datasets are kept and behaviour training "
+              "resumes from its last checkpoint.", file=sys.stderr)
+        return 130
+    except (UserError, FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError, OSError) as error:
+        if full_error or (isinstance(error, OSError) and not isinstance(error, (FileNotFoundError, FileExistsError))
+                          and not is_disk_error(error)):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        if is_disk_error(error):
+            message = (f"could not write {getattr(error, 'filename', None) or ''}: {error.strerror}. Free disk space "
+                       "(or fix permissions) and run the same command again; nothing partial was kept")
+        print(f"Error: {message}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

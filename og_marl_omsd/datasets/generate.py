@@ -22,12 +22,11 @@ Environments:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 import numpy as np
 import yaml
@@ -79,47 +78,36 @@ def ensure_datasets(config_path: str, datasets: Optional[Iterable[str]] = None, 
         return MaMuJoCoDatasets(config, location).ensure(wanted)
     if config["env"] != "bandit":
         raise ValueError(f"No dataset generator for env {config['env']!r}; known: bandit, gymnasium_mamujoco.")
-    for name in wanted:
-        if location.exists(name):
-            continue
-        spec = config["datasets"][name]
-        print(f"[datasets] generating {location.dataset_path(name)} from {config['name']}", flush=True)
-        from og_marl_omsd.environments.bandit import generate_bandit_experience
+    if all(location.exists(name) for name in wanted):
+        return location
+    with generation_lock(location.path):  # a second process waits here, then finds the datasets complete
+        remove_stale_partials(location)
+        for name in wanted:
+            if location.exists(name):
+                continue
+            spec = config["datasets"][name]
+            print(f"[datasets] generating {location.dataset_path(name)} from {config['name']}", flush=True)
+            from og_marl_omsd.environments.bandit import generate_bandit_experience
 
-        experience = generate_bandit_experience(spec["num_samples"], spec["mean"], spec["std"], spec["seed"])
-        write_dataset(location, name, experience, metadata={"vault_config": config["name"], **spec})
-        print(f"[datasets] wrote {location.dataset_path(name)}", flush=True)
+            experience = generate_bandit_experience(spec["num_samples"], spec["mean"], spec["std"], spec["seed"])
+            write_dataset(location, name, experience, metadata={"vault_config": config["name"], **spec})
+            print(f"[datasets] wrote {location.dataset_path(name)}", flush=True)
     return location
 
 
-@contextlib.contextmanager
-def generation_lock(directory: str) -> Iterator[None]:
-    """An exclusive lock on ``<directory>.lock`` for one generation at a time per scenario
-    (two processes would write the same behaviour run); released when the process dies.
+def generation_lock(directory: str) -> Any:
+    """An exclusive lock on ``<directory>.lock``: one generation at a time per scenario (two
+    processes would write the same data). A second process prints who holds it, waits for it
+    to finish, and then finds the datasets complete; the lock dies with its holder."""
+    from og_marl_omsd.files import file_lock
 
-    Raises:
-        RuntimeError: if another process holds it.
-    """
-    import fcntl
-
-    os.makedirs(os.path.dirname(os.path.abspath(directory)), exist_ok=True)
     path = f"{os.path.abspath(directory)}.lock"
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise RuntimeError(f"Another process (pid {holder}) is generating these datasets ({path}); wait for it "
-                               "to finish or stop it, then run again (generation resumes).") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def waiting(holder: str) -> None:
+        print(f"[datasets] another process (pid {holder}) is generating these datasets ({path}); waiting for it "
+              "to finish", flush=True)
+
+    return file_lock(path, waiting=waiting)
 
 
 def _log(message: str) -> None:

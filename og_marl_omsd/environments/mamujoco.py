@@ -6,7 +6,8 @@ global state are float32; observations of agents that see fewer joints are zero-
 the largest agent observation, as OG-MARL pads them.
 
 Unlike OG-MARL's wrapper, this one is seeded: reset ``k`` (counting from 0) uses seed
-``seed + k``, so a fresh environment made with the same seed replays the same episodes.
+``seed + k``, so a fresh environment made with the same seed replays the same episodes;
+``checkpoint_state`` / ``restore_checkpoint_state`` carry ``k`` across a resumed run.
 """
 
 from __future__ import annotations
@@ -39,6 +40,25 @@ def scenario_spec(scenario: str) -> Tuple[str, str]:
     return SCENARIOS[scenario]
 
 
+_WARNED: set = set()
+
+
+def route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings to stderr (each distinct one once) instead of its default
+    handler, which appends them to ``MUJOCO_LOG.TXT`` in the working directory."""
+    import sys
+
+    import mujoco
+
+    def warn(message: str) -> None:
+        text = message.split(" Time =")[0]
+        if text not in _WARNED:
+            _WARNED.add(text)
+            print(f"[mujoco] warning: {text}", file=sys.stderr, flush=True)
+
+    mujoco.set_mju_user_warning(warn)
+
+
 class MaMuJoCoEnvironment:
     """OG-MARL-style wrapper of one gymnasium-robotics MaMuJoCo task.
 
@@ -54,6 +74,7 @@ class MaMuJoCoEnvironment:
     def __init__(self, scenario: str = "2halfcheetah", seed: int = 42):
         import gymnasium_robotics
 
+        route_mujoco_warnings()
         gym_scenario, agent_conf = scenario_spec(scenario)
         self.scenario = scenario
         self.seed = int(seed)
@@ -86,6 +107,14 @@ class MaMuJoCoEnvironment:
         observations, _ = self._environment.reset(seed=self.seed + self._resets)
         self._resets += 1
         return self._pad(observations), self._info()
+
+    def checkpoint_state(self) -> Dict[str, int]:
+        """The seeding state (resets so far): saved with a run's checkpoint so that a resumed run
+        evaluates on the same episodes as an uninterrupted one."""
+        return {"resets": int(self._resets)}
+
+    def restore_checkpoint_state(self, state: Dict[str, int]) -> None:
+        self._resets = int(state["resets"])
 
     def step(self, actions: Dict[str, np.ndarray]) -> Tuple[Any, ...]:
         actions = {agent: np.clip(np.asarray(actions[agent], "float32").reshape(-1), -1.0, 1.0) for agent in self.agents}

@@ -4,15 +4,17 @@
 (always when forced); ``WandbLogger`` does the same and sends to wandb (imported lazily);
 ``JsonWriter`` writes marl-eval JSON:
 ``{env: {task: {algo: {seed_N: {step_i: {step_count, metric: [v]}, absolute_metrics: {}}}}}}``,
-keeping only ``evaluator/`` and ``absolute/`` keys.
+keeping only ``evaluator/`` and ``absolute/`` keys, rewritten atomically after every write
+(a damaged file found when it starts is reported and started afresh).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Dict, List, Optional
+
+from og_marl_omsd.files import read_json, write_json
 
 
 class BaseLogger:
@@ -78,11 +80,12 @@ class JsonWriter:
         self.run_data: Dict[str, Any] = {"absolute_metrics": {}}
         self._save_to_wandb = save_to_wandb
         file = os.path.join(path, file_name)
-        if os.path.isfile(file):
-            with open(file) as handle:
-                self.data = json.load(handle)
-        else:
-            os.makedirs(path, exist_ok=True)
+        os.makedirs(path, exist_ok=True)
+        self.data, problem = read_json(file)
+        if not isinstance(self.data, dict):
+            if problem != "missing":
+                print(f"[resume] {file} was damaged ({problem or 'not a JSON object'}); rebuilding it (a resumed run "
+                      "writes its checkpointed evaluations back into it)", flush=True)
             self.data = {}
         algorithms = self.data.setdefault(environment_name, {}).setdefault(task_name, {})
         algorithms.setdefault(algorithm_name, {})[f"seed_{seed}"] = self.run_data
@@ -98,8 +101,7 @@ class JsonWriter:
         self._dump()
 
     def _dump(self) -> None:
-        with open(os.path.join(self.path, self.file_name), "w") as handle:
-            json.dump(self.data, handle, indent=4)
+        write_json(os.path.join(self.path, self.file_name), self.data, indent=4)  # atomic: never left truncated
 
     def close(self) -> None:
         if self._save_to_wandb:

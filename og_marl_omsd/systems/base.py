@@ -19,8 +19,10 @@ the cache. A non-finite loss stops a stage before it is checkpointed or cached.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import os
 import zlib
 from typing import Any, Dict, Optional, Sequence
 
@@ -33,7 +35,9 @@ from og_marl_omsd.diffusion import BehaviourDiffusion
 from og_marl_omsd.host import BaseOfflineSystem
 from og_marl_omsd.losses import SCORE_WEIGHT_POWERS, score_regularised_actor_loss, vp_schedule
 from og_marl_omsd.networks import DeterministicActors, IQLCritic
-from og_marl_omsd.systems.pretraining import PretrainedCache, run_stage, stage_key
+from og_marl_omsd.files import discard
+from og_marl_omsd.validation import SYSTEM_RULES, rule_problems
+from og_marl_omsd.systems.pretraining import PretrainedCache, replay_signature, run_stage, stage_key
 
 
 def derived_seed(seed: int, label: str) -> int:
@@ -199,8 +203,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         signature = inspect.signature(cls.__init__).parameters
         values = {name: p.default for name, p in signature.items() if p.default is not inspect.Parameter.empty}
         values.update(params)
-        _check_hyperparameters(**{name: values[name] for name in (
-            "beta", "t_min", "t_max", "expectile", "discount", "critic_steps", "behaviour_steps", "score_weight")})
+        _check_hyperparameters(**values)
 
     # ------------------------------------------------------------------ checkpoints
     def enable_checkpointing(self, directory: str, every: int, run_state: Any = None) -> None:
@@ -254,20 +257,28 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             ("behaviour", self.behaviour_config, self.build_behaviour_model, self._train_behaviour_model),
         ):
             module = build()
-            key = stage_key(config, dataset_fingerprint)
+            key = stage_key(config, dataset_fingerprint, self.stage_context(replay_buffer))
             keys[stage] = key
             name = f"{stage}_{config.get('kind') or config.get('factorisation')}"
-            if cache is not None and cache.load(name, key, module):
-                print(f"[pretrain] {name}: loaded from cache {cache.path(name, key)} (key {key})", flush=True)
-            else:
-                print(f"[pretrain] {name}: training {config['steps']} steps (cache key {key})", flush=True)
-                reseed_sampler(replay_buffer, derived_seed(self.seed, f"batches/{name}"))
-                train(module, replay_buffer, name, key)
-                if cache is not None:
-                    cache.save(name, key, module, config)
+            with cache.lock(name, key) if cache is not None else contextlib.nullcontext():
+                cached = cache is not None and cache.load(name, key, module)
+                if cached:
+                    print(f"[pretrain] {name}: loaded from cache {cache.path(name, key)} (key {key})", flush=True)
+                else:
+                    print(f"[pretrain] {name}: training {config['steps']} steps (cache key {key})", flush=True)
+                    reseed_sampler(replay_buffer, derived_seed(self.seed, f"batches/{name}"))
+                    train(module, replay_buffer, name, key)
+                    cached = cache is not None and cache.save(name, key, module, config) is not None
+            if cached and self._checkpointing is not None:  # the cache holds it: no second copy in the run
+                discard(os.path.join(self._checkpointing["directory"], f"{name}-{key}"))
             self.stage_steps[name] = int(config["steps"])
             setattr(self, "critic" if stage == "critic" else "behaviour_model", module)
         return keys
+
+    def stage_context(self, replay_buffer: Any) -> Dict[str, Any]:
+        """What a pretraining stage learns from besides its config: the replay buffer's settings
+        (batch size, sequence length, implementation) and compilation (part of its cache key)."""
+        return {"replay": replay_signature(replay_buffer), "jit_compile": bool(self._jit_compile)}
 
     def _train_critic(self, critic: IQLCritic, replay_buffer: Any, name: str, key: str) -> None:
         config = self.critic_config
@@ -492,5 +503,6 @@ def _check_hyperparameters(**values: Any) -> None:
             problems.append(f"{key} must be >= 0 (got {values[key]})")
     if "score_weight" in values and values["score_weight"] not in SCORE_WEIGHT_POWERS:
         problems.append(f"score_weight must be one of {', '.join(SCORE_WEIGHT_POWERS)} (got {values['score_weight']!r})")
+    problems.extend(rule_problems(values, SYSTEM_RULES))  # sizes, rates, dropout, agent_order, ...
     if problems:
         raise ValueError("Invalid system hyperparameters: " + "; ".join(problems) + ".")

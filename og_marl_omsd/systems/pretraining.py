@@ -24,13 +24,45 @@ from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
 from og_marl_omsd.errors import NonFiniteLossError
 
 
-def stage_key(stage_config: Dict[str, Any], dataset_fingerprint: str) -> str:
-    payload = json.dumps({"config": stage_config, "dataset": dataset_fingerprint}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+# Bumped whenever what a key covers changes, so entries made under an older rule are never served.
+KEY_VERSION = 2
+
+
+def replay_signature(replay_buffer: Any) -> Dict[str, Any]:
+    """What the replay buffer contributes to a stage: its class (plugin buffer or OG-MARL's)
+    and every scalar setting it holds (batch size, sequence length, sample period, ...),
+    read from the buffer itself so that a new setting cannot be left out of a cache key."""
+    if replay_buffer is None:
+        return {}
+    kind = type(replay_buffer)
+    settings = {name.lstrip("_"): value for name, value in sorted(vars(replay_buffer).items())
+                if isinstance(value, (bool, int, float, str)) and "rng" not in name}
+    return {"class": f"{kind.__module__}.{kind.__qualname__}", **settings}
+
+
+def stage_key(stage_config: Dict[str, Any], dataset_fingerprint: str, context: Optional[Dict[str, Any]] = None) -> str:
+    """The cache key of a pretraining stage: a hash of everything that changes what it learns.
+
+    ``stage_config`` is the very dict the stage builds and trains from (networks, steps,
+    rates, reward scale, seed, ...); ``context`` adds what comes from outside it (the host
+    mode, the replay buffer's :func:`replay_signature`, compilation); :data:`KEY_VERSION`
+    retires keys made under an older rule.
+    """
+    from og_marl_omsd import host
+
+    payload = {"key_version": KEY_VERSION, "config": stage_config, "dataset": dataset_fingerprint,
+               "host": host.HOST, "context": context or {}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class PretrainedCache:
-    """Directory of pretrained modules saved with ``tf.train.Checkpoint`` (written atomically)."""
+    """Directory of pretrained modules saved with ``tf.train.Checkpoint``.
+
+    Entries are written under a temporary name and renamed into place when complete; one
+    process at a time trains an entry (:meth:`lock`, the others wait and then load it); a
+    damaged entry is reported, discarded and counts as a miss; a cache that cannot be
+    written (read-only, full) still serves what it holds.
+    """
 
     def __init__(self, root: str):
         self.root = root
@@ -38,34 +70,69 @@ class PretrainedCache:
     def path(self, stage: str, key: str) -> str:
         return os.path.join(self.root, f"{stage}-{key}")
 
+    def lock(self, stage: str, key: str) -> Any:
+        """Hold ``<stage>-<key>.lock`` while checking, training and saving the entry."""
+        from og_marl_omsd.files import file_lock
+
+        def waiting(holder: str) -> None:
+            print(f"[pretrain] {stage}: another process (pid {holder}) is training this stage for the cache "
+                  f"{self.path(stage, key)}; waiting for it, then loading its result", flush=True)
+
+        return file_lock(f"{self.path(stage, key)}.lock", waiting=waiting)
+
     def load(self, stage: str, key: str, module: tf.Module) -> bool:
+        """Restore the entry into ``module``; ``False`` when it is missing or damaged (then removed)."""
+        from og_marl_omsd.files import discard
+
         path = self.path(stage, key)
-        index = os.path.join(path, "COMPLETE")
-        if not os.path.isfile(index):
+        if not os.path.isdir(path):
+            return False
+        problem = None
+        try:
+            with open(os.path.join(path, "COMPLETE")) as handle:
+                if handle.read().strip() != key:
+                    problem = "its COMPLETE marker does not name this key"
+            if problem is None:  # read every tensor before touching the module
+                reader = tf.train.load_checkpoint(os.path.join(path, "module"))
+                for name in reader.get_variable_to_shape_map():
+                    reader.get_tensor(name)
+        except (OSError, ValueError, tf.errors.OpError) as error:
+            problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if problem is not None:
+            print(f"[pretrain] {stage}: the cache entry {path} is damaged or incomplete ({problem}); treating it as "
+                  "a miss: training the stage and replacing the entry", flush=True)
+            try:
+                discard(path)
+            except OSError:
+                pass
             return False
         tf.train.Checkpoint(module=module).read(os.path.join(path, "module")).assert_consumed()
         return True
 
-    def save(self, stage: str, key: str, module: tf.Module, config: Dict[str, Any]) -> str:
+    def save(self, stage: str, key: str, module: tf.Module, config: Dict[str, Any]) -> Optional[str]:
+        """Publish ``module`` as the entry; returns its path, or ``None`` (with a message) when the
+        cache cannot be written: the run goes on with the module it trained."""
+        from og_marl_omsd.files import is_disk_error, partial_dir, publish_dir, remove_leftovers, write_json, write_text
+
         path = self.path(stage, key)
-        partial = f"{path}.partial-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
+        partial = None
         try:
-            os.makedirs(partial)
+            os.makedirs(self.root, exist_ok=True)
+            remove_leftovers(self.root)
+            partial = partial_dir(path)
             tf.train.Checkpoint(module=module).write(os.path.join(partial, "module"))
-            with open(os.path.join(partial, "config.json"), "w") as handle:
-                json.dump(config, handle, indent=2, sort_keys=True, default=str)
-            with open(os.path.join(partial, "COMPLETE"), "w") as handle:
-                handle.write(key)
-            if os.path.isfile(os.path.join(path, "COMPLETE")):
-                shutil.rmtree(partial)  # another process cached the same key meanwhile: same content
-                return path
-            shutil.rmtree(path, ignore_errors=True)  # an incomplete leftover
-            os.rename(partial, path)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            if os.path.isfile(os.path.join(path, "COMPLETE")):
-                return path  # lost a rename race to a complete copy
+            write_json(os.path.join(partial, "config.json"), config)
+            write_text(os.path.join(partial, "COMPLETE"), key)
+            complete = os.path.isfile(os.path.join(path, "COMPLETE"))
+            publish_dir(partial, path, replace=not complete)  # a complete copy has the same content
+        except BaseException as error:
+            if partial is not None:
+                shutil.rmtree(partial, ignore_errors=True)
+            if isinstance(error, (OSError, tf.errors.OpError)) and (
+                    is_disk_error(error) or isinstance(error, tf.errors.OpError)):
+                print(f"[pretrain] {stage}: could not write the cache entry {path} "
+                      f"({getattr(error, 'strerror', None) or error}); continuing without caching it", flush=True)
+                return None
             raise
         return path
 
