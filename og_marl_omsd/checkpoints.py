@@ -222,7 +222,8 @@ class StageCheckpoint:
                 int(state["step"]), int(state["total_steps"])
                 create_optimiser_state(self._optimisers)
                 self._checkpoint.read(os.path.join(candidate, "ckpt")).assert_consumed()
-            except (OSError, ValueError, KeyError, TypeError, AssertionError, tf.errors.OpError) as error:
+            except (OSError, ValueError, KeyError, TypeError, IndexError, AssertionError, RuntimeError,
+                    tf.errors.OpError) as error:  # a truncated data file raises IndexError
                 reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 failures.append(f"{candidate}: {reason}")
                 print(f"[resume] the {self.label} checkpoint {candidate} cannot be read ({reason}); trying the "

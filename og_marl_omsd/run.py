@@ -121,6 +121,17 @@ def system_parameters(system_class: type, params: Dict[str, Any]) -> Dict[str, A
     return params
 
 
+def configured_system_parameters(cfg: DictConfig, system_class: type) -> Dict[str, Any]:
+    """``system.*`` checked by :func:`system_parameters` and written back normalised into ``cfg``
+    (``critic_steps=1e6`` becomes ``1000000``), so one run has one directory and one config."""
+    params = {k: v for k, v in OmegaConf.to_container(cfg.system, resolve=True).items() if k != "name"}
+    params = system_parameters(system_class, params)
+    with open_dict(cfg):
+        for key, value in params.items():
+            cfg.system[key] = value
+    return params
+
+
 def run_identity(resolved: Dict[str, Any], dataset: Optional[str] = None) -> Dict[str, Any]:
     """The settings that make a run what it is: the resolved config less ``NOT_RUN_IDENTITY``,
     with the dataset resolved (``dataset`` or the task's default)."""
@@ -241,6 +252,9 @@ def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 def _lock_run_dir(run_dir: str) -> Any:
     """Hold ``run_dir/.lock`` for this process (released when it ends, even by SIGKILL)."""
+    previous = _HELD_LOCKS.pop(os.path.abspath(run_dir), None)
+    if previous is not None:  # left by an earlier run() of this process that stopped with an error
+        previous.close()
     handle = open(os.path.join(run_dir, ".lock"), "w")
     try:
         import fcntl
@@ -252,7 +266,11 @@ def _lock_run_dir(run_dir: str) -> Any:
         handle.close()
         raise UserError(f"Another process is running in {run_dir}. Wait for it to finish, or choose another "
                         "run_dir=<path>.") from None
+    _HELD_LOCKS[os.path.abspath(run_dir)] = handle
     return handle
+
+
+_HELD_LOCKS: Dict[str, Any] = {}
 
 
 def run(cfg: DictConfig) -> Dict[str, Any]:
@@ -266,11 +284,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         system_class = load_system(cfg.system.name)
     except UnknownSystemError as error:
         raise UserError(str(error)) from None
-    params = {k: v for k, v in OmegaConf.to_container(cfg.system, resolve=True).items() if k != "name"}
-    params = system_parameters(system_class, params)
-    with open_dict(cfg):  # normalised values (critic_steps=1e6 -> 1000000): the same run gets the same directory
-        for key, value in params.items():
-            cfg.system[key] = value
+    params = configured_system_parameters(cfg, system_class)
     dataset = cfg.dataset or cfg.task.dataset
     run_dir = cfg.run_dir or default_run_dir(cfg, dataset)
     check_same_run(cfg, dataset, run_dir)
@@ -284,7 +298,13 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         print(f"[resume] {results_path} is damaged ({problem or 'incomplete'}); the run resumes from its checkpoints "
               "to write it again", flush=True)
     check_writable_directory(run_dir, "run directory", "run_dir")
-    check_writable_directory(cfg.pretrained_dir, "pretrained cache directory", "pretrained_dir")
+    try:
+        check_writable_directory(cfg.pretrained_dir, "pretrained cache directory", "pretrained_dir")
+        cache_read_only = False
+    except UserError:  # a shared read-only cache still serves the stages it holds
+        print(f"[run] the pretrained cache {cfg.pretrained_dir} is not writable: it is used read-only (stages it holds "
+              "are loaded; a stage it lacks is trained for this run and not cached)", flush=True)
+        cache_read_only = True
     location = prepare_dataset(cfg, dataset)
 
     setup_devices()
@@ -318,6 +338,8 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     os.makedirs(run_dir, exist_ok=True)
     lock = _lock_run_dir(run_dir)
     remove_leftovers(run_dir)  # temporaries of an interrupted process
+    if not cache_read_only:
+        remove_leftovers(cfg.pretrained_dir)
     config_path = os.path.join(run_dir, "config.yaml")
     try:
         stored_config = OmegaConf.load(config_path) if os.path.isfile(config_path) else None
@@ -351,7 +373,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
 
     system = system_class(environment, logger, **params, reward_scale=scale, seed=cfg.seed)
     system.enable_checkpointing(os.path.join(run_dir, "checkpoints"), int(cfg.checkpoint_every), run_state=logger)
-    cache_keys = system.pretrain(buffer, PretrainedCache(cfg.pretrained_dir), dataset_key)
+    cache_keys = system.pretrain(buffer, PretrainedCache(cfg.pretrained_dir, read_only=cache_read_only), dataset_key)
     pretrain_seconds = time.time() - start
     system.train(buffer, training_steps=int(cfg.training_steps), evaluation_every=int(cfg.evaluation_every),
                  num_eval_episodes=int(cfg.num_eval_episodes))
@@ -419,8 +441,8 @@ def main(cfg: DictConfig) -> None:
     from og_marl_omsd import sweep
 
     sweep.task_started()
-    hydra_config = HydraConfig.get()
-    multirun = hydra_config.mode == RunMode.MULTIRUN
+    hydra_config = HydraConfig.get() if HydraConfig.initialized() else None
+    multirun = hydra_config is not None and hydra_config.mode == RunMode.MULTIRUN
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
         run(cfg)

@@ -217,24 +217,7 @@ def test_stale_partials_of_live_processes_are_kept(tmp_path):
     assert os.path.isdir(live) and not os.path.exists(dead)
 
 
-def test_a_second_generation_of_the_same_scenario_is_refused(tmp_path):
-    from og_marl_omsd.datasets.generate import generation_lock
-
-    config = load_vault_config(QUICK)
-    generator = MaMuJoCoDatasets(config, location_of(config, str(tmp_path)))
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom og_marl_omsd.datasets.generate import generation_lock\n"
-         f"with generation_lock({generator.behaviour_dir!r}):\n    print('held', flush=True)\n    time.sleep(60)\n"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(RuntimeError, match=f"Another process \\(pid {holder.pid}\\) is generating"):
-            generator.ensure(["Random"])
-    finally:
-        holder.kill()
-        holder.wait()
-    with generation_lock(generator.behaviour_dir):  # free again once the holder is gone
-        pass
+# A second generation of the same scenario waits for the first: tests/test_faults_probe.py (point 5).
 
 
 # ------------------------------------------------------------------------------ config checks

@@ -64,16 +64,21 @@ class PretrainedCache:
     written (read-only, full) still serves what it holds.
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, read_only: bool = False):
         self.root = root
+        self.read_only = read_only
 
     def path(self, stage: str, key: str) -> str:
         return os.path.join(self.root, f"{stage}-{key}")
 
     def lock(self, stage: str, key: str) -> Any:
         """Hold ``<stage>-<key>.lock`` while checking, training and saving the entry."""
+        import contextlib
+
         from og_marl_omsd.files import file_lock
 
+        if self.read_only:
+            return contextlib.nullcontext()
         def waiting(holder: str) -> None:
             print(f"[pretrain] {stage}: another process (pid {holder}) is training this stage for the cache "
                   f"{self.path(stage, key)}; waiting for it, then loading its result", flush=True)
@@ -96,15 +101,16 @@ class PretrainedCache:
                 reader = tf.train.load_checkpoint(os.path.join(path, "module"))
                 for name in reader.get_variable_to_shape_map():
                     reader.get_tensor(name)
-        except (OSError, ValueError, tf.errors.OpError) as error:
+        except (OSError, ValueError, IndexError, RuntimeError, tf.errors.OpError) as error:  # truncated: IndexError
             problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if problem is not None:
             print(f"[pretrain] {stage}: the cache entry {path} is damaged or incomplete ({problem}); treating it as "
                   "a miss: training the stage and replacing the entry", flush=True)
-            try:
-                discard(path)
-            except OSError:
-                pass
+            if not self.read_only:
+                try:
+                    discard(path)
+                except OSError:
+                    pass
             return False
         tf.train.Checkpoint(module=module).read(os.path.join(path, "module")).assert_consumed()
         return True
@@ -115,6 +121,8 @@ class PretrainedCache:
         from og_marl_omsd.files import is_disk_error, partial_dir, publish_dir, remove_leftovers, write_json, write_text
 
         path = self.path(stage, key)
+        if self.read_only:
+            return None
         partial = None
         try:
             os.makedirs(self.root, exist_ok=True)
