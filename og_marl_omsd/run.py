@@ -301,7 +301,9 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     try:
         check_writable_directory(cfg.pretrained_dir, "pretrained cache directory", "pretrained_dir")
         cache_read_only = False
-    except UserError:  # a shared read-only cache still serves the stages it holds
+    except UserError:  # an existing read-only (shared) cache still serves the stages it holds
+        if not os.path.isdir(cfg.pretrained_dir):
+            raise
         print(f"[run] the pretrained cache {cfg.pretrained_dir} is not writable: it is used read-only (stages it holds "
               "are loaded; a stage it lacks is trained for this run and not cached)", flush=True)
         cache_read_only = True

@@ -179,10 +179,10 @@ SEED_RANGE = (0, 2**31 - 1)  # what TF, NumPy and JAX all accept as a seed
 MAX_BATCH_SIZE = 1 << 20
 RUN_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: _whole(v) and SEED_RANGE[0] <= v <= SEED_RANGE[1], f"a whole number in [0, {SEED_RANGE[1]}]"),
-    "training_steps": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "evaluation_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "num_eval_episodes": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "checkpoint_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "training_steps": (lambda v: _whole(v) and v >= 1, "> 0"),
+    "evaluation_every": (lambda v: _whole(v) and v >= 1, "> 0"),
+    "num_eval_episodes": (lambda v: _whole(v) and v >= 1, "> 0"),
+    "checkpoint_every": (lambda v: _whole(v) and v >= 1, "> 0"),
     "replay.sequence_length": (lambda v: _whole(v) and v >= 2, "a whole number >= 2 (a transition needs its "
                                "successor)"),
     "replay.batch_size": (lambda v: _whole(v) and 1 <= v <= MAX_BATCH_SIZE,
