@@ -10,7 +10,9 @@ Runs survive faults: the run directory is a function of the command (same comman
 directory), every stage checkpoints every ``checkpoint_every`` steps and a restarted run
 resumes where it stopped; a finished run prints its results. Bad input (configuration,
 dataset, output directory) is one paragraph and exit code 2 before anything is written;
-a stage stopped by a NaN or a failed checkpoint write exits with code 3.
+a stage stopped by a NaN, a failed checkpoint write or a full disk exits with code 3;
+Ctrl-C prints one line (exit 130). Every file is written atomically (:mod:`og_marl_omsd.files`).
+With ``-m`` every job runs and the failed ones are listed at the end (:mod:`og_marl_omsd.sweep`).
 """
 
 from __future__ import annotations
