@@ -21,6 +21,7 @@ import pytest
 from conftest import bandit_location, run_config
 from og_marl_omsd import files
 from og_marl_omsd import run as runner
+from og_marl_omsd.checkpoints import StageCheckpoint
 from og_marl_omsd.errors import StageStopped, UserError
 
 COMMON = ["system=omsd", "env=bandit", "seed=3", "training_steps=10", "evaluation_every=5", "num_eval_episodes=1",
@@ -212,7 +213,7 @@ def tiny_mamujoco_vault(tmp_path_factory):
     return vault_dir
 
 
-def test_3_resumed_mamujoco_run_evaluates_like_an_uninterrupted_one(tmp_path, tiny_mamujoco_vault):
+def test_3_resumed_mamujoco_run_evaluates_like_an_uninterrupted_one(tmp_path, tiny_mamujoco_vault, monkeypatch, capsys):
     common = ["system=omsd", "env=mamujoco", "task=2halfcheetah", f"task.vault_config={QUICK}", "dataset=Medium",
               "seed=1", "training_steps=10", "evaluation_every=5", "num_eval_episodes=1", "checkpoint_every=5",
               "system.critic_steps=5", "system.behaviour_steps=5", "system.jit_compile=false",
@@ -221,12 +222,22 @@ def test_3_resumed_mamujoco_run_evaluates_like_an_uninterrupted_one(tmp_path, ti
               f"vault_dir={tiny_mamujoco_vault}"]
     reference = runner.run(run_config(*common, f"run_dir={tmp_path / 'reference'}",
                                       f"pretrained_dir={tmp_path / 'reference_cache'}"))
-    interrupted = [*common, f"run_dir={tmp_path / 'run'}", f"pretrained_dir={tmp_path / 'cache'}"]
-    code, out, err = interrupt_at(interrupted, "[checkpoint] actors step 5/", tmp_path)
-    assert code == -signal.SIGKILL, out[-2000:] + err[-2000:]
-    code, out, err = run_cli(interrupted, tmp_path)
-    assert code == 0, out[-2000:] + err[-3000:]
-    assert "[resume] resuming actors from step 5" in out
+    interrupted = run_config(*common, f"run_dir={tmp_path / 'run'}", f"pretrained_dir={tmp_path / 'cache'}")
+    real_save = StageCheckpoint.save
+
+    def interrupted_after_actor_step_5(self, step, total):
+        path = real_save(self, step, total)
+        if self.label == "actors" and step == 5:
+            raise KeyboardInterrupt("Ctrl-C right after the actors' checkpoint of step 5")
+        return path
+
+    monkeypatch.setattr(StageCheckpoint, "save", interrupted_after_actor_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(interrupted)  # evaluated at step 0 (one episode), then stopped
+    monkeypatch.undo()
+    capsys.readouterr()
+    runner.run(run_config(*common, f"run_dir={tmp_path / 'run'}", f"pretrained_dir={tmp_path / 'cache'}"))
+    assert "[resume] resuming actors from step 5" in capsys.readouterr().out  # with a new evaluation environment
     resumed = results_of(tmp_path / "run")
     assert [e["training_steps"] for e in resumed["evaluation_curve"]] == [0, 5, 10]
     assert_same_results(resumed, reference)  # the evaluations after the resume ran on the same episodes
