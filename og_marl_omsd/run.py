@@ -254,9 +254,6 @@ def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 def _lock_run_dir(run_dir: str) -> Any:
     """Hold ``run_dir/.lock`` for this process (released when it ends, even by SIGKILL)."""
-    previous = _HELD_LOCKS.pop(os.path.abspath(run_dir), None)
-    if previous is not None:  # left by an earlier run() of this process that stopped with an error
-        previous.close()
     handle = open(os.path.join(run_dir, ".lock"), "w")
     try:
         import fcntl
@@ -268,13 +265,30 @@ def _lock_run_dir(run_dir: str) -> Any:
         handle.close()
         raise UserError(f"Another process is running in {run_dir}. Wait for it to finish, or choose another "
                         "run_dir=<path>.") from None
-    _HELD_LOCKS[os.path.abspath(run_dir)] = handle
+    _HELD_LOCKS.append(handle)
     return handle
 
 
-_HELD_LOCKS: Dict[str, Any] = {}
+_HELD_LOCKS: list = []
 
 
+def _releases_run_lock(function: Any) -> Any:
+    """Release the run directory's lock when ``function`` returns or raises (a run stopped by an
+    error in a process that goes on, such as a sweep or a test, must not keep its directory)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            while _HELD_LOCKS:
+                _HELD_LOCKS.pop().close()
+
+    return wrapper
+
+
+@_releases_run_lock
 def run(cfg: DictConfig) -> Dict[str, Any]:
     """Run one configured experiment (or resume it); returns the results written to ``results.json``."""
     from og_marl_omsd.registry import UnknownSystemError, load_system
