@@ -467,7 +467,7 @@ def test_9_empty_latest_never_restarts_from_step_0(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------- 10. interruptions and disks
-def test_10_ctrl_c_prints_one_line_and_the_run_resumes(tmp_path, small_vault_dir):
+def test_10_ctrl_c_prints_one_line_without_a_traceback(tmp_path, small_vault_dir):
     overrides = [*COMMON, f"vault_dir={small_vault_dir}", f"run_dir={tmp_path / 'run'}",
                  f"pretrained_dir={tmp_path / 'cache'}"]
     code, out, err = interrupt_at(overrides, "[checkpoint] critic_joint step 5/", tmp_path, sig=signal.SIGINT)
