@@ -216,7 +216,7 @@ def test_nan_loss_stops_the_run_naming_stage_step_and_intact_checkpoint(stage, f
     assert f"Stage {stage} stopped" in message and "at step 13" in message, message
     assert f"{good} (step 10)" in message and "not overwritten" in message
     assert (stage_dir / "LATEST").read_text() == good.name and read_state(str(good))["step"] == 10
-    assert {p.name for p in stage_dir.iterdir()} == {"LATEST", good.name}
+    assert {p.name for p in stage_dir.iterdir()} == {"LATEST", good.name, "step-000000005"}  # and the previous one
     reader = tf.train.load_checkpoint(str(good / "ckpt"))
     for name in reader.get_variable_to_shape_map():
         value = reader.get_tensor(name)

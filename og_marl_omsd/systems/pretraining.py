@@ -72,7 +72,7 @@ class PretrainedCache:
         return os.path.join(self.root, f"{stage}-{key}")
 
     def lock(self, stage: str, key: str) -> Any:
-        """Hold ``<stage>-<key>.lock`` while checking, training and saving the entry."""
+        """Hold ``<cache>/.locks/<stage>-<key>.lock`` while checking, training and saving the entry."""
         import contextlib
 
         from og_marl_omsd.files import file_lock
@@ -83,7 +83,7 @@ class PretrainedCache:
             print(f"[pretrain] {stage}: another process (pid {holder}) is training this stage for the cache "
                   f"{self.path(stage, key)}; waiting for it, then loading its result", flush=True)
 
-        return file_lock(f"{self.path(stage, key)}.lock", waiting=waiting)
+        return file_lock(os.path.join(self.root, ".locks", f"{stage}-{key}.lock"), waiting=waiting)
 
     def load(self, stage: str, key: str, module: tf.Module) -> bool:
         """Restore the entry into ``module``; ``False`` when it is missing or damaged (then removed)."""
