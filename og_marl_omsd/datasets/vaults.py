@@ -137,15 +137,9 @@ def remove_stale_partials(location: VaultLocation) -> List[str]:
 
 
 def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from og_marl_omsd.files import process_alive
+
+    return process_alive(pid)
 
 
 def missing_directories(path: str) -> List[str]:

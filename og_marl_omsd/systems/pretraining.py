@@ -1,8 +1,10 @@
 """Pretraining stages (IQL critic, behaviour diffusion) and the cache that shares them.
 
 A pretrained module is cached under ``<cache_dir>/<stage>-<key>/`` where ``key`` hashes the
-dataset's content fingerprint and the stage's whole config (seed included), so a changed
-dataset or config is never served a stale model, and OMSD, BRPO-FAC and BRPO-JAL (one joint
+dataset's content fingerprint, the stage's whole config (seed included), what the stage
+learns from besides it (the replay buffer's settings and implementation, the host mode,
+compilation) and a key-format version (:func:`stage_key`), so a changed dataset or setting
+is never served a stale model, and OMSD, BRPO-FAC and BRPO-JAL (one joint
 critic) or BRPO-Ind and BRPO-FAC (one set of independent behaviour models) share one copy.
 The key is printed whenever a stage is trained or loaded. Training a stage is resumable
 (:func:`run_stage` with a :class:`~og_marl_omsd.checkpoints.StageCheckpoint`).
