@@ -37,7 +37,7 @@ def replay_signature(replay_buffer: Any) -> Dict[str, Any]:
     if replay_buffer is None:
         return {}
     kind = type(replay_buffer)
-    settings = {name.lstrip("_"): value for name, value in sorted(vars(replay_buffer).items())
+    settings = {name.lstrip("_"): value for name, value in sorted(getattr(replay_buffer, "__dict__", {}).items())
                 if isinstance(value, (bool, int, float, str)) and "rng" not in name}
     return {"class": f"{kind.__module__}.{kind.__qualname__}", **settings}
 
