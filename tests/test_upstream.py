@@ -234,3 +234,69 @@ def test_og_marl_run_after_export_runs_omsd_and_iddpg_bc(tmp_path):
         assert final and f"results: {system} 2halfcheetah/Medium seed 0" in final[0], result.stdout[-3000:]
         assert "(host: og_marl)" in result.stdout
         print(final[0])
+
+
+# ---------------------------------------------------------------- systems without pretraining
+
+
+def _plain_system_class():
+    """A BaseOfflineSystem the way OG-MARL's are: (environment, logger, **hyperparameters), no pretrain."""
+    import numpy as np
+
+    from og_marl_omsd import host
+
+    class ConstantActions(host.BaseOfflineSystem):
+        built: list = []  # every instance, for the test to look at
+
+        def __init__(self, environment, logger, action: float = 0.5, learning_rate: float = 1e-3):
+            super().__init__(environment, logger)
+            self.action, self.batches = action, []
+            self.built.append(self)
+
+        def select_actions(self, observations, legal_actions=None):
+            return {agent: np.full((self.environment.num_actions,), self.action, "float32") for agent in self.agents}
+
+        def train_step(self, experience):
+            self.batches.append(experience["actions"].shape)
+            return {"loss": 0.0}
+
+    return ConstantActions
+
+
+def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluation(tmp_path, small_vault_dir):
+    import json
+
+    from conftest import run_config
+
+    from og_marl_omsd.run import vault_of_task
+    from og_marl_omsd.upstream import runner
+
+    system_class = _plain_system_class()
+    built = system_class.built
+    cfg = run_config("system=iddpg_bc", "env=bandit", "training_steps=6", "evaluation_every=3", "num_eval_episodes=2",
+                     "replay.sequence_length=2", "replay.batch_size=8", f"vault_dir={small_vault_dir}",
+                     f"runs_root={tmp_path / 'runs'}", "+system.action=1.0")
+    results = runner.run_offline_system(cfg, system_class, prepare_vault=vault_of_task)
+    # The env preset's score-regularised keys (beta, critic_steps, ...) were left out, the given one kept.
+    assert built[0].action == 1.0 and built[0].batches[0] == (8, 2, 2, 1)
+    # Evaluations at steps 0 and 3, then the final one (10x episodes) at step 6; bandit reward a1 * a2 = 1.
+    assert [record["training_steps"] for record in results["evaluation_curve"]] == [0, 3, 6]
+    assert results["final_evaluation"]["mean_episode_return"] == 1.0
+    run_dir = tmp_path / "runs" / "iddpg_bc"
+    stored = json.loads(next(run_dir.rglob("results.json")).read_text())
+    assert stored["stage_steps"] == {"training": 6}
+    # The same command again finds the finished run.
+    assert runner.run_offline_system(cfg, system_class, prepare_vault=vault_of_task) == stored
+
+
+def test_a_command_line_key_the_system_does_not_take_is_an_error(tmp_path, small_vault_dir, monkeypatch):
+    from conftest import run_config
+
+    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.upstream import runner
+
+    monkeypatch.setattr(runner, "command_line_system_keys", lambda: {"beta"})
+    cfg = run_config("system=iddpg_bc", "env=bandit", f"vault_dir={small_vault_dir}", f"runs_root={tmp_path / 'runs'}")
+    with pytest.raises(UserError, match=r"unknown parameter system\.beta.*action, learning_rate"):
+        runner.run_offline_system(cfg, _plain_system_class())
+    assert not (tmp_path / "runs").exists()
