@@ -312,7 +312,8 @@ def export(target: str, branch: str = DEFAULT_BRANCH, patch: Optional[str] = Non
         identity = []
         if not _git(target, "config", "user.email", check=False).stdout.strip():
             identity = ["-c", "user.name=og-marl-omsd export", "-c", "user.email=og-marl-omsd@users.noreply.github.com"]
-        _git(target, *identity, "commit", "-q", "-m", COMMIT_MESSAGE, "--", *changed)
+        message = COMMIT_MESSAGE if created else "og_marl.run: update from og-marl-omsd's export\n\n" + COMMIT_MESSAGE
+        _git(target, *identity, "commit", "-q", "-m", message, "--", *changed)
     except BaseException:  # leave the tree as it was
         _git(target, "reset", "-q", "--", *changed, check=False)
         for path in added:
