@@ -8,7 +8,7 @@ TensorFlow.
 class UserError(Exception):
     """A mistake in the command or the data: printed as one paragraph, exit code 2."""
 
-    exit_code = 2  # what a runner that only knows the attribute (OG-MARL's og_marl.run) exits with
+    exit_code = 2  # read by runners that do not know this class (og_marl.run)
 
 
 class StageStopped(RuntimeError):
