@@ -8,9 +8,13 @@ TensorFlow.
 class UserError(Exception):
     """A mistake in the command or the data: printed as one paragraph, exit code 2."""
 
+    exit_code = 2  # read by runners that do not know this class (og_marl.run)
+
 
 class StageStopped(RuntimeError):
     """A training stage stopped safely for a reason the user must act on: exit code 3."""
+
+    exit_code = 3
 
 
 class NonFiniteLossError(StageStopped, FloatingPointError):

@@ -64,6 +64,15 @@ def WandbLogger(**kwargs: Any) -> BaseLogger:  # noqa: N802 (mirrors OG-MARL's c
     return _WandbLogger(**kwargs)
 
 
+def og_marl_system(module: str, class_name: str) -> type:
+    """One of OG-MARL's own system classes (``og_marl.baselines...``); needs the og_marl host."""
+    if HOST != "og_marl":
+        raise ImportError(f"OG-MARL's {class_name} needs OG-MARL ({HOST_ENV_VAR}={os.environ.get(HOST_ENV_VAR, 'auto')}).")
+    import importlib
+
+    return getattr(importlib.import_module(module), class_name)
+
+
 def get_environment(source: str, env_name: str, scenario: str, seed: int = 42) -> Any:
     """Build an environment by OG-MARL's ``get_environment`` signature.
 
@@ -89,4 +98,5 @@ __all__ = [
     "WandbLogger",
     "get_environment",
     "host_mode",
+    "og_marl_system",
 ]

@@ -13,6 +13,7 @@ installed metadata, so a new one appears after (re)installing its distribution.
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import EntryPoint, entry_points
 from typing import Dict
 
@@ -29,13 +30,38 @@ def available_systems() -> Dict[str, EntryPoint]:
     return {entry.name: entry for entry in entry_points(group=GROUP)}
 
 
-def load_system(name: str) -> type:
-    """Import and return the system class registered as ``name``."""
+def load_registered_system(name: str) -> type:
+    """Import and return the system class registered as ``name`` (entry points only)."""
     systems = available_systems()
     if name not in systems:
-        known = ", ".join(sorted(systems)) or "none (is og-marl-omsd installed? pip install -e .)"
+        known = ", ".join(sorted(systems)) or "none"
         raise UnknownSystemError(
             f"Unknown system {name!r}. Registered systems ({GROUP} entry points): {known}. "
-            "A distribution registers more in its setup.cfg [options.entry_points]."
+            "A distribution registers more in its packaging metadata (setup.cfg [options.entry_points] or "
+            f"pyproject.toml [project.entry-points.\"{GROUP}\"]); reinstall it after adding one."
         )
     return systems[name].load()
+
+
+def load_system(name: str) -> type:
+    """The system class named ``name``: a registered entry point, else one of OG-MARL's own offline
+    systems (``iddpg_bc``, ``maddpg_cql``, ``omar``, ``continuous_bc``) when OG-MARL is usable."""
+    from og_marl_omsd.upstream.og_marl_systems import INSTALL_HINT, OG_MARL_SYSTEMS, og_marl_package_dir
+
+    if name in available_systems() or name not in OG_MARL_SYSTEMS:
+        try:
+            return load_registered_system(name)
+        except UnknownSystemError as error:
+            raise UnknownSystemError(f"{error} OG-MARL's own systems (run here when OG-MARL is installed): "
+                                     f"{', '.join(sorted(OG_MARL_SYSTEMS))}.") from None
+    if og_marl_package_dir() is None:
+        why = ("OG_MARL_OMSD_HOST=standalone keeps it out of this process"
+               if os.environ.get("OG_MARL_OMSD_HOST", "").strip().lower() == "standalone" else "it is not installed")
+        raise UnknownSystemError(
+            f"System {name!r} is OG-MARL's ({OG_MARL_SYSTEMS[name].description}), and OG-MARL cannot be used here: "
+            f"{why}. Install OG-MARL from its repository: {INSTALL_HINT}; then run the same command "
+            "(with OG_MARL_OMSD_HOST unset or =og_marl)."
+        )
+    from og_marl_omsd import host
+
+    return host.og_marl_system(OG_MARL_SYSTEMS[name].import_path, OG_MARL_SYSTEMS[name].class_name)

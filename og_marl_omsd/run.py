@@ -35,6 +35,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from og_marl_omsd.errors import StageStopped, UserError
 from og_marl_omsd.files import read_json, remove_leftovers, write_json, write_text
+from og_marl_omsd.upstream.og_marl_systems import register_configs as register_og_marl_system_configs
 
 # Settings that do not change a run's results: left out of its identity (directory hash and
 # the check that an existing run directory holds the same run).
@@ -75,6 +76,7 @@ class RunSchema:
 
 
 ConfigStore.instance().store(name="run_schema", node=RunSchema)
+register_og_marl_system_configs()  # system=iddpg_bc etc.: OG-MARL's systems, configs from their YAML defaults
 
 
 def setup_devices() -> None:
@@ -194,6 +196,12 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
     return location
 
 
+def vault_of_task(cfg: DictConfig, dataset: str) -> Any:
+    """``(source, env, scenario, vault_dir)`` of the dataset, generated first when missing."""
+    location = prepare_dataset(cfg, dataset)
+    return location.source, location.env, location.scenario, location.rel_dir
+
+
 def check_run_settings(cfg: DictConfig) -> None:
     """The run's own numbers and the task/env pairing (before anything is loaded or written)."""
     from og_marl_omsd.validation import RUN_RULES, rule_problems, unknown_keys
@@ -300,6 +308,10 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         system_class = load_system(cfg.system.name)
     except UnknownSystemError as error:
         raise UserError(str(error)) from None
+    if not hasattr(system_class, "pretrain"):  # OG-MARL's own systems: no pretraining stage
+        from og_marl_omsd.upstream.runner import run_offline_system
+
+        return run_offline_system(cfg, system_class, prepare_vault=vault_of_task)
     params = configured_system_parameters(cfg, system_class)
     dataset = cfg.dataset or cfg.task.dataset
     run_dir = cfg.run_dir or default_run_dir(cfg, dataset)

@@ -33,11 +33,13 @@ import yaml
 
 from og_marl_omsd.datasets.vaults import VaultLocation, episode_returns, remove_stale_partials, write_dataset
 
-VAULT_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "vault_configs")
+# Package data: ``og_marl_omsd/vault_configs`` is a link to the checkout's top-level
+# ``vault_configs/`` (edit them there); an installed wheel holds copies of the files.
+VAULT_CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vault_configs")
 
 
 def load_vault_config(path: str) -> Dict[str, Any]:
-    """Read a vault config by path, or by name from the repository's ``vault_configs/``."""
+    """Read a vault config by path, or by name from the package's ``vault_configs/``."""
     candidates = [path, os.path.join(VAULT_CONFIG_DIR, path), os.path.join(VAULT_CONFIG_DIR, f"{path}.yaml")]
     for candidate in candidates:
         if os.path.isfile(candidate):

@@ -194,6 +194,13 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self._jit_compile = jit_compile
 
     @classmethod
+    def run_experiment(cls, cfg: Any) -> Dict[str, Any]:
+        """``og_marl.run``'s hook: a run needs this plugin's runner (pretraining stages, caches, resume)."""
+        from og_marl_omsd.run import run
+
+        return run(cfg)
+
+    @classmethod
     def check_parameters(cls, **params: Any) -> None:
         """The constructor's hyperparameter checks, before anything is built (the runner's early check).
 

@@ -1,0 +1,361 @@
+"""``python -m og_marl_omsd.upstream export <og-marl checkout>``: OG-MARL's ``og_marl.run``, as a commit.
+
+What it writes into the OG-MARL working tree (one commit on a new branch, default
+``og-marl-run``; ``--patch FILE`` also writes it as a patch ``git am`` applies):
+
+- ``og_marl/run.py``: the runner, DERIVED here from this plugin's code: the run schema and
+  checks of :mod:`og_marl_omsd.run`, the entry-point lookup of :mod:`og_marl_omsd.registry`
+  and all of :mod:`og_marl_omsd.upstream.runner`, with OG-MARL's own modules in place of the
+  plugin's host (environments other distributions register in ``og_marl.environments`` first);
+- ``og_marl/configs/``: ``config.yaml``, ``env/`` and ``task/`` (this plugin's, so the
+  grammar is the same) and ``system/<name>.yaml`` for OG-MARL's own systems, built from their
+  YAML defaults in the target tree;
+- ``pyproject.toml``: OG-MARL's systems in the ``og_marl.systems`` entry-point group and the
+  configs as package data (one marked block, replaced on a new export);
+- ``tests/test_run.py``: the runner's tests.
+
+Exporting again with nothing changed does nothing. A tree that is not an OG-MARL checkout,
+or one with uncommitted changes in these files, is an error that changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import subprocess
+import sys
+from typing import Dict, List, Optional, Sequence
+
+from og_marl_omsd.upstream.og_marl_systems import OFFLINE_DIR, OG_MARL_SYSTEMS, system_config
+
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_BRANCH = "og-marl-run"
+BLOCK_BEGIN = "# >>> og_marl.run: systems registry and runner configs (written by og-marl-omsd's export) >>>"
+BLOCK_END = "# <<< og_marl.run <<<"
+
+# What the runner takes from the plugin, by top-level name (module file -> names).
+RUNNER_PARTS = {
+    "errors.py": ["UserError"],
+    "run.py": ["NOT_RUN_IDENTITY", "ReplaySchema", "LoggerSchema", "RunSchema", "system_parameters", "run_identity",
+               "default_run_dir", "check_run_settings", "print_summary"],
+    "registry.py": ["GROUP", "UnknownSystemError", "available_systems", "load_registered_system"],
+}
+RUNNER_MODULE = "upstream/runner.py"  # all of it but its imports and the HOST block
+HOST_ONLY = {"HOST_NAME", "host_modules"}
+
+RUNNER_HEADER = '''"""Run any registered offline system: ``python -m og_marl.run system=<name> env=<env> task=<task>``.
+
+Grammar: ``system= env= task= dataset= seed= training_steps= evaluation_every=
+num_eval_episodes= system.<param>=<value>`` (see ``og_marl/configs/``). Systems are the
+``og_marl.systems`` entry points of every installed distribution (OG-MARL's own are declared
+in ``pyproject.toml``); their configs are ``configs/system/<name>.yaml`` here or in another
+distribution's configs, added to the search path by its hydra ``SearchPathPlugin``. A system
+class with a ``run_experiment(cfg)`` hook runs itself; any other ``BaseOfflineSystem`` is
+trained on the task's vault and evaluated with OG-MARL's ``train`` loop. Bad input is one
+paragraph and exit code 2. Each run writes ``config.yaml``, ``results.json`` and marl-eval
+``metrics.json`` to ``runs/<system>/<env>-<task>/<dataset>/seed<n>-<config hash>/``.
+
+Generated from og-marl-omsd's runner by ``python -m og_marl_omsd.upstream export``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import sys
+import time
+import types
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import hydra
+import numpy as np
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+'''
+
+OG_MARL_HOST = '''HOST_NAME = "og_marl"
+
+
+def host_modules() -> Any:
+    """OG-MARL's environments, replay buffer and loggers; an environment another distribution
+    registers under the same name in ``og_marl.environments`` comes first."""
+    from og_marl.environments import get_environment as og_marl_get_environment
+    from og_marl.loggers import JsonWriter, TerminalLogger, WandbLogger
+    from og_marl.replay_buffers import FlashbaxReplayBuffer
+
+    def get_environment(source: str, env_name: str, scenario: str, seed: int = 42) -> Any:
+        for entry in entry_points(group="og_marl.environments"):
+            if entry.name == env_name:
+                return entry.load()(scenario, seed=seed)
+        return og_marl_get_environment(source, env_name, scenario, seed=seed)
+
+    return types.SimpleNamespace(HOST="og_marl", get_environment=get_environment,
+                                 FlashbaxReplayBuffer=FlashbaxReplayBuffer, TerminalLogger=TerminalLogger,
+                                 WandbLogger=WandbLogger, JsonWriter=JsonWriter)
+'''
+
+RUNNER_FOOTER = '''
+
+ConfigStore.instance().store(name="run_schema", node=RunSchema)
+
+
+@hydra.main(version_base=None, config_path="configs", config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        run_registered(cfg)
+    except Exception as error:  # a system's own user-facing errors carry an exit_code too
+        code = getattr(error, "exit_code", None)
+        if code is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{'Error' if code == 2 else 'Stopped'}: {error}", file=sys.stderr)
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+# Plain-text changes to this plugin's config files and runner code for OG-MARL's tree.
+RENAMES = [("og_marl_omsd.run", "og_marl.run"), ("og_marl_omsd/configs", "og_marl/configs"),
+           ("og-marl-omsd", "og-marl")]
+
+
+COMMIT_MESSAGE = """Add og_marl.run: one runner for every offline system, found through og_marl.systems entry points
+
+- og_marl/run.py: python -m og_marl.run system=<name> env=<env> task=<task> dataset=<uid> seed=<n>
+  training_steps=<n> system.<param>=<value>; systems are the og_marl.systems entry points of every
+  installed distribution, their configs found here or through hydra search-path plugins
+- pyproject.toml: iddpg_bc, maddpg_cql, omar and continuous_bc registered; configs as package data
+- og_marl/configs/: run config, env and task groups; system configs from the systems' YAML defaults
+- tests/test_run.py: the runner's tests
+
+Generated by og-marl-omsd (python -m og_marl_omsd.upstream export)."""
+
+
+class ExportError(Exception):
+    """The target is not fit for an export: one paragraph, exit code 2, nothing changed."""
+
+
+def _renamed(text: str) -> str:
+    for old, new in RENAMES:
+        text = text.replace(old, new)
+    return text
+
+
+def top_level_sources(path: str, names: Optional[Sequence[str]] = None, skip: Sequence[str] = ()) -> List[str]:
+    """Source text of a module's top-level definitions (functions, classes, assignments), in file
+    order: those named (all but imports and the docstring when ``names`` is None), minus ``skip``."""
+    with open(path) as handle:
+        text = handle.read()
+    lines = text.splitlines()
+    found: Dict[str, str] = {}
+    order: List[str] = []
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            name = node.name
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            name = node.target.id
+        else:
+            continue
+        first = min([node.lineno] + [decorator.lineno for decorator in getattr(node, "decorator_list", [])])
+        found[name] = "\n".join(lines[first - 1:node.end_lineno])
+        order.append(name)
+    wanted = order if names is None else list(names)
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        raise ExportError(f"The plugin's {path} no longer defines {', '.join(missing)}, which the exported runner "
+                          "needs: update og_marl_omsd/upstream/export.py (RUNNER_PARTS).")
+    return [found[name] for name in wanted if name not in skip]
+
+
+def runner_source() -> str:
+    """``og_marl/run.py``, derived from this plugin's runner code."""
+    parts = []
+    for module, names in RUNNER_PARTS.items():
+        parts.extend(top_level_sources(os.path.join(PLUGIN_DIR, module), names))
+    parts.append(OG_MARL_HOST.rstrip("\n"))
+    parts.extend(top_level_sources(os.path.join(PLUGIN_DIR, RUNNER_MODULE), skip=sorted(HOST_ONLY)))
+    return RUNNER_HEADER + "\n\n" + _renamed("\n\n\n".join(parts)) + "\n" + RUNNER_FOOTER
+
+
+def config_files(target: str) -> Dict[str, str]:
+    """``og_marl/configs/...``: the plugin's run config, env and task groups, and a system config
+    for each of OG-MARL's systems from its YAML defaults in ``target``."""
+    import yaml
+
+    files: Dict[str, str] = {"og_marl/configs/__init__.py": ""}
+    config_dir = os.path.join(PLUGIN_DIR, "configs")
+    for group in ("", "env", "task"):
+        directory = os.path.join(config_dir, group)
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".yaml"):
+                with open(os.path.join(directory, name)) as handle:
+                    files[os.path.join("og_marl/configs", group, name)] = _renamed(handle.read())
+    package_dir = os.path.join(target, "og_marl")
+    for name, system in OG_MARL_SYSTEMS.items():
+        config = system_config(name, package_dir)
+        header = (f"# @package _global_\n# {name}: OG-MARL's {system.class_name} ({system.description}), "
+                  f"og_marl/{OFFLINE_DIR}/{system.module}.py.\n# Values from its configs/{system.module}.yaml "
+                  "(replay: the sequence length it trains on, the buffer's default batch size).\n")
+        files[f"og_marl/configs/system/{name}.yaml"] = header + yaml.safe_dump(config, sort_keys=False)
+    return files
+
+
+def pyproject_text(current: str) -> str:
+    """OG-MARL's ``pyproject.toml`` with the marked block (entry points, package data) in place."""
+    if BLOCK_BEGIN in current:
+        before, rest = current.split(BLOCK_BEGIN, 1)
+        if BLOCK_END not in rest:
+            raise ExportError(f"pyproject.toml has the line {BLOCK_BEGIN!r} but not {BLOCK_END!r}: restore it "
+                              "(git checkout pyproject.toml) and export again.")
+        after = rest.split(BLOCK_END, 1)[1].lstrip("\n")
+        current = before.rstrip("\n") + "\n" + (("\n" + after) if after else "")
+    for table in ('[project.entry-points."og_marl.systems"]', "[tool.setuptools.package-data]"):
+        if table in current:
+            raise ExportError(f"pyproject.toml already has {table} outside the export's block; merge it by hand "
+                              "(the export would declare it twice).")
+    entries = "\n".join(f'{name} = "{system.entry_point}"' for name, system in OG_MARL_SYSTEMS.items())
+    block = (f"{BLOCK_BEGIN}\n"
+             '[project.entry-points."og_marl.systems"]\n'
+             f"{entries}\n\n"
+             "[tool.setuptools.package-data]\n"
+             '"og_marl.configs" = ["*.yaml", "*/*.yaml"]\n'
+             f"{BLOCK_END}\n")
+    return current.rstrip("\n") + "\n\n" + block
+
+
+def planned_files(target: str) -> Dict[str, str]:
+    """Every file the export writes (path relative to the checkout -> content)."""
+    files = {"og_marl/run.py": runner_source()}
+    files.update(config_files(target))
+    with open(os.path.join(target, "pyproject.toml")) as handle:
+        files["pyproject.toml"] = pyproject_text(handle.read())
+    with open(os.path.join(PLUGIN_DIR, "upstream", "templates", "test_run.py.in")) as handle:
+        files["tests/test_run.py"] = handle.read()
+    return files
+
+
+def _git(target: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["git", "-C", target, *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise ExportError(f"git {' '.join(args)} failed in {target}: {result.stderr.strip() or result.stdout.strip()}")
+    return result
+
+
+def check_target(target: str) -> None:
+    """An OG-MARL checkout's root (a git working tree holding OG-MARL's package and its systems)."""
+    top = _git(target, "rev-parse", "--show-toplevel", check=False)
+    if top.returncode != 0:
+        raise ExportError(f"{target} is not a git working tree. Point the export at a clone of "
+                          "https://github.com/instadeepai/og-marl (git clone ... && export <that directory>).")
+    if os.path.realpath(top.stdout.strip()) != os.path.realpath(target):
+        raise ExportError(f"{target} is inside the git tree {top.stdout.strip()}; give the checkout's root.")
+    problems = []
+    pyproject = os.path.join(target, "pyproject.toml")
+    if not os.path.isfile(pyproject) or 'name = "og-marl"' not in open(pyproject).read():
+        problems.append('pyproject.toml declaring name = "og-marl"')
+    base = os.path.join(target, "og_marl", "baselines", "base.py")
+    if not os.path.isfile(base) or "class BaseOfflineSystem" not in open(base).read():
+        problems.append("og_marl/baselines/base.py with BaseOfflineSystem")
+    for name, system in OG_MARL_SYSTEMS.items():
+        source = os.path.join(target, "og_marl", OFFLINE_DIR, f"{system.module}.py")
+        config = os.path.join(target, "og_marl", OFFLINE_DIR, "configs", f"{system.module}.yaml")
+        if not os.path.isfile(source) or f"class {system.class_name}(" not in open(source).read():
+            problems.append(f"og_marl/{OFFLINE_DIR}/{system.module}.py with {system.class_name} ({name})")
+        elif not os.path.isfile(config):
+            problems.append(f"og_marl/{OFFLINE_DIR}/configs/{system.module}.yaml ({name}'s defaults)")
+    if problems:
+        raise ExportError(f"{target} is not an OG-MARL checkout the export knows: it lacks {'; '.join(problems)}. "
+                          "Point it at a clone of https://github.com/instadeepai/og-marl (main). Nothing was changed.")
+
+
+def export(target: str, branch: str = DEFAULT_BRANCH, patch: Optional[str] = None) -> Dict[str, object]:
+    """Write the contribution into ``target`` as one commit on ``branch``; returns what it did."""
+    target = os.path.abspath(target)
+    check_target(target)
+    files = planned_files(target)
+    paths = sorted(files)
+    dirty = sorted({line[3:] for line in _git(target, "status", "--porcelain", "--untracked-files=all",
+                                                          "--ignored=matching", "--", *paths)
+             .stdout.splitlines() if line.strip()})
+    if dirty:
+        raise ExportError(f"{target} has uncommitted changes in files the export writes: {', '.join(dirty)}. Commit "
+                          "or stash them (git stash -u) and export again. Nothing was changed.")
+    head_branch = _git(target, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    changed = [path for path in paths if _git(target, "show", f"HEAD:{path}", check=False).stdout != files[path]
+               or _git(target, "cat-file", "-e", f"HEAD:{path}", check=False).returncode != 0]
+    if not changed:
+        commit = _git(target, "rev-parse", "HEAD").stdout.strip()
+        return {"changed": [], "branch": head_branch, "commit": commit, "patch": None}
+    created = False
+    if head_branch != branch:
+        if _git(target, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode == 0:
+            raise ExportError(f"Branch {branch} already exists in {target} (an earlier export?). Check it out to "
+                              f"update it (git checkout {branch}), or pass --branch <new name>. Nothing was changed.")
+        _git(target, "checkout", "-q", "-b", branch)
+        created = True
+    added = [path for path in changed if _git(target, "cat-file", "-e", f"HEAD:{path}", check=False).returncode != 0]
+    try:
+        for path in changed:
+            full = os.path.join(target, path)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "w") as handle:
+                handle.write(files[path])
+        _git(target, "add", "--force", "--", *changed)  # OG-MARL's .gitignore ignores every env/ directory
+        identity = []
+        if not _git(target, "config", "user.email", check=False).stdout.strip():
+            identity = ["-c", "user.name=og-marl-omsd export", "-c", "user.email=og-marl-omsd@users.noreply.github.com"]
+        message = COMMIT_MESSAGE if created else "og_marl.run: update from og-marl-omsd's export\n\n" + COMMIT_MESSAGE
+        _git(target, *identity, "commit", "-q", "-m", message, "--", *changed)
+    except BaseException:  # leave the tree as it was
+        _git(target, "reset", "-q", "--", *changed, check=False)
+        for path in added:
+            if os.path.exists(os.path.join(target, path)):
+                os.remove(os.path.join(target, path))
+        modified = [path for path in changed if path not in added]
+        if modified:
+            _git(target, "checkout", "-q", "HEAD", "--", *modified, check=False)
+        if created:
+            _git(target, "checkout", "-q", head_branch, check=False)
+            _git(target, "branch", "-q", "-D", branch, check=False)
+        raise
+    commit = _git(target, "rev-parse", "HEAD").stdout.strip()
+    if patch:
+        with open(patch, "w") as handle:
+            handle.write(_git(target, "format-patch", "-1", "--stdout", "HEAD").stdout)
+    return {"changed": changed, "added": added, "branch": branch, "commit": commit, "patch": patch}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m og_marl_omsd.upstream", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    command = commands.add_parser("export", help="add og_marl.run and its registry to an OG-MARL checkout (a commit)")
+    command.add_argument("target", help="the root of an OG-MARL git checkout")
+    command.add_argument("--branch", default=DEFAULT_BRANCH, help=f"branch to commit on (default {DEFAULT_BRANCH})")
+    command.add_argument("--patch", help="also write the commit as a patch file (git am applies it)")
+    args = parser.parse_args(argv)
+    try:
+        result = export(args.target, args.branch, args.patch)
+    except ExportError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    if not result["changed"]:
+        print(f"Nothing to do: {args.target} already holds this export (branch {result['branch']}, "
+              f"commit {str(result['commit'])[:12]}).")
+        return 0
+    print(f"Exported to {args.target}: commit {str(result['commit'])[:12]} on branch {result['branch']}")
+    for path in result["changed"]:
+        print(f"  {'added   ' if path in result['added'] else 'modified'} {path}")
+    if result["patch"]:
+        print(f"Patch: {result['patch']} (git am {result['patch']})")
+    print("Next: pip install -e <og-marl> -e <og-marl-omsd>, then python -m og_marl.run system=omsd env=mamujoco "
+          "task=2halfcheetah; open the pull request with git push <your fork> "
+          f"{result['branch']} and GitHub's 'Compare & pull request' against instadeepai/og-marl main.")
+    return 0

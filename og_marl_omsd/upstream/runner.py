@@ -1,0 +1,208 @@
+"""Run a system that has no pretraining stage: any OG-MARL ``BaseOfflineSystem`` subclass.
+
+``og_marl_omsd.run`` hands such systems (OG-MARL's ``iddpg_bc``, ``maddpg_cql``, ``omar``,
+``continuous_bc``, or another distribution's) to :func:`run_offline_system`: the same vault,
+the same environment and evaluation (OG-MARL's ``train`` loop: evaluation every
+``evaluation_every`` steps with ``num_eval_episodes`` episodes, 10x at the end), the same run
+directory scheme, ``results.json`` and summary line as the score-regularised systems.
+
+This module is also the body of OG-MARL's ``og_marl/run.py``: ``python -m
+og_marl_omsd.upstream export`` writes it there with the block between the ``HOST`` markers
+replaced by OG-MARL's own modules, and with :func:`run_registered` as the command's entry:
+a system class with a ``run_experiment(cfg)`` hook (this plugin's systems: pretraining
+stages, caches, resume) runs itself, any other through :func:`run_offline_system`. So it must
+only use the names of the host block, the standard library, numpy, hydra and omegaconf, and
+the runner functions the export takes from ``og_marl_omsd.run`` and ``og_marl_omsd.registry``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from og_marl_omsd.errors import UserError
+from og_marl_omsd.registry import UnknownSystemError, load_registered_system
+from og_marl_omsd.run import check_run_settings, default_run_dir, print_summary, system_parameters
+
+# HOST BEGIN: the export replaces this block with OG-MARL's own modules.
+HOST_NAME = "og-marl-omsd"
+
+
+def host_modules() -> Any:
+    """``get_environment``, ``FlashbaxReplayBuffer``, ``TerminalLogger``, ``WandbLogger``, ``JsonWriter``, ``HOST``."""
+    from og_marl_omsd import host
+
+    return host
+# HOST END
+
+VaultPlace = Tuple[str, str, str, str]  # source, env_name, scenario, rel_dir
+
+
+class EvaluationRecord:
+    """OG-MARL's logger interface: sends every write on, and keeps the evaluation logs."""
+
+    def __init__(self, loggers: List[Any], json_writer: Any = None):
+        self._loggers = loggers
+        self._json_writer = json_writer
+        self.evaluations: List[Dict[str, float]] = []
+
+    def write(self, logs: Dict[str, Any], force: bool = False) -> None:
+        for logger in self._loggers:
+            logger.write(logs, force=force)
+        if "evaluation/mean_episode_return" in logs:
+            record = {key.split("/", 1)[1]: float(value) for key, value in logs.items() if key.startswith("evaluation/")}
+            self.evaluations.append(record)
+            if self._json_writer is not None:
+                step = int(record.get("training_steps", len(self.evaluations) - 1))
+                for key, value in record.items():
+                    if key != "training_steps":
+                        self._json_writer.write(step, f"evaluator/{key}", value, len(self.evaluations) - 1)
+
+    def close(self) -> None:
+        final = self.evaluations[-1] if self.evaluations else {}
+        if self._json_writer is not None:
+            for key, value in final.items():
+                if key != "training_steps":
+                    self._json_writer.write(0, f"absolute/{key}", float(value))
+            self._json_writer.close()
+        for logger in self._loggers:
+            close = getattr(logger, "close", None)
+            if close is not None:
+                close()
+
+
+def command_line_system_keys() -> set:
+    """``system.<key>`` names given on the command line (empty outside a hydra app)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    except (ImportError, ValueError):
+        overrides = []
+    keys = set()
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.startswith("system."):
+            keys.add(key[len("system."):])
+    return keys
+
+
+def offline_system_parameters(cfg: DictConfig, system_class: type) -> Dict[str, Any]:
+    """``system.*`` for the constructor: an env preset's keys for other systems are left out.
+
+    Env presets (``env=bandit``, ``env=mamujoco``) also set the score-regularised systems'
+    sizes; a system that does not take such a key ignores it (one line says so). A key given
+    on the command line must be the system's (else the usual error listing its parameters).
+    """
+    params = {key: value for key, value in OmegaConf.to_container(cfg.system, resolve=True).items() if key != "name"}
+    accepted = set(inspect.signature(system_class.__init__).parameters)
+    explicit = command_line_system_keys()
+    ignored = sorted(key for key in params if key not in accepted and key not in explicit)
+    if ignored:
+        print(f"[run] {cfg.system.name} takes no {', '.join(ignored)} (env preset for other systems): ignored",
+              flush=True)
+    return system_parameters(system_class, {key: value for key, value in params.items() if key not in ignored})
+
+
+def task_vault(cfg: DictConfig, dataset: str) -> VaultPlace:
+    """The task's vault (``<vault_dir>/<source>/<env_name>/<scenario>.vlt/<dataset>``); it must exist."""
+    place = (str(cfg.task.source), str(cfg.task.env_name), str(cfg.task.scenario), str(cfg.vault_dir))
+    path = os.path.join(place[3], place[0], place[1], f"{place[2]}.vlt")
+    if not os.path.isdir(os.path.join(path, dataset)):
+        on_disk = sorted(name for name in os.listdir(path) if not name.startswith(".")) if os.path.isdir(path) else []
+        raise UserError(
+            f"No dataset {dataset!r} for task {cfg.task.name}: {os.path.join(path, dataset)} does not exist (on disk "
+            f"there: {', '.join(on_disk) or 'none'}). Choose one with dataset=<name>, point vault_dir=<dir> at your "
+            "vaults, or generate / download the task's datasets first."
+        )
+    return place
+
+
+def run_offline_system(cfg: DictConfig, system_class: type,
+                       prepare_vault: Optional[Callable[[DictConfig, str], VaultPlace]] = None) -> Dict[str, Any]:
+    """Train and evaluate ``system_class(environment, logger, **system.*)``; returns ``results.json``'s content.
+
+    ``prepare_vault(cfg, dataset)`` finds (or generates) the dataset; the default is
+    :func:`task_vault`. A finished run directory prints its results instead.
+    """
+    start = time.time()
+    check_run_settings(cfg)
+    params = offline_system_parameters(cfg, system_class)
+    dataset = cfg.dataset or cfg.task.dataset
+    run_dir = cfg.run_dir or default_run_dir(cfg, dataset)
+    results_path = os.path.join(run_dir, "results.json")
+    if os.path.isfile(results_path):
+        with open(results_path) as handle:
+            results = json.load(handle)
+        print(f"Run already complete: {run_dir}", flush=True)
+        print_summary(results)
+        return results
+    source, env_name, scenario, rel_dir = (prepare_vault or task_vault)(cfg, dataset)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import jax
+    import tensorflow as tf
+
+    jax.config.update("jax_platform_name", "cpu")  # flashbax sampling on the CPU, as OG-MARL's scripts
+    host = host_modules()
+    environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=int(cfg.seed))
+    tf.random.set_seed(int(cfg.seed))
+    np.random.seed(int(cfg.seed))
+    buffer = host.FlashbaxReplayBuffer(sequence_length=int(cfg.replay.sequence_length),
+                                       batch_size=int(cfg.replay.batch_size), seed=int(cfg.seed))
+    buffer.populate_from_vault(source, env_name, scenario, dataset, rel_dir=os.path.abspath(rel_dir))
+
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.yaml.tmp"), "w") as handle:
+        handle.write(OmegaConf.to_yaml(cfg, resolve=True))
+    os.replace(os.path.join(run_dir, "config.yaml.tmp"), os.path.join(run_dir, "config.yaml"))
+    if cfg.logger.wandb:
+        loggers = [host.WandbLogger(project=cfg.logger.wandb_project, config=OmegaConf.to_container(cfg, resolve=True))]
+    else:
+        loggers = [host.TerminalLogger(log_every=cfg.logger.terminal_log_every)]
+    logger = EvaluationRecord(loggers, host.JsonWriter(run_dir, cfg.system.name, cfg.task.name, cfg.env.name,
+                                                       int(cfg.seed)))
+    print(f"[run] {cfg.system.name} ({system_class.__module__}.{system_class.__name__}) on {cfg.task.name}/{dataset} "
+          f"seed {cfg.seed} (host: {host.HOST}); run dir {run_dir}", flush=True)
+    system = system_class(environment, logger, **params)
+    system.train(buffer, training_steps=int(cfg.training_steps), evaluation_every=int(cfg.evaluation_every),
+                 num_eval_episodes=int(cfg.num_eval_episodes))
+    logger.close()
+    final = logger.evaluations[-1]
+    results = {
+        "system": cfg.system.name,
+        "env": cfg.env.name,
+        "task": cfg.task.name,
+        "dataset": dataset,
+        "seed": int(cfg.seed),
+        "host": host.HOST,
+        "final_evaluation": final,
+        "evaluation_curve": logger.evaluations,
+        "stage_steps": {"training": int(system.training_step_ctr)},
+        "wall_time_seconds": time.time() - start,
+    }
+    with open(results_path + ".tmp", "w") as handle:
+        json.dump(results, handle, indent=2)
+    os.replace(results_path + ".tmp", results_path)
+    print_summary(results)
+    return results
+
+
+def run_registered(cfg: DictConfig) -> Dict[str, Any]:
+    """``og_marl.run``'s run: the ``og_marl.systems`` entry point named ``system.name``; a class
+    with a ``run_experiment(cfg)`` hook runs itself, any other through :func:`run_offline_system`."""
+    check_run_settings(cfg)
+    try:
+        system_class = load_registered_system(cfg.system.name)
+    except UnknownSystemError as error:
+        raise UserError(str(error)) from None
+    hook = getattr(system_class, "run_experiment", None)
+    if hook is not None:
+        return hook(cfg)
+    return run_offline_system(cfg, system_class)

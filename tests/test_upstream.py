@@ -1,0 +1,302 @@
+"""The upstream contribution: export into an OG-MARL checkout, OG-MARL's systems in the plugin's runner.
+
+Export tests use a fake minimal OG-MARL git repository (CI). The end-to-end check against the
+real OG-MARL runs only when ``OG_MARL_SOURCE`` points at an OG-MARL checkout.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+
+import pytest
+
+from og_marl_omsd.upstream import export as upstream_export
+from og_marl_omsd.upstream.og_marl_systems import OFFLINE_DIR, OG_MARL_SYSTEMS, system_config
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def tree_state(repo):
+    """Everything an export could change: HEAD, branches, status, and the files' bytes."""
+    files = {}
+    for root, dirs, names in os.walk(repo):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in names:
+            with open(os.path.join(root, name), "rb") as handle:
+                files[os.path.relpath(os.path.join(root, name), repo)] = handle.read()
+    return git(repo, "rev-parse", "HEAD"), git(repo, "branch", "--list"), git(repo, "status", "--porcelain"), files
+
+
+@pytest.fixture
+def fake_og_marl(tmp_path):
+    """A minimal OG-MARL checkout: its packaging, BaseOfflineSystem, the four systems and their YAML."""
+    repo = tmp_path / "og-marl"
+    offline = repo / "og_marl" / OFFLINE_DIR
+    (offline / "configs").mkdir(parents=True)
+    (repo / "og_marl" / "__init__.py").write_text('__version__ = "1.0.0"\n')
+    (repo / "og_marl" / "baselines" / "base.py").write_text("class BaseOfflineSystem:\n    pass\n")
+    (repo / "og_marl" / "replay_buffers.py").write_text(
+        "class FlashbaxReplayBuffer:\n    def __init__(self, sequence_length, max_size=10, batch_size=7, seed=1):\n"
+        "        pass\n")
+    (repo / "pyproject.toml").write_text('[project]\nname = "og-marl"\ndynamic = ["version"]\n')
+    (repo / ".gitignore").write_text("env/\n")  # as OG-MARL's: every env/ directory is ignored
+    for name, system in OG_MARL_SYSTEMS.items():
+        (offline / f"{system.module}.py").write_text(f"class {system.class_name}(object):\n    pass\n")
+        (offline / "configs" / f"{system.module}.yaml").write_text(textwrap.dedent(f"""\
+            system_name: {name}
+            training_steps: 5e5
+            replay:
+              sequence_length: 20
+            system:
+              linear_layer_dim: 64
+              learning_rate: 3e-4
+            """))
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "fake og-marl")
+    return repo
+
+
+def run_export(repo, *args):
+    return subprocess.run([sys.executable, "-m", "og_marl_omsd.upstream", "export", str(repo), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_export_commits_runner_configs_registry_and_tests_on_a_branch(fake_og_marl, tmp_path):
+    patch = tmp_path / "og-marl-run.patch"
+    result = run_export(fake_og_marl, "--patch", str(patch))
+    assert result.returncode == 0, result.stderr
+    assert git(fake_og_marl, "rev-parse", "--abbrev-ref", "HEAD").strip() == "og-marl-run"
+    assert git(fake_og_marl, "status", "--porcelain") == ""
+    committed = set(git(fake_og_marl, "show", "--name-only", "--format=", "HEAD").split())
+    assert {"og_marl/run.py", "pyproject.toml", "tests/test_run.py", "og_marl/configs/config.yaml",
+            "og_marl/configs/env/mamujoco.yaml", "og_marl/configs/task/2halfcheetah.yaml",
+            "og_marl/configs/system/iddpg_bc.yaml"} <= committed
+    pyproject = (fake_og_marl / "pyproject.toml").read_text()
+    for name, system in OG_MARL_SYSTEMS.items():
+        assert f'{name} = "{system.entry_point}"' in pyproject
+    # A system's config holds its own YAML defaults, typed (3e-4 is a number) and its replay.
+    import yaml
+
+    iddpg = yaml.safe_load((fake_og_marl / "og_marl/configs/system/iddpg_bc.yaml").read_text())
+    assert iddpg == {"system": {"name": "iddpg_bc", "linear_layer_dim": 64, "learning_rate": 3e-4},
+                     "replay": {"sequence_length": 20, "batch_size": 7}}
+    assert (fake_og_marl / "og_marl/configs/system/iddpg_bc.yaml").read_text().startswith("# @package _global_\n")
+    # The patch applies with git am onto the original main.
+    git(fake_og_marl, "checkout", "-q", "-b", "replay", "main")
+    git(fake_og_marl, "am", "-q", str(patch))
+    assert git(fake_og_marl, "diff", "og-marl-run", "replay") == ""
+
+
+def test_export_twice_is_idempotent(fake_og_marl):
+    assert run_export(fake_og_marl).returncode == 0
+    before = tree_state(fake_og_marl)
+    again = run_export(fake_og_marl)
+    assert again.returncode == 0 and "Nothing to do" in again.stdout
+    assert tree_state(fake_og_marl) == before
+
+
+def test_export_into_a_tree_that_is_not_og_marl_changes_nothing(tmp_path):
+    repo = tmp_path / "other"
+    (repo / "src").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text('[project]\nname = "something-else"\n')
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "other")
+    before = tree_state(repo)
+    result = run_export(repo)
+    assert result.returncode == 2 and "not an OG-MARL checkout" in result.stderr and "Traceback" not in result.stderr
+    assert tree_state(repo) == before
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    result = run_export(plain)
+    assert result.returncode == 2 and "not a git working tree" in result.stderr
+    assert os.listdir(plain) == []
+
+
+def test_export_refuses_uncommitted_changes_in_the_files_it_writes(fake_og_marl):
+    with open(fake_og_marl / "pyproject.toml", "a") as handle:
+        handle.write("# local edit\n")
+    before = tree_state(fake_og_marl)
+    result = run_export(fake_og_marl)
+    assert result.returncode == 2 and "uncommitted changes" in result.stderr and "pyproject.toml" in result.stderr
+    assert tree_state(fake_og_marl) == before
+    # An untracked (even git-ignored) file where the export would write counts too.
+    git(fake_og_marl, "checkout", "-q", "--", "pyproject.toml")
+    (fake_og_marl / "og_marl/configs/env").mkdir(parents=True)
+    (fake_og_marl / "og_marl/configs/env/bandit.yaml").write_text("mine: 1\n")
+    before = tree_state(fake_og_marl)
+    result = run_export(fake_og_marl)
+    assert result.returncode == 2 and "og_marl/configs/env" in result.stderr
+    assert tree_state(fake_og_marl) == before
+
+
+def module_level_undefined_names(source: str) -> set:
+    """Names a module reads that nothing in it defines (a missing import or helper)."""
+    tree = ast.parse(source)
+    defined = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            defined.add(node.id)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            defined.add(node.name)
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    return used - defined
+
+
+def test_exported_runner_is_derived_and_self_contained():
+    source = upstream_export.runner_source()
+    compile(source, "og_marl/run.py", "exec")
+    code_lines = [line for line in source.splitlines()[20:] if "og_marl_omsd" in line]
+    assert code_lines == [], "the exported runner must not need the plugin"
+    assert module_level_undefined_names(source) == set()
+    # Derived, not hand-kept: the plugin's runner functions are in it verbatim.
+    import inspect
+
+    from og_marl_omsd import run as plugin_run
+    from og_marl_omsd.upstream import runner
+
+    for function in (plugin_run.system_parameters, runner.run_offline_system, runner.run_registered):
+        assert inspect.getsource(function).replace("og_marl_omsd.run", "og_marl.run") in source
+    assert "from og_marl.replay_buffers import FlashbaxReplayBuffer" in source
+
+
+def test_og_marl_system_without_og_marl_exits_2_naming_og_marl(tmp_path, monkeypatch):
+    from conftest import run_config
+
+    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.run import run
+
+    monkeypatch.setenv("OG_MARL_OMSD_HOST", "standalone")
+    monkeypatch.chdir(tmp_path)
+    cfg = run_config("system=iddpg_bc", "env=mamujoco", f"runs_root={tmp_path / 'runs'}")
+    with pytest.raises(UserError, match=r"OG-MARL.*git clone https://github.com/instadeepai/og-marl.*pip install"):
+        run(cfg)
+    assert not os.path.exists(tmp_path / "runs")
+
+
+def test_og_marl_system_configs_come_from_its_yaml(fake_og_marl):
+    config = system_config("omar", str(fake_og_marl / "og_marl"))
+    assert config["system"]["learning_rate"] == pytest.approx(3e-4)
+    assert config["replay"] == {"sequence_length": 20, "batch_size": 7}
+
+
+# ---------------------------------------------------------------- against the real OG-MARL
+
+OG_MARL_SOURCE = os.environ.get("OG_MARL_SOURCE")
+
+
+@pytest.mark.skipif(not OG_MARL_SOURCE, reason="set OG_MARL_SOURCE=<an OG-MARL git checkout> to export into a "
+                    "copy of it and run og_marl.run for real (never in CI)")
+def test_og_marl_run_after_export_runs_omsd_and_iddpg_bc(tmp_path):
+    checkout = tmp_path / "og-marl"
+    subprocess.run(["git", "clone", "-q", OG_MARL_SOURCE, str(checkout)], check=True)
+    assert run_export(checkout).returncode == 0
+    assert run_export(checkout).stdout.startswith("Nothing to do")
+    # A temporary venv that sees this interpreter's packages, with both installed (--no-deps).
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    (site / "zz_parent.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+    python = str(venv / "bin" / "python")
+    for project in (str(checkout), REPO_ROOT):
+        subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", project],
+                       check=True)
+    work = tmp_path / "empty"
+    work.mkdir()
+    common = ["env=mamujoco", "task=2halfcheetah", "dataset=Medium", "training_steps=20", "evaluation_every=10",
+              "num_eval_episodes=1", "task.vault_config=2halfcheetah-quick", "task.source=og_marl_omsd_quick"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("OG_MARL_OMSD_HOST", None)
+    for system, extra in (("omsd", ["system.critic_steps=20", "system.behaviour_steps=20"]), ("iddpg_bc", [])):
+        result = subprocess.run([python, "-m", "og_marl.run", f"system={system}", *common, *extra], cwd=work,
+                                capture_output=True, text=True, env=env, timeout=1800)
+        assert result.returncode == 0, result.stderr[-3000:]
+        final = [line for line in result.stdout.splitlines() if line.startswith("Final mean return")]
+        assert final and f"results: {system} 2halfcheetah/Medium seed 0" in final[0], result.stdout[-3000:]
+        assert "(host: og_marl)" in result.stdout
+        print(final[0])
+
+
+# ---------------------------------------------------------------- systems without pretraining
+
+
+def _plain_system_class():
+    """A BaseOfflineSystem the way OG-MARL's are: (environment, logger, **hyperparameters), no pretrain."""
+    import numpy as np
+
+    from og_marl_omsd import host
+
+    class ConstantActions(host.BaseOfflineSystem):
+        built: list = []  # every instance, for the test to look at
+
+        def __init__(self, environment, logger, action: float = 0.5, learning_rate: float = 1e-3):
+            super().__init__(environment, logger)
+            self.action, self.batches = action, []
+            self.built.append(self)
+
+        def select_actions(self, observations, legal_actions=None):
+            return {agent: np.full((self.environment.num_actions,), self.action, "float32") for agent in self.agents}
+
+        def train_step(self, experience):
+            self.batches.append(experience["actions"].shape)
+            return {"loss": 0.0}
+
+    return ConstantActions
+
+
+def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluation(tmp_path, small_vault_dir):
+    import json
+
+    from conftest import run_config
+
+    from og_marl_omsd.run import vault_of_task
+    from og_marl_omsd.upstream import runner
+
+    system_class = _plain_system_class()
+    built = system_class.built
+    cfg = run_config("system=iddpg_bc", "env=bandit", "training_steps=6", "evaluation_every=3", "num_eval_episodes=2",
+                     "replay.sequence_length=2", "replay.batch_size=8", f"vault_dir={small_vault_dir}",
+                     f"runs_root={tmp_path / 'runs'}", "+system.action=1.0")
+    results = runner.run_offline_system(cfg, system_class, prepare_vault=vault_of_task)
+    # The env preset's score-regularised keys (beta, critic_steps, ...) were left out, the given one kept.
+    assert built[0].action == 1.0 and built[0].batches[0] == (8, 2, 2, 1)
+    # Evaluations at steps 0 and 3, then the final one (10x episodes) at step 6; bandit reward a1 * a2 = 1.
+    assert [record["training_steps"] for record in results["evaluation_curve"]] == [0, 3, 6]
+    assert results["final_evaluation"]["mean_episode_return"] == 1.0
+    run_dir = tmp_path / "runs" / "iddpg_bc"
+    stored = json.loads(next(run_dir.rglob("results.json")).read_text())
+    assert stored["stage_steps"] == {"training": 6}
+    # The same command again finds the finished run.
+    assert runner.run_offline_system(cfg, system_class, prepare_vault=vault_of_task) == stored
+
+
+def test_a_command_line_key_the_system_does_not_take_is_an_error(tmp_path, small_vault_dir, monkeypatch):
+    from conftest import run_config
+
+    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.upstream import runner
+
+    monkeypatch.setattr(runner, "command_line_system_keys", lambda: {"beta"})
+    cfg = run_config("system=iddpg_bc", "env=bandit", f"vault_dir={small_vault_dir}", f"runs_root={tmp_path / 'runs'}")
+    with pytest.raises(UserError, match=r"unknown parameter system\.beta.*action, learning_rate"):
+        runner.run_offline_system(cfg, _plain_system_class())
+    assert not (tmp_path / "runs").exists()
