@@ -36,6 +36,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from og_marl_omsd.errors import StageStopped, UserError
 from og_marl_omsd.files import read_json, remove_leftovers, write_json, write_text
 from og_marl_omsd.upstream.og_marl_systems import register_configs as register_og_marl_system_configs
+from og_marl_omsd.validation import RUN_RULES, rule_problems, unknown_keys
 
 # Settings that do not change a run's results: left out of its identity (directory hash and
 # the check that an existing run directory holds the same run).
@@ -204,8 +205,6 @@ def vault_of_task(cfg: DictConfig, dataset: str) -> Any:
 
 def check_run_settings(cfg: DictConfig) -> None:
     """The run's own numbers and the task/env pairing (before anything is loaded or written)."""
-    from og_marl_omsd.validation import RUN_RULES, rule_problems, unknown_keys
-
     resolved = OmegaConf.to_container(cfg, resolve=True)
     unknown = unknown_keys(resolved, {"": RunSchema, "replay": ReplaySchema, "logger": LoggerSchema})
     if unknown:

@@ -37,8 +37,10 @@ BLOCK_END = "# <<< og_marl.run <<<"
 # What the runner takes from the plugin, by top-level name (module file -> names).
 RUNNER_PARTS = {
     "errors.py": ["UserError"],
+    "validation.py": ["_is_number", "_whole", "SEED_RANGE", "MAX_BATCH_SIZE", "RUN_RULES", "rule_problems",
+                      "unknown_keys"],
     "run.py": ["NOT_RUN_IDENTITY", "ReplaySchema", "LoggerSchema", "RunSchema", "system_parameters", "run_identity",
-               "default_run_dir", "check_run_settings", "print_summary"],
+               "default_run_dir", "check_run_settings", "_flatten", "print_summary"],
     "registry.py": ["GROUP", "UnknownSystemError", "available_systems", "load_registered_system"],
 }
 RUNNER_MODULE = "upstream/runner.py"  # all of it but its imports and the HOST block
@@ -62,15 +64,16 @@ Generated from og-marl-omsd's runner by ``python -m og_marl_omsd.upstream export
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import json
 import os
 import sys
 import time
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import hydra
 import numpy as np
