@@ -129,3 +129,67 @@ def test_rliable_aggregate_orders_algorithms():
     assert aggregate["iqm"]["omsd"]["value"] == pytest.approx(0.91, abs=0.011)
     assert aggregate["iqm"]["bc"]["value"] == pytest.approx(0.11, abs=0.011)
     assert aggregate["probability_of_improvement"]["bc"]["value"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------- jobs and launchers
+def jobs_of(has_beta=lambda system: system != "bc"):
+    from og_marl_omsd.comparison.jobs import Comparison
+
+    comparison = Comparison(systems=["omsd", "brpo_fac", "bc"], datasets=["Medium", "Expert"], seeds=[0, 1, 2],
+                            betas=[0.01, 0.1], variants={"mode_seeking": ["Medium"]})
+    return comparison, comparison.select_jobs(has_beta)
+
+
+def test_select_phase_runs_the_first_seed_at_every_beta():
+    _, select = jobs_of()
+    assert {job.seed for job in select} == {0}
+    assert len(select) == 2 * 2 * 2 + 2 + 2 * 2  # beta systems x datasets x betas, bc per dataset, variant
+    assert sorted(job.beta for job in select if job.system == "omsd" and job.dataset == "Medium" and not job.variant) \
+        == [0.01, 0.1]
+    assert all(job.beta is None for job in select if job.system == "bc")
+    assert {(job.system, job.dataset) for job in select if job.variant == "mode_seeking"} == {
+        ("omsd", "Medium"), ("brpo_fac", "Medium")}
+
+
+def test_seed_phase_runs_other_seeds_at_the_chosen_beta_only():
+    comparison, _ = jobs_of()
+    chosen = {("omsd", "", "Medium"): 0.1, ("omsd", "", "Expert"): 0.01, ("brpo_fac", "", "Medium"): 0.01,
+              ("omsd", "mode_seeking", "Medium"): 0.01}  # brpo_fac on Expert: every select run failed
+    seeds = comparison.seed_jobs(lambda system: system != "bc", lambda *key: chosen.get(key))
+    assert {job.seed for job in seeds} == {1, 2}
+    assert {(job.system, job.variant, job.dataset, job.beta) for job in seeds} == {
+        ("omsd", "", "Medium", 0.1), ("omsd", "", "Expert", 0.01), ("brpo_fac", "", "Medium", 0.01),
+        ("omsd", "mode_seeking", "Medium", 0.01), ("bc", "", "Medium", None), ("bc", "", "Expert", None)}
+
+
+def test_blocks_are_products_and_commands_carry_every_setting():
+    from og_marl_omsd.comparison.jobs import Job, blocks, sweep_command, threads_per_job
+
+    jobs = [Job("omsd", "Medium", 0, beta, "mode_seeking", ("system.critic_steps=7",)) for beta in (0.01, 0.1)]
+    jobs += [Job("omsd", "Medium", seed, 0.03, "mode_seeking", ("system.critic_steps=7",)) for seed in (1, 2)]
+    grouped = blocks(jobs)
+    assert sorted(len(block) for block in grouped) == [2, 2]
+    for block in grouped:
+        seeds, betas = {job.seed for job in block}, {job.beta for job in block}
+        assert len(block) == len(seeds) * len(betas)  # a hydra sweep is a product
+    command = sweep_command([job for job in jobs if job.seed > 0], ["env=mamujoco", "training_steps=5"], "joblib", 2)
+    assert command[1:4] == ["-m", "og_marl_omsd.run", "-m"]
+    for part in ("system=omsd", "dataset=Medium", "seed=1,2", "system.beta=0.03", "system.t_max=0.1",
+                 "system.score_weight=one", "system.critic_steps=7", "env=mamujoco", "hydra/launcher=joblib",
+                 "hydra.launcher.n_jobs=2"):
+        assert part in command
+    assert "hydra/launcher=basic" not in sweep_command(jobs[:1], [], "basic", 1)
+    assert threads_per_job(2, cores=2) == 1 and threads_per_job(1, cores=2) == 2 and threads_per_job(4, cores=2) == 1
+
+
+@pytest.mark.parametrize("launcher, target", [
+    ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+    ("submitit_slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+])
+def test_launcher_configs_compose(launcher, target):
+    pytest.importorskip(f"hydra_plugins.hydra_{launcher.split('_')[0]}_launcher")
+    from og_marl_omsd.comparison.jobs import compose
+
+    cfg = compose([f"hydra/launcher={launcher}", "hydra.launcher.timeout_min=60" if launcher != "joblib"
+                   else "hydra.launcher.n_jobs=2"], hydra_node=True)
+    assert cfg.hydra.launcher._target_ == target
