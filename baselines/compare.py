@@ -158,15 +158,32 @@ def _collect(jobs: Sequence[Any], common: Sequence[str]) -> Tuple[List[Dict[str,
     return records, failures
 
 
-def _normalisers(records: Sequence[Dict[str, Any]], args: argparse.Namespace) -> Dict[Tuple[str, str], Tuple[float, float]]:
-    """The Random and Expert datasets' mean returns of the task (read from its vault)."""
+def _task_location(args: argparse.Namespace) -> Any:
     from og_marl_omsd.comparison.jobs import compose
     from og_marl_omsd.datasets.generate import load_vault_config, location_of
-    from og_marl_omsd.datasets.vaults import episode_returns, read_dataset
 
     cfg = compose([f"env={args.env}", f"task={args.task}", *args.task_overrides, *args.override])
-    location = location_of(load_vault_config(cfg.task.vault_config), cfg.vault_dir)
-    means = {}
+    return location_of(load_vault_config(cfg.task.vault_config), cfg.vault_dir)
+
+
+def _add_ood(records: Sequence[Dict[str, Any]], args: argparse.Namespace) -> None:
+    """Each record's OOD share: its policy's joint actions at held-out dataset states
+    (og_marl_omsd.comparison.ood; one support estimate per dataset)."""
+    from og_marl_omsd.comparison.ood import dataset_support, run_ood_share
+    from og_marl_omsd.datasets.vaults import read_dataset
+
+    location, supports = _task_location(args), {}
+    for record in records:
+        if record["dataset"] not in supports:
+            supports[record["dataset"]] = dataset_support(read_dataset(location, record["dataset"]))
+        record["ood_share"] = run_ood_share(record["run_dir"], supports[record["dataset"]])
+
+
+def _normalisers(records: Sequence[Dict[str, Any]], args: argparse.Namespace) -> Dict[Tuple[str, str], Tuple[float, float]]:
+    """The Random and Expert datasets' mean returns of the task (read from its vault)."""
+    from og_marl_omsd.datasets.vaults import episode_returns, read_dataset
+
+    location, means = _task_location(args), {}
     for name in ("Random", "Expert"):
         if not location.exists(name):
             return {}
@@ -178,6 +195,7 @@ def _write_outputs(records: List[Dict[str, Any]], choices: Dict[Any, Any], args:
     from og_marl_omsd.comparison import plots, report
 
     out = args.out
+    _add_ood(records, args)
     with open(os.path.join(out, "records.json"), "w") as handle:
         json.dump(records, handle, indent=2)
     if not records:

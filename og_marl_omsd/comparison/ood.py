@@ -22,7 +22,7 @@ of the data, so it counts as out of support; a per-agent measure would miss it.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -76,6 +76,7 @@ class JointActionSupport:
         self._std = np.where(states[reference].std(axis=0) > 1e-8, states[reference].std(axis=0), 1.0)
         self._tree = cKDTree(self._standardise(states[reference]))
         self._reference_actions = actions[reference]
+        self.holdout_index = holdout
         self.holdout_states = states[holdout]
         self.holdout_actions = actions[holdout]
         self.holdout_distances = self.distances(self.holdout_states, self.holdout_actions)
@@ -98,3 +99,28 @@ class JointActionSupport:
         held-out states (the default) or at ``states``."""
         states = self.holdout_states if states is None else states
         return float(np.mean(self.distances(states, actions) > self.threshold))
+
+
+def dataset_support(experience: Mapping[str, Any], max_pairs: int = 200_000, seed: int = 0) -> "JointActionSupport":
+    """The support of a dataset read by :func:`~og_marl_omsd.datasets.vaults.read_dataset`
+    (time axis first): its states ``infos.state`` and joint actions. The held-out part's
+    observations are kept as ``support.holdout_observations`` for the policy to act on."""
+    states = np.asarray(experience["infos"]["state"])
+    actions = np.clip(np.asarray(experience["actions"]), -1.0, 1.0)  # as the systems train on them
+    support = JointActionSupport(states, actions, max_reference=max_pairs, seed=seed)
+    support.holdout_observations = np.asarray(experience["observations"])[support.holdout_index]
+    return support
+
+
+def run_ood_share(run_dir: str, support: "JointActionSupport") -> Optional[float]:
+    """OOD share of a finished run's exported policy (``<run_dir>/policy``) at the held-out
+    dataset states; ``None`` for a run that exported no policy (OG-MARL's recurrent systems)."""
+    from og_marl_omsd.policy import load_policy
+
+    try:
+        policy = load_policy(run_dir)
+    except FileNotFoundError:
+        return None
+    observations = support.holdout_observations
+    actions = np.concatenate([policy.actions(observations[i:i + 4096]) for i in range(0, len(observations), 4096)])
+    return support.ood_share(actions)
