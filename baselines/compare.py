@@ -1,0 +1,223 @@
+"""Side-by-side comparison on MaMuJoCo: systems x datasets x seeds x a beta grid.
+
+    python baselines/compare.py --out results/compare                 # the full comparison
+    python baselines/compare.py --smoke --out /tmp/smoke              # every output in minutes
+    python baselines/compare.py --out DIR --launcher joblib --jobs 2  # 2 runs at a time
+
+Every job is an ordinary run of ``python -m og_marl_omsd.run`` (same runner, vaults,
+evaluation and outputs as a single run), launched as hydra multiruns through hydra's
+launchers (``basic``, ``joblib``, ``submitit_slurm``). Pretrained critics and behaviour
+models are shared through the runner's cache (``DIR/pretrained``): the joint critic across
+OMSD, BRPO-FAC and BRPO-JAL, the independent behaviour models across BRPO-Ind and BRPO-FAC,
+and every pretrained part across the beta grid. Started again, the comparison skips the
+runs that finished. Beta is chosen per algorithm and dataset by one rule (the best final
+return on the first seed; README, "Comparison protocol").
+
+Writes to DIR: ``comparison.json`` (these settings), ``runs/`` (every run, with its
+resolved config), ``logs/``, ``records.json``, ``marl_eval/{chosen,beta_grid}/``,
+``table.md``, ``learning_curves.png``, ``beta.png``, ``aggregate.png`` and
+``aggregate.json`` (rliable: IQM and probability of improvement on Random/Expert-normalised
+returns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+DATASETS = ("Random", "Medium-Replay", "Medium", "Expert")
+SYSTEMS = ("omsd", "brpo_fac", "brpo_ind", "brpo_jal", "bc")
+BETAS = (0.003, 0.01, 0.03, 0.1, 0.3)
+SMOKE = {  # every output, on the quick vault, in minutes
+    "task_overrides": ["task.vault_config=2halfcheetah-quick"],
+    "systems": ("omsd", "brpo_fac", "brpo_ind", "bc"),
+    "datasets": ("Medium", "Expert"),
+    "seeds": 2,
+    "betas": (0.01, 0.1),
+    "mode_seeking": (),
+    "training_steps": 100, "evaluation_every": 50, "num_eval_episodes": 1,
+    "critic_steps": 100, "behaviour_steps": 100,
+}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--out", required=True, help="output directory (runs, cache, tables, figures)")
+    parser.add_argument("--smoke", action="store_true", help="tiny budgets on the quick vault: checks every output")
+    parser.add_argument("--env", default="mamujoco")
+    parser.add_argument("--task", default="2halfcheetah")
+    parser.add_argument("--systems", nargs="+", default=None, help=f"default: {' '.join(SYSTEMS)}")
+    parser.add_argument("--datasets", nargs="+", default=None, help=f"default: {' '.join(DATASETS)}")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3)")
+    parser.add_argument("--betas", type=float, nargs="+", default=None, help=f"beta grid (default {BETAS})")
+    parser.add_argument("--mode-seeking", nargs="*", default=None,
+                        help="datasets also run with the mode-seeking noise range (default: Medium-Replay)")
+    for name, default in (("training-steps", 20000), ("evaluation-every", 5000), ("num-eval-episodes", 5),
+                          ("critic-steps", 20000), ("behaviour-steps", 20000)):
+        parser.add_argument(f"--{name}", type=int, default=None, help=f"same for every system (default {default})")
+    parser.add_argument("--override", action="append", default=[],
+                        help="one more runner setting for every job (repeatable), e.g. replay.batch_size=512")
+    parser.add_argument("--launcher", choices=("basic", "joblib", "submitit_slurm"), default="basic")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel runs with --launcher joblib")
+    parser.add_argument("--launcher-arg", action="append", default=[],
+                        help="hydra launcher setting, e.g. hydra.launcher.partition=gpu (repeatable)")
+    parser.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
+    args = parser.parse_args(argv)
+    preset = SMOKE if args.smoke else {}
+    defaults = {"systems": SYSTEMS, "datasets": DATASETS, "seeds": 3, "betas": BETAS, "mode_seeking": ("Medium-Replay",),
+                "training_steps": 20000, "evaluation_every": 5000, "num_eval_episodes": 5, "critic_steps": 20000,
+                "behaviour_steps": 20000}
+    for key, default in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, preset.get(key, default))
+    args.task_overrides = list(preset.get("task_overrides", []))
+    if args.jobs < 1:
+        parser.error("--jobs must be >= 1")
+    return args
+
+
+def common_overrides(args: argparse.Namespace) -> List[str]:
+    """Settings every job shares: the fair protocol's budgets, evaluation and outputs."""
+    out = os.path.abspath(args.out)
+    return [
+        f"env={args.env}", f"task={args.task}", *args.task_overrides,
+        f"training_steps={args.training_steps}", f"evaluation_every={args.evaluation_every}",
+        f"num_eval_episodes={args.num_eval_episodes}",
+        f"runs_root={out}/runs", f"pretrained_dir={out}/pretrained", *args.override,
+    ]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from og_marl_omsd.comparison import jobs as comparison_jobs
+    from og_marl_omsd.comparison import report
+
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    comparison = comparison_jobs.Comparison(
+        systems=args.systems, datasets=args.datasets, seeds=list(range(args.seeds)), betas=args.betas,
+        variants={"mode_seeking": args.mode_seeking} if args.mode_seeking else {},
+        system_settings={"critic_steps": args.critic_steps, "behaviour_steps": args.behaviour_steps},
+    )
+    common = common_overrides(args)
+    with open(os.path.join(args.out, "comparison.json"), "w") as handle:
+        json.dump({k: v for k, v in vars(args).items()} | {"common_overrides": common}, handle, indent=2, default=list)
+    has_beta = {system: comparison_jobs.has_beta(system) for system in args.systems}.__getitem__
+
+    select = comparison.select_jobs(has_beta)
+    _run_phase("select (first seed, every beta)", select, common, args)
+    records, failures = _collect(select, common)
+    choices = report.select_beta(records)
+    by_algorithm = {(algorithm, dataset): beta for (algorithm, _, _, dataset), beta in choices.items()}
+    seeds = comparison.seed_jobs(has_beta, lambda system, variant, dataset: by_algorithm.get(
+        (report.algorithm_name({"system": system, "variant": variant}), dataset)))
+    _run_phase("seeds (other seeds, chosen beta)", seeds, common, args)
+    more, more_failures = _collect(seeds, common)
+    records += more
+    failures += more_failures
+    _write_outputs(records, choices, args)
+    if failures:
+        print(f"[compare] {len(failures)} run(s) did not finish (see {os.path.join(args.out, 'logs')}):", flush=True)
+        for job in failures:
+            print(f"  {job}", flush=True)
+        return 1
+    return 0
+
+
+def _run_phase(name: str, jobs: Sequence[Any], common: Sequence[str], args: argparse.Namespace) -> None:
+    from og_marl_omsd.comparison import jobs as comparison_jobs
+
+    directories = {job: comparison_jobs.run_dir(job, common) for job in jobs}
+    pending = [job for job in jobs if not comparison_jobs.is_finished(directories[job])]
+    print(f"[compare] phase {name}: {len(jobs)} runs, {len(jobs) - len(pending)} already finished", flush=True)
+    with comparison_jobs.Progress(directories, every=args.progress_every):
+        for index, block in enumerate(comparison_jobs.blocks(pending)):
+            first = block[0]
+            label = f"{first.system}{'-' + first.variant if first.variant else ''}-{first.dataset}".replace("/", "_")
+            log = os.path.join(args.out, "logs", f"{label}.log")
+            code = comparison_jobs.launch(block, common, args.launcher, args.jobs, log, args.launcher_arg)
+            if code != 0:
+                print(f"[compare] a sweep exited with code {code}: see {log}", flush=True)
+
+
+def _collect(jobs: Sequence[Any], common: Sequence[str]) -> Tuple[List[Dict[str, Any]], List[Any]]:
+    from og_marl_omsd.comparison import jobs as comparison_jobs
+    from og_marl_omsd.comparison.report import record_from_results
+
+    records, failures = [], []
+    for job in jobs:
+        directory = comparison_jobs.run_dir(job, common)
+        if not comparison_jobs.is_finished(directory):
+            failures.append(job)
+            continue
+        with open(os.path.join(directory, "results.json")) as handle:
+            results = json.load(handle)
+        records.append(record_from_results(results, job.beta, job.variant, run_dir=directory))
+    return records, failures
+
+
+def _task_location(args: argparse.Namespace) -> Any:
+    from og_marl_omsd.comparison.jobs import compose
+    from og_marl_omsd.datasets.generate import load_vault_config, location_of
+
+    cfg = compose([f"env={args.env}", f"task={args.task}", *args.task_overrides, *args.override])
+    return location_of(load_vault_config(cfg.task.vault_config), cfg.vault_dir)
+
+
+def _add_ood(records: Sequence[Dict[str, Any]], args: argparse.Namespace) -> None:
+    """Each record's OOD share: its policy's joint actions at held-out dataset states
+    (og_marl_omsd.comparison.ood; one support estimate per dataset)."""
+    from og_marl_omsd.comparison.ood import dataset_support, run_ood_share
+    from og_marl_omsd.datasets.vaults import read_dataset
+
+    location, supports = _task_location(args), {}
+    for record in records:
+        if record["dataset"] not in supports:
+            supports[record["dataset"]] = dataset_support(read_dataset(location, record["dataset"]))
+        record["ood_share"] = run_ood_share(record["run_dir"], supports[record["dataset"]])
+
+
+def _normalisers(records: Sequence[Dict[str, Any]], args: argparse.Namespace) -> Dict[Tuple[str, str], Tuple[float, float]]:
+    """The Random and Expert datasets' mean returns of the task (read from its vault)."""
+    from og_marl_omsd.datasets.vaults import episode_returns, read_dataset
+
+    location, means = _task_location(args), {}
+    for name in ("Random", "Expert"):
+        if not location.exists(name):
+            return {}
+        means[name] = float(episode_returns(read_dataset(location, name)).mean())
+    return {(args.env, args.task): (means["Random"], means["Expert"])}
+
+
+def _write_outputs(records: List[Dict[str, Any]], choices: Dict[Any, Any], args: argparse.Namespace) -> None:
+    from og_marl_omsd.comparison import plots, report
+
+    out = args.out
+    _add_ood(records, args)
+    with open(os.path.join(out, "records.json"), "w") as handle:
+        json.dump(records, handle, indent=2)
+    if not records:
+        print("[compare] no finished runs: nothing to report", flush=True)
+        return
+    report.write_marl_eval(records, choices, os.path.join(out, "marl_eval"))
+    table = report.format_table(report.summary_rows(records, choices))
+    with open(os.path.join(out, "table.md"), "w") as handle:
+        handle.write(table)
+    plots.plot_learning_curves(records, choices, os.path.join(out, "learning_curves.png"))
+    plots.plot_beta(records, os.path.join(out, "beta.png"))
+    normalisers = _normalisers(records, args)
+    if normalisers:
+        aggregate = plots.aggregate_scores(records, choices, normalisers)
+        with open(os.path.join(out, "aggregate.json"), "w") as handle:
+            json.dump(aggregate, handle, indent=2)
+        plots.plot_aggregate(aggregate, os.path.join(out, "aggregate.png"))
+    else:
+        print("[compare] aggregate.png skipped: the task's Random and Expert datasets are not on disk", flush=True)
+    print(table, flush=True)
+    print(f"[compare] outputs in {out}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

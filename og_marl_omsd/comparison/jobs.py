@@ -1,0 +1,248 @@
+"""The comparison's jobs: the grid, the runs it needs, and their launch through the runner.
+
+A comparison is systems x variants x datasets x seeds x a beta grid. Every job is one
+ordinary run of ``python -m og_marl_omsd.run`` (its run directory is the runner's
+:func:`~og_marl_omsd.run.default_run_dir`, so a finished job is found again and never run
+twice). Jobs run as hydra multiruns, one per block of jobs that differ only in seed and
+beta, through hydra's launchers: ``basic`` (one after another), ``joblib`` (N at a time on
+this machine, each with its share of the cores) or ``submitit_slurm`` (a cluster).
+
+Beta is chosen in two phases (README, "Comparison protocol"): phase ``select`` runs the
+first seed at every beta of the grid; phase ``seeds`` runs the other seeds at the beta
+that :func:`~og_marl_omsd.comparison.report.select_beta` picked.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+# Variants of the score-regularised systems other than beta (ALGORITHM.md, noise-level range).
+VARIANTS: Dict[str, List[str]] = {
+    "": [],
+    "mode_seeking": ["system.t_min=0.02", "system.t_max=0.1", "system.score_weight=one"],
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    system: str
+    dataset: str
+    seed: int
+    beta: Optional[float] = None
+    variant: str = ""
+    settings: Tuple[str, ...] = ()  # the shared system settings this system takes
+
+    def overrides(self) -> List[str]:
+        """The job's own command-line settings (the comparison's shared ones come on top)."""
+        own = [f"system={self.system}", f"dataset={self.dataset}", f"seed={self.seed}"]
+        if self.beta is not None:
+            own.append(f"system.beta={self.beta:g}")
+        return own + VARIANTS[self.variant] + list(self.settings)
+
+
+@dataclass
+class Comparison:
+    """What to compare and how; ``common`` holds the settings every job shares (env, task,
+    budgets, batch, evaluation, output directories)."""
+
+    systems: Sequence[str]
+    datasets: Sequence[str]
+    seeds: Sequence[int]
+    betas: Sequence[float]
+    variants: Mapping[str, Sequence[str]] = field(default_factory=dict)  # variant -> its datasets
+    system_settings: Mapping[str, Any] = field(default_factory=dict)  # e.g. budgets, for every system that takes them
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        if unknown:
+            raise ValueError(f"Unknown variant(s) {', '.join(unknown)}; known: {', '.join(v for v in VARIANTS if v)}.")
+        if not self.seeds or not self.datasets or not self.systems:
+            raise ValueError("A comparison needs at least one system, dataset and seed.")
+
+    def settings(self, system: str) -> Tuple[str, ...]:
+        """``system.<name>=<value>`` for each shared system setting that ``system`` takes (the
+        critic budget means nothing to BC, but every system that has a critic gets the same)."""
+        if not self.system_settings:
+            return ()
+        accepted = parameters(system)
+        return tuple(f"system.{name}={value}" for name, value in sorted(self.system_settings.items())
+                     if name in accepted)
+
+    def algorithms(self, has_beta: Callable[[str], bool]) -> List[Tuple[str, str, Sequence[str]]]:
+        """(system, variant, datasets): every system on every dataset, plus each variant of
+        the systems that have beta on its datasets."""
+        entries = [(system, "", self.datasets) for system in self.systems]
+        for variant, datasets in self.variants.items():
+            entries += [(system, variant, datasets) for system in self.systems if has_beta(system)]
+        return entries
+
+    def select_jobs(self, has_beta: Callable[[str], bool]) -> List[Job]:
+        """Phase ``select``: the first seed, every beta (systems without beta: the first seed)."""
+        jobs = []
+        for system, variant, datasets in self.algorithms(has_beta):
+            for dataset in datasets:
+                for beta in (self.betas if has_beta(system) else [None]):
+                    jobs.append(Job(system, dataset, self.seeds[0], beta, variant, self.settings(system)))
+        return jobs
+
+    def seed_jobs(self, has_beta: Callable[[str], bool],
+                  chosen_beta: Callable[[str, str, str], Optional[float]]) -> List[Job]:
+        """Phase ``seeds``: the other seeds at each algorithm's and dataset's chosen beta."""
+        jobs = []
+        for system, variant, datasets in self.algorithms(has_beta):
+            for dataset in datasets:
+                beta = chosen_beta(system, variant, dataset) if has_beta(system) else None
+                if has_beta(system) and beta is None:
+                    continue  # its first seed failed at every beta: nothing to choose from
+                jobs += [Job(system, dataset, seed, beta, variant, self.settings(system)) for seed in self.seeds[1:]]
+        return jobs
+
+
+def parameters(system: str) -> List[str]:
+    """The hyperparameters a registered system's constructor takes."""
+    from og_marl_omsd.registry import load_system
+
+    return list(inspect.signature(load_system(system).__init__).parameters)
+
+
+def has_beta(system: str) -> bool:
+    """Whether a registered system takes ``beta`` (the score-regularised ones do)."""
+    return "beta" in parameters(system)
+
+
+def compose(overrides: Sequence[str], hydra_node: bool = False) -> Any:
+    """The runner's config for ``overrides``, composed as ``python -m og_marl_omsd.run`` does."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    import og_marl_omsd.run  # noqa: F401  (registers the run schema)
+
+    with initialize_config_module(config_module="og_marl_omsd.configs", version_base=None):
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_node)
+
+
+def run_dir(job: Job, common: Sequence[str]) -> str:
+    """Where the runner puts (and finds) this job's run."""
+    from og_marl_omsd.run import default_run_dir
+
+    cfg = compose([*common, *job.overrides()])
+    return cfg.run_dir or default_run_dir(cfg, job.dataset)
+
+
+def is_finished(directory: str) -> bool:
+    return os.path.isfile(os.path.join(directory, "results.json"))
+
+
+def blocks(jobs: Sequence[Job]) -> List[List[Job]]:
+    """Jobs grouped so that each group is one hydra sweep (a grid over seed and beta)."""
+    grouped: Dict[Tuple[str, str, str], List[Job]] = {}
+    for job in jobs:
+        grouped.setdefault((job.system, job.variant, job.dataset), []).append(job)
+    result = []
+    for members in grouped.values():
+        by_beta: Dict[Optional[float], List[int]] = {}
+        for job in members:
+            by_beta.setdefault(job.beta, []).append(job.seed)
+        # One sweep per set of seeds that share the same betas (a grid must be a product).
+        by_seeds: Dict[Tuple[int, ...], List[Optional[float]]] = {}
+        for beta, seeds in by_beta.items():
+            by_seeds.setdefault(tuple(sorted(seeds)), []).append(beta)
+        for seeds, betas in by_seeds.items():
+            result.append([job for job in members if job.seed in seeds and job.beta in betas])
+    return result
+
+
+def sweep_command(block: Sequence[Job], common: Sequence[str], launcher: str, jobs: int,
+                  launcher_overrides: Sequence[str] = ()) -> List[str]:
+    """``python -m og_marl_omsd.run -m ...`` for one block, through ``hydra/launcher=<launcher>``."""
+    first = block[0]
+    seeds = ",".join(str(seed) for seed in sorted({job.seed for job in block}))
+    command = [sys.executable, "-m", "og_marl_omsd.run", "-m", f"system={first.system}", f"dataset={first.dataset}",
+               f"seed={seeds}", *VARIANTS[first.variant], *first.settings, *common]
+    betas = sorted({job.beta for job in block if job.beta is not None})
+    if betas:
+        command.append("system.beta=" + ",".join(f"{beta:g}" for beta in betas))
+    if launcher != "basic":
+        command.append(f"hydra/launcher={launcher}")
+    if launcher == "joblib":
+        command.append(f"hydra.launcher.n_jobs={jobs}")
+    return command + list(launcher_overrides)
+
+
+def threads_per_job(jobs: int, cores: Optional[int] = None) -> int:
+    """Each of ``jobs`` parallel jobs gets an equal share of the cores (at least one)."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, jobs))
+
+
+class Progress:
+    """Periodic plain lines for the whole comparison: runs done of all, elapsed, ETA."""
+
+    def __init__(self, directories: Mapping[Job, str], every: float = 30.0, print_fn: Callable[[str], None] = print):
+        self.directories = dict(directories)
+        self.every = every
+        self.print_fn = print_fn
+        self.start = time.time()
+        self.done_at_start = self.count()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._last = -1
+
+    def count(self) -> int:
+        return sum(is_finished(directory) for directory in self.directories.values())
+
+    def line(self) -> str:
+        done, total = self.count(), len(self.directories)
+        elapsed = time.time() - self.start
+        new = done - self.done_at_start
+        eta = "unknown" if new == 0 else _seconds((total - done) * elapsed / new)
+        return f"[compare] {done}/{total} runs done | elapsed {_seconds(elapsed)} | ETA {eta}"
+
+    def report(self, force: bool = False) -> None:
+        done = self.count()
+        if force or done != self._last:
+            self._last = done
+            self.print_fn(self.line())
+
+    def __enter__(self) -> "Progress":
+        def loop() -> None:
+            while not self._stop.wait(self.every):
+                self.report()
+
+        self.report(force=True)
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.report(force=True)
+
+
+def _seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def launch(block: Sequence[Job], common: Sequence[str], launcher: str, jobs: int, log_path: str,
+           launcher_overrides: Sequence[str] = ()) -> int:
+    """Run one block's sweep; its output goes to ``log_path``. Returns the exit code."""
+    environment = dict(os.environ)
+    threads = threads_per_job(jobs if launcher == "joblib" else 1)
+    environment.update({"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
+                        "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"})
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "a") as log:
+        log.write(" ".join(sweep_command(block, common, launcher, jobs, launcher_overrides)) + "\n")
+        log.flush()
+        return subprocess.run(sweep_command(block, common, launcher, jobs, launcher_overrides), stdout=log,
+                              stderr=subprocess.STDOUT, env=environment, check=False).returncode

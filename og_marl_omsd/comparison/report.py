@@ -1,0 +1,225 @@
+"""A comparison's results: beta selection, the table, marl-eval JSON and the figures.
+
+Everything here works on *records*, one per finished run::
+
+    {"system": "omsd", "variant": "", "env": "mamujoco", "task": "2halfcheetah",
+     "dataset": "Medium", "seed": 0, "beta": 0.01,          # beta None: no beta to choose
+     "final_return": 2310.5, "curve": [[5000, 1800.2], ...], # (training step, mean return)
+     "dataset_mean": 2566.1, "ood_share": 0.03}             # ood_share optional
+
+``variant`` tells apart configurations of one system other than beta (for example
+``mode_seeking``); a system plus its variant is one *algorithm* (:func:`algorithm_name`).
+
+Protocol (README, "Comparison protocol"): for every algorithm and dataset, beta is chosen
+by :func:`select_beta` (the best final return on the first seed, ties to the smaller beta);
+the table and the learning curves show the chosen beta's seeds; ``beta.png`` shows every
+beta, so the sensitivity stays visible.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+Record = Dict[str, Any]
+Group = Tuple[str, str, str, str]  # (algorithm, env, task, dataset)
+METRIC = "mean_episode_return"
+
+
+def algorithm_name(record: Mapping[str, Any]) -> str:
+    """``system`` or ``system-variant``."""
+    return f"{record['system']}-{record['variant']}" if record.get("variant") else str(record["system"])
+
+
+def group_of(record: Mapping[str, Any]) -> Group:
+    return (algorithm_name(record), str(record["env"]), str(record["task"]), str(record["dataset"]))
+
+
+def record_from_results(results: Mapping[str, Any], beta: Optional[float], variant: str = "",
+                        ood_share: Optional[float] = None, run_dir: str = "") -> Record:
+    """A record from a run's ``results.json`` (the runner's output)."""
+    curve = [[int(point["training_steps"]), float(point[METRIC])] for point in results.get("evaluation_curve", [])
+             if "training_steps" in point]
+    return {
+        "system": results["system"], "variant": variant, "env": results["env"], "task": results["task"],
+        "dataset": results["dataset"], "seed": int(results["seed"]), "beta": None if beta is None else float(beta),
+        "final_return": float(results["final_evaluation"][METRIC]), "curve": curve,
+        "dataset_mean": float(results["dataset_statistics"]["mean_return"]), "ood_share": ood_share,
+        "run_dir": run_dir,
+    }
+
+
+# ---------------------------------------------------------------------- beta selection
+def select_beta(records: Iterable[Record]) -> Dict[Group, Optional[float]]:
+    """The rule: per algorithm and dataset, the beta with the best final return on the
+    lowest seed that ran; a tie goes to the smaller beta (the more regularised policy).
+    Algorithms without beta map to ``None``.
+
+    Raises:
+        ValueError: if one group mixes runs with and without beta.
+    """
+    by_group: Dict[Group, List[Record]] = defaultdict(list)
+    for record in records:
+        by_group[group_of(record)].append(record)
+    choices: Dict[Group, Optional[float]] = {}
+    for group, members in by_group.items():
+        betas = {record["beta"] is None for record in members}
+        if len(betas) > 1:
+            raise ValueError(f"{group}: some runs have a beta and some do not.")
+        if members[0]["beta"] is None:
+            choices[group] = None
+            continue
+        first_seed = min(record["seed"] for record in members)
+        candidates = [record for record in members if record["seed"] == first_seed]
+        best = max(candidates, key=lambda record: (record["final_return"], -record["beta"]))
+        choices[group] = float(best["beta"])
+    return choices
+
+
+def chosen(records: Iterable[Record], choices: Mapping[Group, Optional[float]]) -> List[Record]:
+    """The records of each group's chosen beta (all of them for groups without beta)."""
+    return [record for record in records if group_of(record) in choices
+            and (choices[group_of(record)] is None or math.isclose(record["beta"], choices[group_of(record)]))]
+
+
+# ---------------------------------------------------------------------- statistics
+def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, reps: int = 10_000,
+                 seed: int = 0) -> Tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean (a single value: that value twice)."""
+    values = np.asarray(values, np.float64)
+    if values.size == 0:
+        raise ValueError("No values to bootstrap.")
+    if values.size == 1:
+        return float(values[0]), float(values[0])
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(reps, values.size))].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def summary_rows(records: Iterable[Record], choices: Mapping[Group, Optional[float]]) -> List[Dict[str, Any]]:
+    """One row per algorithm and dataset at the chosen beta: seeds, mean, std (over seeds,
+    ddof=0), 95% bootstrap CI of the mean, the dataset's mean return, mean OOD share."""
+    by_group: Dict[Group, List[Record]] = defaultdict(list)
+    for record in chosen(records, choices):
+        by_group[group_of(record)].append(record)
+    rows = []
+    for (algorithm, env, task, dataset), members in sorted(by_group.items()):
+        finals = [record["final_return"] for record in sorted(members, key=lambda r: r["seed"])]
+        shares = [record["ood_share"] for record in members if record.get("ood_share") is not None]
+        low, high = bootstrap_ci(finals)
+        rows.append({
+            "algorithm": algorithm, "env": env, "task": task, "dataset": dataset, "seeds": len(finals),
+            "mean": float(np.mean(finals)), "std": float(np.std(finals)), "ci_low": low, "ci_high": high,
+            "dataset_mean": float(members[0]["dataset_mean"]), "beta": choices[(algorithm, env, task, dataset)],
+            "ood_share": float(np.mean(shares)) if shares else None,
+        })
+    return rows
+
+
+def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown: a row per dataset and algorithm (datasets in first-seen order)."""
+    lines = ["| dataset | algorithm | final return (mean +- std) | 95% CI | seeds | dataset mean | beta | OOD share |",
+             "|---|---|---|---|---|---|---|---|"]
+    datasets = list(dict.fromkeys(f"{row['task']}/{row['dataset']}" for row in rows))
+    for dataset in datasets:
+        for row in (r for r in rows if f"{r['task']}/{r['dataset']}" == dataset):
+            beta = "-" if row["beta"] is None else f"{row['beta']:g}"
+            ood = "-" if row["ood_share"] is None else f"{100 * row['ood_share']:.1f}%"
+            lines.append(f"| {dataset} | {row['algorithm']} | {row['mean']:.1f} +- {row['std']:.1f} | "
+                         f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}] | {row['seeds']} | {row['dataset_mean']:.1f} | "
+                         f"{beta} | {ood} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------- marl-eval JSON
+def marl_eval_entry(record: Record) -> Dict[str, Any]:
+    """One run as marl-eval's per-seed dict: ``step_i`` evaluations and ``absolute_metrics``."""
+    entry: Dict[str, Any] = {f"step_{i}": {"step_count": int(step), METRIC: [float(value)]}
+                             for i, (step, value) in enumerate(record["curve"])}
+    entry["absolute_metrics"] = {METRIC: [float(record["final_return"])]}
+    return entry
+
+
+def write_marl_eval(records: Iterable[Record], choices: Mapping[Group, Optional[float]], out_dir: str) -> List[str]:
+    """marl-eval JSON trees that marl-eval's ``concatenate_json_files`` reads directly.
+
+    ``<out_dir>/chosen/``: the chosen beta of each algorithm (algorithm name = system or
+    system-variant); ``<out_dir>/beta_grid/``: every run, the algorithm name carrying its
+    beta (``omsd@beta=0.01``). In both the task name carries the dataset
+    (``2halfcheetah-Medium``), so two datasets never merge as extra seeds of one
+    algorithm. One file per run; returns the paths written.
+    """
+    from og_marl_omsd.files import write_json
+
+    records = list(records)
+    selected = {id(record) for record in chosen(records, choices)}
+    written = []
+    for record in records:
+        task = f"{record['task']}-{record['dataset']}"
+        trees = [("beta_grid", algorithm_name(record) + ("" if record["beta"] is None else f"@beta={record['beta']:g}"))]
+        if id(record) in selected:
+            trees.append(("chosen", algorithm_name(record)))
+        for tree, algorithm in trees:
+            payload = {record["env"]: {task: {algorithm: {f"seed_{record['seed']}": marl_eval_entry(record)}}}}
+            path = os.path.join(out_dir, tree, record["env"], task, algorithm, f"seed_{record['seed']}.json")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            write_json(path, payload)
+            written.append(path)
+    return written
+
+
+def merge_marl_eval(directory: str) -> Dict[str, Any]:
+    """Every ``*.json`` below ``directory`` merged into one marl-eval dict (what marl-eval's
+    concatenation does, minus its renumbering of clashing seeds, which is an error here).
+
+    Raises:
+        ValueError: if two files hold the same env/task/algorithm/seed.
+    """
+    merged: Dict[str, Any] = {}
+    for root, _, files in sorted(os.walk(directory)):
+        for name in sorted(files):
+            if not name.endswith(".json"):
+                continue
+            with open(os.path.join(root, name)) as handle:
+                data = json.load(handle)
+            for env, tasks in data.items():
+                for task, algorithms in tasks.items():
+                    for algorithm, seeds in algorithms.items():
+                        target = merged.setdefault(env, {}).setdefault(task, {}).setdefault(algorithm, {})
+                        for seed, entry in seeds.items():
+                            if seed in target:
+                                raise ValueError(f"{env}/{task}/{algorithm}/{seed} appears twice under {directory}.")
+                            target[seed] = entry
+    return merged
+
+
+# ---------------------------------------------------------------------- normalised scores
+def normalised(value: float, random_mean: float, expert_mean: float) -> float:
+    """``(R - Random) / (Expert - Random)``: 0 at the Random dataset's mean, 1 at the Expert's."""
+    if expert_mean == random_mean:
+        raise ValueError("Random and Expert means are equal: cannot normalise.")
+    return (value - random_mean) / (expert_mean - random_mean)
+
+
+def score_matrices(records: Iterable[Record], choices: Mapping[Group, Optional[float]],
+                   normalisers: Mapping[Tuple[str, str], Tuple[float, float]]) -> Tuple[Dict[str, np.ndarray], List[str]]:
+    """rliable's input: per algorithm a ``(seeds, datasets)`` matrix of normalised final
+    returns over the datasets every algorithm ran, truncated to the seeds all share."""
+    table: Dict[str, Dict[str, Dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for record in chosen(records, choices):
+        random_mean, expert_mean = normalisers[(record["env"], record["task"])]
+        column = f"{record['task']}/{record['dataset']}"
+        table[algorithm_name(record)][column][record["seed"]] = normalised(record["final_return"], random_mean,
+                                                                           expert_mean)
+    columns = sorted(set.intersection(*(set(cols) for cols in table.values()))) if table else []
+    seeds = sorted(set.intersection(*(set(seeds) for cols in table.values() for name, seeds in cols.items()
+                                      if name in columns))) if columns else []
+    matrices = {algorithm: np.array([[cols[c][s] for c in columns] for s in seeds]) for algorithm, cols in table.items()}
+    return matrices, columns

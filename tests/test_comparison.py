@@ -1,0 +1,195 @@
+"""Comparison outputs: beta rule, table, marl-eval layout, OOD measure, rliable aggregate."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from og_marl_omsd.comparison import report
+from og_marl_omsd.comparison.ood import JointActionSupport
+
+
+def record(system, dataset, seed, beta, final, variant="", curve=None, dataset_mean=100.0, ood=None):
+    return {"system": system, "variant": variant, "env": "mamujoco", "task": "2halfcheetah", "dataset": dataset,
+            "seed": seed, "beta": beta, "final_return": final, "curve": curve or [[10, final / 2], [20, final]],
+            "dataset_mean": dataset_mean, "ood_share": ood}
+
+
+def group(system, dataset, variant=""):
+    return (f"{system}-{variant}" if variant else system, "mamujoco", "2halfcheetah", dataset)
+
+
+def test_beta_rule_uses_first_seed_and_breaks_ties_to_smaller_beta():
+    records = [
+        record("omsd", "Medium", 0, 0.01, 50.0), record("omsd", "Medium", 0, 0.1, 70.0),
+        record("omsd", "Medium", 1, 0.01, 500.0), record("omsd", "Medium", 1, 0.1, 10.0),  # later seeds do not vote
+        record("brpo_fac", "Medium", 0, 0.3, 40.0), record("brpo_fac", "Medium", 0, 0.03, 40.0),  # tie
+        record("bc", "Medium", 0, None, 30.0),
+        record("omsd", "Medium", 0, 0.3, 90.0, variant="mode_seeking"),
+    ]
+    choices = report.select_beta(records)
+    assert choices[group("omsd", "Medium")] == 0.1
+    assert choices[group("brpo_fac", "Medium")] == 0.03
+    assert choices[group("bc", "Medium")] is None
+    assert choices[group("omsd", "Medium", "mode_seeking")] == 0.3
+    kept = report.chosen(records, choices)
+    assert sorted((r["system"], r["variant"], r["seed"], r["beta"]) for r in kept) == sorted([
+        ("omsd", "", 0, 0.1), ("omsd", "", 1, 0.1), ("brpo_fac", "", 0, 0.03), ("bc", "", 0, None),
+        ("omsd", "mode_seeking", 0, 0.3)])
+    with pytest.raises(ValueError, match="some runs have a beta"):
+        report.select_beta([record("bc", "Medium", 0, None, 1.0), record("bc", "Medium", 1, 0.1, 1.0)])
+
+
+def test_table_from_a_small_fake_result_set():
+    records = [record("omsd", "Medium", seed, 0.1, final, dataset_mean=2566.1, ood=share)
+               for seed, final, share in ((0, 1.0, 0.0), (1, 2.0, 0.1), (2, 3.0, 0.2))]
+    records += [record("omsd", "Medium", 0, 1.0, -5.0, dataset_mean=2566.1)]  # not chosen: must not count
+    records += [record("bc", "Expert", seed, None, 10.0 * (seed + 1), dataset_mean=4845.2) for seed in range(2)]
+    rows = report.summary_rows(records, report.select_beta(records))
+    by_name = {(row["algorithm"], row["dataset"]): row for row in rows}
+    omsd = by_name[("omsd", "Medium")]
+    assert omsd["seeds"] == 3 and omsd["beta"] == 0.1
+    assert omsd["mean"] == pytest.approx(2.0) and omsd["std"] == pytest.approx(math.sqrt(2 / 3))
+    assert 1.0 <= omsd["ci_low"] < 2.0 < omsd["ci_high"] <= 3.0
+    assert omsd["ood_share"] == pytest.approx(0.1)
+    assert by_name[("bc", "Expert")]["mean"] == pytest.approx(15.0)
+    table = report.format_table(rows)
+    assert "| 2halfcheetah/Medium | omsd | 2.0 +- 0.8 |" in table
+    assert "| 2566.1 | 0.1 | 10.0% |" in table
+    assert "| 2halfcheetah/Expert | bc | 15.0 +- 5.0 |" in table and "| 4845.2 | - | - |" in table
+
+
+def test_bootstrap_ci_of_the_mean():
+    rng = np.random.default_rng(1)
+    values = rng.normal(5.0, 1.0, size=200)
+    low, high = report.bootstrap_ci(values)
+    half_width = 1.96 * values.std() / math.sqrt(values.size)  # normal approximation
+    assert low == pytest.approx(values.mean() - half_width, abs=0.05)
+    assert high == pytest.approx(values.mean() + half_width, abs=0.05)
+    assert report.bootstrap_ci([3.0]) == (3.0, 3.0)
+
+
+def test_marl_eval_layout_keeps_datasets_and_betas_apart(tmp_path):
+    records = [record("omsd", dataset, seed, beta, final)
+               for dataset in ("Medium", "Expert") for seed in range(2)
+               for beta, final in ((0.01, 10.0 + seed), (0.1, 20.0 + seed))]
+    records += [record("bc", dataset, seed, None, 5.0) for dataset in ("Medium", "Expert") for seed in range(2)]
+    choices = report.select_beta(records)
+    report.write_marl_eval(records, choices, str(tmp_path))
+    chosen_tree = report.merge_marl_eval(str(tmp_path / "chosen"))
+    tasks = chosen_tree["mamujoco"]
+    assert sorted(tasks) == ["2halfcheetah-Expert", "2halfcheetah-Medium"]
+    for task in tasks.values():
+        assert sorted(task) == ["bc", "omsd"]
+        assert sorted(task["omsd"]) == ["seed_0", "seed_1"]  # two seeds, never four
+        assert task["omsd"]["seed_1"]["absolute_metrics"]["mean_episode_return"] == [21.0]  # beta 0.1 chosen
+        assert task["omsd"]["seed_0"]["step_1"] == {"step_count": 20, "mean_episode_return": [20.0]}
+    grid = report.merge_marl_eval(str(tmp_path / "beta_grid"))["mamujoco"]["2halfcheetah-Medium"]
+    assert sorted(grid) == ["bc", "omsd@beta=0.01", "omsd@beta=0.1"]
+    with pytest.raises(ValueError, match="appears twice"):
+        report.write_marl_eval(records[:1], choices, str(tmp_path / "clash" / "a"))
+        report.write_marl_eval(records[:1], choices, str(tmp_path / "clash" / "b"))
+        report.merge_marl_eval(str(tmp_path / "clash"))
+
+
+def test_ood_measure_on_constructed_in_and_out_of_support_actions():
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(20_000, 3))
+    coordinated = np.tanh(states[:, :1]) * 0.8 + 0.05 * rng.normal(size=(20_000, 1))
+    actions = np.stack([coordinated, coordinated], axis=1)  # (M,2,1): both agents act alike
+    support = JointActionSupport(states, actions, quantile=0.99, seed=0)
+    held_states, held_actions = support.holdout_states, support.holdout_actions.reshape(-1, 2, 1)
+    assert support.ood_share(held_actions) == pytest.approx(0.01, abs=0.01)
+    # In support: a fresh draw from the behaviour at the same states.
+    fresh = np.tanh(held_states[:, :1]) * 0.8 + 0.05 * rng.normal(size=(len(held_states), 1))
+    assert support.ood_share(np.stack([fresh, fresh], axis=1)) < 0.05
+    # Each agent in its marginal support, the pair not: a_2 = -a_1 (away from 0).
+    far = np.abs(fresh[:, 0]) > 0.3
+    assert support.ood_share(np.stack([fresh, -fresh], axis=1)[far], held_states[far]) > 0.95
+    # A constant joint action far from the data's.
+    assert support.ood_share(np.full((len(held_states), 2, 1), 1.5)) > 0.95
+    with pytest.raises(ValueError, match="pair up"):
+        JointActionSupport(states, actions[:10])
+
+
+def test_rliable_aggregate_orders_algorithms():
+    pytest.importorskip("rliable")
+    from og_marl_omsd.comparison.plots import aggregate_scores
+
+    records = []
+    for dataset in ("Medium", "Expert"):
+        for seed in range(3):
+            records.append(record("omsd", dataset, seed, 0.1, 90.0 + seed))
+            records.append(record("bc", dataset, seed, None, 10.0 + seed))
+    aggregate = aggregate_scores(records, report.select_beta(records), {("mamujoco", "2halfcheetah"): (0.0, 100.0)},
+                                 reps=200)
+    assert aggregate["datasets"] == ["2halfcheetah/Expert", "2halfcheetah/Medium"]
+    assert aggregate["iqm"]["omsd"]["value"] == pytest.approx(0.91, abs=0.011)
+    assert aggregate["iqm"]["bc"]["value"] == pytest.approx(0.11, abs=0.011)
+    assert aggregate["probability_of_improvement"]["bc"]["value"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------- jobs and launchers
+def jobs_of(has_beta=lambda system: system != "bc"):
+    from og_marl_omsd.comparison.jobs import Comparison
+
+    comparison = Comparison(systems=["omsd", "brpo_fac", "bc"], datasets=["Medium", "Expert"], seeds=[0, 1, 2],
+                            betas=[0.01, 0.1], variants={"mode_seeking": ["Medium"]})
+    return comparison, comparison.select_jobs(has_beta)
+
+
+def test_select_phase_runs_the_first_seed_at_every_beta():
+    _, select = jobs_of()
+    assert {job.seed for job in select} == {0}
+    assert len(select) == 2 * 2 * 2 + 2 + 2 * 2  # beta systems x datasets x betas, bc per dataset, variant
+    assert sorted(job.beta for job in select if job.system == "omsd" and job.dataset == "Medium" and not job.variant) \
+        == [0.01, 0.1]
+    assert all(job.beta is None for job in select if job.system == "bc")
+    assert {(job.system, job.dataset) for job in select if job.variant == "mode_seeking"} == {
+        ("omsd", "Medium"), ("brpo_fac", "Medium")}
+
+
+def test_seed_phase_runs_other_seeds_at_the_chosen_beta_only():
+    comparison, _ = jobs_of()
+    chosen = {("omsd", "", "Medium"): 0.1, ("omsd", "", "Expert"): 0.01, ("brpo_fac", "", "Medium"): 0.01,
+              ("omsd", "mode_seeking", "Medium"): 0.01}  # brpo_fac on Expert: every select run failed
+    seeds = comparison.seed_jobs(lambda system: system != "bc", lambda *key: chosen.get(key))
+    assert {job.seed for job in seeds} == {1, 2}
+    assert {(job.system, job.variant, job.dataset, job.beta) for job in seeds} == {
+        ("omsd", "", "Medium", 0.1), ("omsd", "", "Expert", 0.01), ("brpo_fac", "", "Medium", 0.01),
+        ("omsd", "mode_seeking", "Medium", 0.01), ("bc", "", "Medium", None), ("bc", "", "Expert", None)}
+
+
+def test_blocks_are_products_and_commands_carry_every_setting():
+    from og_marl_omsd.comparison.jobs import Job, blocks, sweep_command, threads_per_job
+
+    jobs = [Job("omsd", "Medium", 0, beta, "mode_seeking", ("system.critic_steps=7",)) for beta in (0.01, 0.1)]
+    jobs += [Job("omsd", "Medium", seed, 0.03, "mode_seeking", ("system.critic_steps=7",)) for seed in (1, 2)]
+    grouped = blocks(jobs)
+    assert sorted(len(block) for block in grouped) == [2, 2]
+    for block in grouped:
+        seeds, betas = {job.seed for job in block}, {job.beta for job in block}
+        assert len(block) == len(seeds) * len(betas)  # a hydra sweep is a product
+    command = sweep_command([job for job in jobs if job.seed > 0], ["env=mamujoco", "training_steps=5"], "joblib", 2)
+    assert command[1:4] == ["-m", "og_marl_omsd.run", "-m"]
+    for part in ("system=omsd", "dataset=Medium", "seed=1,2", "system.beta=0.03", "system.t_max=0.1",
+                 "system.score_weight=one", "system.critic_steps=7", "env=mamujoco", "hydra/launcher=joblib",
+                 "hydra.launcher.n_jobs=2"):
+        assert part in command
+    assert "hydra/launcher=basic" not in sweep_command(jobs[:1], [], "basic", 1)
+    assert threads_per_job(2, cores=2) == 1 and threads_per_job(1, cores=2) == 2 and threads_per_job(4, cores=2) == 1
+
+
+@pytest.mark.parametrize("launcher, target", [
+    ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+    ("submitit_slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+])
+def test_launcher_configs_compose(launcher, target):
+    pytest.importorskip(f"hydra_plugins.hydra_{launcher.split('_')[0]}_launcher")
+    from og_marl_omsd.comparison.jobs import compose
+
+    cfg = compose([f"hydra/launcher={launcher}", "hydra.launcher.timeout_min=60" if launcher != "joblib"
+                   else "hydra.launcher.n_jobs=2"], hydra_node=True)
+    assert cfg.hydra.launcher._target_ == target
