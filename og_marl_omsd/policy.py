@@ -10,7 +10,10 @@ Every finished run saves its actors to ``<run_dir>/policy/``::
 ``agents`` (OG-MARL's order; MaMuJoCo observations zero-padded to the largest agent's, as
 the environment wrapper gives them). ``policy.json`` also records the shapes, the system,
 the task and the run's provenance. :func:`load_policy` wraps the SavedModel as an
-OG-MARL-style ``select_actions`` over agent dicts.
+OG-MARL-style ``select_actions`` over agent dicts. It runs the actors eagerly, rebuilt from the
+SavedModel's variables, which is bit for bit the code the run evaluated with; the
+SavedModel's graph agrees to float32 rounding (about 1e-7, from fused kernels), which over a
+1000-step MuJoCo episode can still move a return, so reproducing a run's numbers uses the former.
 """
 
 from __future__ import annotations
@@ -73,8 +76,20 @@ def export_actors(actors: tf.Module, path: str, agents: Sequence[str], observati
     return path
 
 
+def actor_architecture(actors: Any) -> Optional[Dict[str, Any]]:
+    """The arguments that rebuild a :class:`~og_marl_omsd.networks.DeterministicActors`."""
+    mlps = getattr(actors, "_mlps", None)
+    layers = getattr(mlps[0], "_layers", None) if mlps else None  # sonnet's MLP keeps its Linear layers here
+    if not layers:
+        return None
+    return {"num_agents": int(actors.num_agents), "action_dim": int(actors.action_dim),
+            "hidden_sizes": [int(layer.output_size) for layer in layers[:-1]], "shared": bool(actors.shared),
+            "centralised": bool(actors.centralised)}
+
+
 def export_system(system: Any, run_dir: str, info: Optional[Dict[str, Any]] = None) -> str:
     """Export a trained score-regularised system's actors to ``<run_dir>/policy``."""
+    info = {**(info or {}), "actor": actor_architecture(system.actors)}
     return export_actors(system.actors, os.path.join(run_dir, POLICY_DIR), list(system.agents),
                          system.observation_dim, system.action_dim, info)
 
@@ -90,10 +105,20 @@ class LoadedPolicy:
             self.info = json.load(handle)
         self.agents = list(self.info["agents"])
         self.module = tf.saved_model.load(path)
+        self.actors = None
+        if self.info.get("actor"):  # eager actors with the SavedModel's variables (see the module docstring)
+            from og_marl_omsd.networks import DeterministicActors
+
+            actors = DeterministicActors(**self.info["actor"])
+            actors(tf.zeros([1, len(self.agents), *self.info["observation_shape"]]))
+            tf.train.Checkpoint(actors=actors).read(
+                os.path.join(path, "variables", "variables")).assert_existing_objects_matched().expect_partial()
+            self.actors = actors
 
     def actions(self, observations: np.ndarray) -> np.ndarray:
         """``(B, N, O)`` -> ``(B, N, A)``."""
-        return self.module(tf.convert_to_tensor(np.asarray(observations, "float32"))).numpy()
+        observations = tf.convert_to_tensor(np.asarray(observations, "float32"))
+        return (self.actors or self.module)(observations).numpy()
 
     def select_actions(self, observations: Dict[str, np.ndarray], legal_actions: Any = None) -> Dict[str, np.ndarray]:
         stacked = np.stack([np.asarray(observations[agent], "float32").reshape(-1) for agent in self.agents])

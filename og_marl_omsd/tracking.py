@@ -47,6 +47,7 @@ def wandb_run_id(run_dir: str) -> str:
         if stored:
             return stored
     run_id = uuid.uuid4().hex[:16]
+    os.makedirs(run_dir, exist_ok=True)
     _atomic_write_text(path, run_id + "\n")
     return run_id
 
@@ -114,5 +115,5 @@ def finish_run(system: Any, environment: Any, run_dir: str, cfg: DictConfig, dat
     if hasattr(system, "actors"):
         info = {"system": cfg.system.name, "env": cfg.env.name, "task": cfg.task.name, "dataset": dataset,
                 "seed": int(cfg.seed), "provenance": provenance}
-        extra["policy"] = export_system(system, run_dir, info)
+        extra["policy"] = os.path.relpath(export_system(system, run_dir, info), run_dir)  # relative to the run dir
     return extra
