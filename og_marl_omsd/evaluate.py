@@ -83,53 +83,91 @@ def load_finished_run(run_dir: str) -> Dict[str, Any]:
     return {"config": config, "results": results}
 
 
-def _video_environment(environment: Any, folder: str, prefix: str) -> Any:
-    """Re-create a MaMuJoCo environment's simulator with rgb rendering, its single-agent
-    gymnasium env wrapped in ``RecordVideo`` (one file per episode)."""
-    from og_marl_omsd.environments.mamujoco import AGENT_OBSK, MaMuJoCoEnvironment, scenario_spec
+def record_videos(scenario: str, seed: int, first_episode: int, episode_actions: List[np.ndarray], folder: str) -> None:
+    """Replay the evaluated episodes in a child process that renders them with gymnasium's
+    ``RecordVideo`` (one file per episode in ``folder``).
 
-    if not isinstance(environment, MaMuJoCoEnvironment):
-        raise UserError("video=true records MaMuJoCo tasks only (through gymnasium's RecordVideo); this run's "
-                        f"environment is {type(environment).__name__}. Drop video=true.")
+    MuJoCo is deterministic, so the same reset seed and the same actions give the same
+    trajectory. The child never imports TensorFlow: software EGL and TensorFlow crash
+    together in one process (measured here: a segfault at the first TF op after an EGL frame).
+
+    Raises:
+        UserError: moviepy is missing, or rendering failed or crashed (with what to set).
+    """
+    import subprocess
+    import tempfile
+
     try:
         import moviepy  # noqa: F401  (RecordVideo writes with it)
     except ImportError:
         raise UserError("video=true needs moviepy, which gymnasium's RecordVideo writes videos with: "
                         "pip install \"og-marl-omsd[video]\" (or pip install moviepy), then run again.") from None
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        actions_path = os.path.join(scratch, "actions.npz")
+        np.savez(actions_path, *episode_actions)
+        child = subprocess.run([sys.executable, "-m", "og_marl_omsd.evaluate", "--render-videos", scenario, str(seed),
+                                str(first_episode), actions_path, folder], capture_output=True, text=True)
+    if child.returncode == 0:
+        return
+    backend = os.environ.get("MUJOCO_GL", "<unset: glfw, needs a display>")
+    how = (f"crashed (signal {-child.returncode})" if child.returncode < 0 else
+           f"failed: {(child.stderr.strip().splitlines() or ['no message'])[-1]}")
+    raise UserError(f"video=true: rendering with MUJOCO_GL={backend} {how}. Set MUJOCO_GL=egl (a GPU, or Mesa's "
+                    "software EGL) or MUJOCO_GL=osmesa (OSMesa installed), or run on a machine with a display. The "
+                    "evaluation itself finished and was written.")
+
+
+def _render_videos(scenario: str, seed: int, first_episode: int, actions_path: str, folder: str) -> None:
+    """The child of :func:`record_videos` (no TensorFlow here)."""
     import gymnasium
     import gymnasium_robotics
 
-    scenario, agent_conf = scenario_spec(environment.scenario)
-    try:
-        parallel = gymnasium_robotics.mamujoco_v1.parallel_env(scenario, agent_conf, agent_obsk=AGENT_OBSK,
-                                                                render_mode="rgb_array")
-        parallel.single_agent_env = gymnasium.wrappers.RecordVideo(
-            parallel.single_agent_env, folder, episode_trigger=lambda _: True, name_prefix=prefix,
-            disable_logger=True)
-    except Exception as error:  # noqa: BLE001 (GL back ends fail in many ways)
-        raise UserError(f"Could not start MuJoCo rendering for video=true: {error}. On a machine without a display "
-                        "set MUJOCO_GL=egl (GPU) or MUJOCO_GL=osmesa (CPU) and run again.") from None
+    from og_marl_omsd.environments.mamujoco import AGENT_OBSK, MaMuJoCoEnvironment, scenario_spec
+
+    environment = MaMuJoCoEnvironment(scenario, seed=seed)
+    gym_scenario, agent_conf = scenario_spec(scenario)
+    parallel = gymnasium_robotics.mamujoco_v1.parallel_env(gym_scenario, agent_conf, agent_obsk=AGENT_OBSK,
+                                                            render_mode="rgb_array", camera_name="track")  # follows the body
+    parallel.single_agent_env = gymnasium.wrappers.RecordVideo(
+        parallel.single_agent_env, folder, episode_trigger=lambda _: True,
+        name_prefix=f"seed{seed}-first{first_episode}", disable_logger=True)
     environment._environment.close()
     environment._environment = parallel
-    return environment
+    environment._resets = first_episode
+    stored = np.load(actions_path)
+    for index in range(len(stored.files)):
+        environment.reset()
+        for joint in stored[f"arr_{index}"]:
+            _, _, terminals, truncations, _ = environment.step(
+                {agent: joint[i] for i, agent in enumerate(environment.agents)})
+            if all(terminals.values()) or all(truncations.values()):
+                break
+    parallel.single_agent_env.close()  # writes the last video
 
 
-def evaluate_policy(policy: Any, environment: Any, num_episodes: int) -> Dict[str, Any]:
-    """OG-MARL's evaluation loop (team reward = mean over agents) plus the environment's ``get_stats``."""
+def evaluate_policy(policy: Any, environment: Any, num_episodes: int,
+                    actions_out: Optional[List[np.ndarray]] = None) -> Dict[str, Any]:
+    """OG-MARL's evaluation loop (team reward = mean over agents) plus the environment's ``get_stats``;
+    with ``actions_out`` each episode's joint actions ``(T, N, A)`` are appended to it."""
     get_stats = getattr(environment, "get_stats", None)
     if callable(get_stats):
         get_stats()
     returns = []
     for _ in range(num_episodes):
         observations, infos = environment.reset()
-        done, episode_return = False, 0.0
+        done, episode_return, played = False, 0.0, []
         while not done:
             legal = infos.get("legals") if isinstance(infos, dict) else None
-            observations, rewards, terminals, truncations, infos = environment.step(
-                policy.select_actions(observations, legal))
+            actions = policy.select_actions(observations, legal)
+            if actions_out is not None:
+                played.append(np.stack([np.asarray(actions[agent], "float32").reshape(-1) for agent in policy.agents]))
+            observations, rewards, terminals, truncations, infos = environment.step(actions)
             episode_return += float(np.mean(list(rewards.values())))
             done = all(terminals.values()) or all(truncations.values())
         returns.append(episode_return)
+        if actions_out is not None:
+            actions_out.append(np.stack(played))
     logs = {"mean_episode_return": float(np.mean(returns)), "max_episode_return": float(np.max(returns)),
             "min_episode_return": float(np.min(returns)), "episode_returns": [float(r) for r in returns]}
     if callable(get_stats):
@@ -155,13 +193,16 @@ def evaluate_run(run_dir: str, num_eval_episodes: Optional[int] = None, seed: Op
 
     task = config["task"]
     environment = host.get_environment(task["source"], task["env_name"], task["scenario"], seed=seed)
-    if video:
-        environment = _video_environment(environment, os.path.join(run_dir, "videos"),
-                                         f"seed{seed}-first{first}")
+    from og_marl_omsd.environments.mamujoco import MaMuJoCoEnvironment
+
+    if video and not isinstance(environment, MaMuJoCoEnvironment):
+        raise UserError("video=true records MaMuJoCo tasks only (through gymnasium's RecordVideo); this run's "
+                        f"environment is {type(environment).__name__}. Drop video=true.")
     if hasattr(environment, "_resets"):
         environment._resets = first  # reset k uses seed + k
     policy = load_policy(run_dir)
-    logs = evaluate_policy(policy, environment, episodes)
+    played: Optional[List[np.ndarray]] = [] if video else None
+    logs = evaluate_policy(policy, environment, episodes, played)
     close = getattr(environment, "close", None)
     if callable(close):
         close()
@@ -177,12 +218,21 @@ def evaluate_run(run_dir: str, num_eval_episodes: Optional[int] = None, seed: Op
         json.dump(record, handle, indent=2)
     os.replace(f"{path}.tmp", path)
     record["path"] = path
+    if video:
+        folder = os.path.join(run_dir, "videos")
+        record_videos(environment.scenario, seed, first, played, folder)
+        record["videos"] = folder
     return record
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--render-videos"]:  # the child of record_videos
+        scenario, seed, first, actions_path, folder = argv[1:]
+        _render_videos(scenario, int(seed), int(first), actions_path, folder)
+        return 0
     try:
-        options = parse_arguments(list(sys.argv[1:] if argv is None else argv))
+        options = parse_arguments(argv)
         record = evaluate_run(**options)
     except UserError as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -199,6 +249,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if record["run_final_mean_episode_return"] is not None:
         print(f"The run's own final evaluation: mean return {record['run_final_mean_episode_return']:.4f}", flush=True)
     print(f"Written to {record['path']}", flush=True)
+    if "videos" in record:
+        print(f"Videos in {record['videos']}", flush=True)
     return 0
 
 

@@ -103,7 +103,9 @@ def test_results_and_vaults_record_provenance(finished_run, small_vault_dir):
         assert isinstance(results["provenance"]["git_dirty"], bool)
 
 
-def test_evaluate_reproduces_the_final_return_and_takes_options(finished_run, tmp_path):
+def test_evaluate_reproduces_the_final_return_and_takes_options(finished_run, tmp_path, capsys):
+    from og_marl_omsd.evaluate import evaluate_run, main
+
     run_dir, _ = finished_run
     results = json.loads((run_dir / "results.json").read_text())
     assert results["final_evaluation_episodes"]["episodes"] == 30 and results["policy"] == "policy"
@@ -115,15 +117,15 @@ def test_evaluate_reproduces_the_final_return_and_takes_options(finished_run, tm
     assert record["evaluation"]["coordination_rate"] == results["final_evaluation"]["coordination_rate"]
     assert f"mean return {results['final_evaluation']['mean_episode_return']:.4f}" in result.stdout
 
-    other = cli("og_marl_omsd.evaluate", str(run_dir), "num_eval_episodes=4", "seed=7", cwd=tmp_path)
-    assert other.returncode == 0, other.stderr[-3000:]
-    assert len(json.loads((run_dir / "evaluations" / "seed7-episodes4-first0.json").read_text())
-               ["evaluation"]["episode_returns"]) == 4
+    other = evaluate_run(str(run_dir), num_eval_episodes=4, seed=7)
+    assert other["path"].endswith("seed7-episodes4-first0.json") and len(other["evaluation"]["episode_returns"]) == 4
+    capsys.readouterr()
     for arguments, message in (([str(tmp_path)], "is not a finished run"), ([str(run_dir), "episodes=3"],
                                                                               "Unknown argument 'episodes=3'"),
+                               ([str(run_dir), "seed=x"], "seed must be an integer"),
                                ([str(run_dir), "video=true"], "MaMuJoCo tasks only")):
-        bad = cli("og_marl_omsd.evaluate", *arguments, cwd=tmp_path)
-        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert main(arguments) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_evaluate_replays_a_mamujoco_runs_final_evaluation_bit_for_bit(tmp_path):
@@ -217,7 +219,7 @@ def test_every_task_has_a_valid_full_and_quick_vault_config(task):
 
 
 # ---------------------------------------------------------------------------- wandb
-def test_wandb_keeps_one_run_across_a_kill_and_resume_with_group_and_name(tmp_path, small_vault_dir):
+def test_wandb_keeps_one_run_across_a_kill_and_resume_with_group_and_name(tmp_path, small_vault_dir, monkeypatch):
     pytest.importorskip("wandb")
     from test_resume import kill_at_checkpoint
 
@@ -227,12 +229,9 @@ def test_wandb_keeps_one_run_across_a_kill_and_resume_with_group_and_name(tmp_pa
                  "system.critic_steps=20", "system.behaviour_steps=20", "system.pretrain_log_every=10",
                  "logger.wandb=true", f"vault_dir={small_vault_dir}", f"pretrained_dir={tmp_path / 'pretrained'}",
                  f"run_dir={tmp_path / 'run'}"]
-    os.environ["WANDB_MODE"] = "offline"
-    try:
-        kill_at_checkpoint(overrides, "actors", tmp_path)
-        resumed = cli("og_marl_omsd.run", *overrides, cwd=tmp_path)
-    finally:
-        os.environ.pop("WANDB_MODE", None)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    kill_at_checkpoint(overrides, "actors", tmp_path)
+    resumed = cli("og_marl_omsd.run", *overrides, cwd=tmp_path)
     assert resumed.returncode == 0 and "[resume] resuming actors" in resumed.stdout, resumed.stderr[-3000:]
     run_id = (tmp_path / "run" / "wandb_run_id").read_text().strip()
     runs = sorted(glob.glob(str(tmp_path / "run" / "wandb" / "offline-run-*")))

@@ -4,7 +4,6 @@ deterministic on the CPU."""
 
 import errno
 import os
-import re
 import subprocess
 import sys
 
