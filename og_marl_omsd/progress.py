@@ -179,7 +179,7 @@ class Progress:
                 self.mode, self.every = "plain", 0.5
             else:
                 self._bar = tqdm(total=self.total, initial=min(self.start, self.total), desc=name, unit=" " + unit,
-                                 dynamic_ncols=True, mininterval=0.5, smoothing=0.05, leave=True)
+                                 dynamic_ncols=True, mininterval=0.5, smoothing=0.05, leave=True, file=self.stream)
 
     # -- numbers
     @property
@@ -231,7 +231,7 @@ class Progress:
         final = self.step >= self.total
         if self._bar is not None:
             self._bar.update(max(min(self.step, self.total) - self._bar.n, 0))
-            if now - self._last_print >= 1.0 or final:
+            if now - self._last_print >= 0.5 or final:
                 self._last_print = now
                 postfix = {}
                 if self._metrics:
