@@ -51,13 +51,18 @@ else:
 
 
 def WandbLogger(**kwargs: Any) -> BaseLogger:  # noqa: N802 (mirrors OG-MARL's class name)
-    """OG-MARL's ``WandbLogger`` (or the plugin's), imported only when asked for.
+    """A wandb logger, imported only when asked for.
+
+    With OG-MARL's arguments only it is OG-MARL's ``WandbLogger`` (or the plugin's). Given
+    any of ``group``, ``run_id``, ``directory`` or ``resume`` (which OG-MARL's lacks) it is
+    the plugin's in both modes: grouped seeds, a resumable run id, wandb's files in the run
+    directory and evaluation metrics against training steps.
 
     wandb is optional; with no ``WANDB_MODE`` set it runs offline so a missing API key
     never crashes a run.
     """
     os.environ.setdefault("WANDB_MODE", "offline")
-    if HOST == "og_marl":
+    if HOST == "og_marl" and not {"group", "run_id", "directory", "resume"} & set(kwargs):
         from og_marl.loggers import WandbLogger as _WandbLogger
     else:
         from og_marl_omsd.standalone.loggers import WandbLogger as _WandbLogger

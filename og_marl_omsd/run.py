@@ -54,6 +54,7 @@ class LoggerSchema:
     wandb: bool = False
     wandb_project: str = "og-marl-omsd"
     terminal_log_every: float = 5.0
+    progress_every: float = 30.0
 
 
 @dataclass
@@ -185,6 +186,9 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
             f"use): {', '.join(defined)}. Choose one with dataset=<name>, or generate them all with "
             f"`python -m og_marl_omsd.datasets generate {vault_config['name']}`."
         )
+    from og_marl_omsd.datasets.availability import require_generated
+
+    require_generated(vault_config, location, dataset, cfg.vault_dir, cfg.task.name)  # big sets: exit 2 + command
     check_writable_directory(cfg.vault_dir, "vault directory", "vault_dir")
     try:
         ensure_datasets(cfg.task.vault_config, [dataset], cfg.vault_dir)
@@ -392,21 +396,22 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     # Read where the vault config wrote it (a quick config has its own source).
     buffer.populate_from_vault(location.source, location.env, location.scenario, dataset,
                                rel_dir=os.path.abspath(location.rel_dir))
-    loggers = [host.TerminalLogger(log_every=cfg.logger.terminal_log_every)]
-    if cfg.logger.wandb:
-        loggers = [host.WandbLogger(project=cfg.logger.wandb_project, config=OmegaConf.to_container(cfg, resolve=True),
-                                    log_every=cfg.logger.terminal_log_every)]
+    from og_marl_omsd import tracking
+
+    loggers = tracking.make_loggers(cfg, run_dir, dataset)  # readable evaluation lines (+ wandb)
     # The plugin's marl-eval writer in both host modes: it writes metrics.json atomically.
     json_writer = JsonWriter(run_dir, cfg.system.name, cfg.task.name, cfg.env.name, cfg.seed)
     logger = RunLogger(loggers, json_writer, environment=environment)
 
     system = system_class(environment, logger, **params, reward_scale=scale, seed=cfg.seed)
     system.enable_checkpointing(os.path.join(run_dir, "checkpoints"), int(cfg.checkpoint_every), run_state=logger)
+    tracking.plan_stages(system, int(cfg.training_steps))
     cache_keys = system.pretrain(buffer, PretrainedCache(cfg.pretrained_dir, read_only=cache_read_only), dataset_key)
     pretrain_seconds = time.time() - start
     system.train(buffer, training_steps=int(cfg.training_steps), evaluation_every=int(cfg.evaluation_every),
                  num_eval_episodes=int(cfg.num_eval_episodes))
     final = logger.evaluations[-1]
+    artefacts = tracking.finish_run(system, environment, run_dir, cfg, dataset)  # policy/, provenance
     logger.write_absolute({k: v for k, v in final.items() if k != "training_steps"})
     logger.close()
     results = {
@@ -425,6 +430,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         "pretrained_cache_keys": cache_keys,
         "wall_time_seconds": time.time() - start,
         "pretrain_wall_time_seconds": pretrain_seconds,
+        **artefacts,
     }
     write_json(results_path, results)
     lock.close()

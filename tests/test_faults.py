@@ -4,7 +4,6 @@ deterministic on the CPU."""
 
 import errno
 import os
-import re
 import subprocess
 import sys
 
@@ -229,8 +228,9 @@ def test_nan_loss_stops_the_run_naming_stage_step_and_intact_checkpoint(stage, f
 
 # ---------------------------------------------------------------------------- determinism
 def _losses(output: str, prefix: str, count: int = 5) -> list:
-    lines = [line for line in output.splitlines() if line.startswith(prefix)]
-    return [re.sub(r"(steps_per_second|time_for_\w+|training_sps): [^|]+\|", "", line) for line in lines[:count]]
+    """Step and losses of the stage's first progress lines (``[stage] k/N (..%) | rate | ETA | elapsed | losses``)."""
+    lines = [line.split(" | ") for line in output.splitlines() if line.startswith(f"[{prefix}] ")]
+    return [(parts[0].split(" (")[0], parts[4]) for parts in lines[:count]]
 
 
 def test_same_seed_same_losses_and_return_different_seed_differs(tmp_path, small_vault_dir, capsys):
@@ -240,14 +240,14 @@ def test_same_seed_same_losses_and_return_different_seed_differs(tmp_path, small
     for label, seed, cache in (("a", 3, "cache_a"), ("b", 3, "cache_b"), ("cached", 3, "cache_a"), ("other", 4, "c")):
         overrides = fast_overrides(tmp_path, small_vault_dir, f"seed={seed}", f"run_dir={tmp_path / label}",
                                    f"pretrained_dir={tmp_path / cache}", "system.pretrain_log_every=1",
-                                   "logger.terminal_log_every=0", jit=True)
+                                   "logger.progress_every=0", jit=True)
         results[label] = runner.run(run_config(*overrides))
         outputs[label] = capsys.readouterr().out
-    for prefix in ("pretrain/critic_joint", "pretrain/behaviour_sequential", "losses/actor_loss"):
+    for prefix in ("critic_joint", "behaviour_sequential", "actors"):
         first = _losses(outputs["a"], prefix)
         assert len(first) == 5 and first == _losses(outputs["b"], prefix), prefix
         assert first != _losses(outputs["other"], prefix), prefix
-    assert _losses(outputs["a"], "losses/actor_loss") == _losses(outputs["cached"], "losses/actor_loss")
+    assert _losses(outputs["a"], "actors") == _losses(outputs["cached"], "actors")
     keys = results["a"]["pretrained_cache_keys"]
     assert f"loaded from cache {tmp_path / 'cache_a'}" in outputs["cached"] and f"(key {keys['critic']})" in outputs["cached"]
     assert f"(cache key {keys['behaviour']})" in outputs["a"]

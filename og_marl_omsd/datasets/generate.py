@@ -58,13 +58,14 @@ DEFAULT_SOURCE = "og_marl_omsd"
 MAMUJOCO_POLICIES = ("random", "medium", "medium_replay", "expert")
 MAMUJOCO_DEFAULTS = {"seed": 0, "action_noise": 0.2, "transitions": 1_000_000, "medium_return_fraction": 1 / 3,
                      "collection_envs": 10}
-MAMUJOCO_KEYS = {"name", "source", "env", "scenario", "datasets", "behaviour", *MAMUJOCO_DEFAULTS}
+MAMUJOCO_KEYS = {"name", "source", "env", "scenario", "datasets", "behaviour", "generate_on_first_use",
+                 *MAMUJOCO_DEFAULTS}
 DATASET_KEYS = {"policy", "action_noise", "transitions"}
 
 
 def config_hash(config: Dict[str, Any]) -> str:
     """A short hash of everything in a vault config that shapes the data."""
-    relevant = {key: value for key, value in config.items() if key != "name"}
+    relevant = {key: value for key, value in config.items() if key not in ("name", "generate_on_first_use")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -236,7 +237,9 @@ class MaMuJoCoDatasets:
         rng = np.random.default_rng([self.seed, index, 1])
         base_seed = (self.seed + 1) * 1_000_000_000 + index * 100_000_000
         parts, collected, episodes = [], 0, 0
-        started, last_report = time.time(), 0.0
+        from og_marl_omsd import progress
+
+        bar = progress.Progress(f"datasets {name}", transitions, unit="transitions")
         while collected < transitions:
             count = max(1, min(envs * 10, -(-(transitions - collected) // 1000)))
             _, experience = run_episodes(self.make_env, policy, count, seed=base_seed + episodes, noise=noise, rng=rng,
@@ -244,13 +247,8 @@ class MaMuJoCoDatasets:
             parts.append(experience)
             collected += experience["actions"].shape[0]
             episodes += count
-            elapsed = time.time() - started
-            if elapsed - last_report > 30 or collected >= transitions:
-                last_report = elapsed
-                rate = collected / max(elapsed, 1e-9)
-                self.log(f"[datasets] {name}: {min(collected, transitions)}/{transitions} transitions "
-                         f"({100 * min(collected, transitions) / transitions:.0f}%), {rate:.0f} steps/s, "
-                         f"ETA {max(transitions - collected, 0) / max(rate, 1e-9) / 60:.1f} min")
+            bar.update(min(collected, transitions), {"episodes": episodes})
+        bar.close()
         experience = {key: np.concatenate([part[key] for part in parts])[:transitions]
                       for key in ("observations", "actions", "rewards", "terminals", "truncations")}
         experience["infos"] = {"state": np.concatenate([part["infos"]["state"] for part in parts])[:transitions]}

@@ -535,6 +535,9 @@ class BehaviourTraining:
         policy = FrozenActors(learner.actor_weights())  # refreshed after every training call
         if state["step"] == 0:
             self._evaluate(learner, state)
+        from og_marl_omsd import progress
+
+        bar = progress.Progress("matd3", config.total_steps, start=state["step"])  # ETA: the whole budget
         while state["step"] < config.total_steps and not state["stopped_early"]:
             observations_dict, info = training_env.reset()
             observations = np.stack([observations_dict[agent] for agent in agents])
@@ -572,6 +575,8 @@ class BehaviourTraining:
                     break
             state["episodes"] += 1
             state["episode_returns"].append([state["step"], episode_return])
+            bar.update(state["step"], {"train_return": episode_return,
+                                       "evaluation_return": state["evaluations"][-1][1]})
             if state["step"] >= next_evaluation or state["step"] >= config.total_steps:
                 next_evaluation = (state["step"] // config.evaluate_every + 1) * config.evaluate_every
                 value = self._evaluate(learner, state)
@@ -592,6 +597,7 @@ class BehaviourTraining:
                 state["rng"] = rng.bit_generator.state
                 state["pending_updates"] = pending_updates
                 self._save_checkpoint(learner, replay, state)
+        bar.close()
         training_env.close()
         save_actor_weights(self.policy_path(None), learner.actor_weights())
         final_return = state["evaluations"][-1][1]

@@ -79,6 +79,9 @@ def write_dataset(
     from flashbax.buffers.trajectory_buffer import TrajectoryBufferState
     from flashbax.vault import Vault
 
+    from og_marl_omsd.provenance import collect
+
+    metadata = {**(metadata or {}), "provenance": collect()}  # code and library versions that wrote it
     final_path = location.dataset_path(uid)
     if os.path.exists(final_path):
         raise FileExistsError(

@@ -1,7 +1,8 @@
 """Standalone loggers with the signatures of ``og_marl.loggers``.
 
 ``TerminalLogger`` prints ``key: value |`` lines at most every ``log_every`` seconds
-(always when forced); ``WandbLogger`` does the same and sends to wandb (imported lazily);
+(always when forced); ``WandbLogger`` sends to wandb (imported lazily), grouped, resumable and
+with step metrics;
 ``JsonWriter`` writes marl-eval JSON:
 ``{env: {task: {algo: {seed_N: {step_i: {step_count, metric: [v]}, absolute_metrics: {}}}}}}``,
 keeping only ``evaluator/`` and ``absolute/`` keys, rewritten atomically after every write
@@ -37,7 +38,17 @@ class TerminalLogger(BaseLogger):
                 self._last_log = time.time()
 
 
-class WandbLogger(TerminalLogger):
+class WandbLogger(BaseLogger):
+    """Logs to wandb (imported lazily). OG-MARL's signature, plus what a study needs:
+
+    ``group`` (the seeds of one configuration), ``run_id`` with ``resume="allow"`` (a
+    resumed run continues the same wandb run), ``directory`` (wandb's files go there,
+    e.g. the run directory) and step metrics: ``evaluation/*`` are plotted against
+    ``evaluation/training_steps``, the actor stage's numbers against ``training_steps`` and
+    each pretraining stage's against its ``pretrain/<stage>/step`` (not against the count
+    of log calls). Like OG-MARL's, it prints nothing (the terminal has its own logger).
+    """
+
     def __init__(
         self,
         name: Optional[str] = None,
@@ -47,21 +58,46 @@ class WandbLogger(TerminalLogger):
         tags: Optional[List] = None,
         entity: Optional[str] = None,
         log_every: float = 2,
+        group: Optional[str] = None,
+        run_id: Optional[str] = None,
+        directory: Optional[str] = None,
+        resume: Optional[str] = "allow",
     ):
-        super().__init__(log_every)
         import wandb  # optional dependency, imported only when asked for
 
         self._wandb = wandb
-        wandb.init(name=name, project=project, notes=notes, tags=tags or ["default"], entity=entity,
-                   config=config or {})
+        self._log_every = log_every
+        self._last_log = 0.0
+        self._defined: set = set()
+        if directory is not None:
+            os.makedirs(directory, exist_ok=True)
+        self.run = wandb.init(name=name, project=project, notes=notes, tags=tags or ["default"], entity=entity,
+                              config=config or {}, group=group, id=run_id, dir=directory,
+                              resume=resume if run_id is not None else None)
+        self.run.define_metric("training_steps")
+        self.run.define_metric("losses/*", step_metric="training_steps")
+        self.run.define_metric("charts/*", step_metric="training_steps")
+        self.run.define_metric("evaluation/training_steps")
+        self.run.define_metric("evaluation/*", step_metric="evaluation/training_steps")
+
+    def _define_stage(self, logs: Dict[str, Any]) -> None:
+        for key in logs:
+            if key.startswith("pretrain/") and key.endswith("/step"):
+                stage = key[: -len("/step")]
+                if stage not in self._defined:
+                    self._defined.add(stage)
+                    self.run.define_metric(key)
+                    self.run.define_metric(f"{stage}/*", step_metric=key)
 
     def write(self, logs: Dict[str, Any], force: bool = False) -> None:
         if force or time.time() - self._last_log > self._log_every:
-            self._wandb.log(dict(logs))
-        super().write(logs, force)
+            self._define_stage(logs)
+            self.run.log({key: float(value) for key, value in logs.items()})
+            if not force:
+                self._last_log = time.time()
 
     def close(self) -> None:
-        self._wandb.finish()
+        self.run.finish()
 
 
 class JsonWriter:

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 import sonnet as snt
 
+from og_marl_omsd import progress
 from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint, reseed_sampler
 from og_marl_omsd.diffusion import BehaviourDiffusion
 from og_marl_omsd.host import BaseOfflineSystem
@@ -187,6 +188,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self._total_actor_steps = 1
         self._checkpointing: Optional[Dict[str, Any]] = None
         self._actor_checkpoint: Optional[StageCheckpoint] = None
+        self._progress: Optional[progress.Progress] = None
         self.stage_steps: Dict[str, int] = {}  # steps each pretraining stage completed (or its cached copy did)
         self.critic: Optional[IQLCritic] = None
         self.behaviour_model: Optional[BehaviourDiffusion] = None
@@ -370,10 +372,12 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             self.training_step_ctr = checkpoint.restore(total=steps)
             steps -= self.training_step_ctr
         self._actor_checkpoint = checkpoint
+        self._progress = progress.Progress("actors", self._total_actor_steps, start=self.training_step_ctr)
         try:
             super().train(replay_buffer, steps, evaluation_every, num_eval_episodes)
         finally:
             self._actor_checkpoint = None
+            self._progress.close()
 
     @property
     def beta(self) -> float:
@@ -422,6 +426,8 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         logs = self._tf_actor_step(batch["observations"], batch["state"])  # scalar tensors; loggers convert
         if self._actor_checkpoint is not None:  # the host loop counts this step after we return
             self._actor_checkpoint.maybe_save(self.training_step_ctr + 1, self._total_actor_steps)
+        if self._progress is not None:
+            self._progress.update(self.training_step_ctr + 1, logs)
         return logs
 
     def _actor_step(self, observations: tf.Tensor, state: tf.Tensor) -> Dict[str, tf.Tensor]:

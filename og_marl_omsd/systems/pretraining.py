@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import tensorflow as tf
 
+from og_marl_omsd import progress
 from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
 from og_marl_omsd.errors import NonFiniteLossError
 
@@ -164,8 +165,10 @@ def run_stage(
     """
     first = checkpoint.restore(steps) + 1 if checkpoint is not None else 1
     start, logs = time.time(), {}
+    bar = progress.Progress(name, steps, start=first - 1)
     for step in range(first, steps + 1):
         logs = step_fn()
+        bar.update(step, logs)
         if checkpoint is not None:
             checkpoint.maybe_save(step, steps)
         if step % log_every == 0 or step == steps:
@@ -181,6 +184,7 @@ def run_stage(
                           f"pretrain/{name}/steps_per_second": (step - first + 1) / max(elapsed, 1e-9)},
                 force=True,
             )
+    bar.close()
     if guard is not None:
         guard.check(name, checkpoint)
     return {k: float(v) for k, v in logs.items()}

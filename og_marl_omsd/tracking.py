@@ -1,0 +1,119 @@
+"""What the runner adds around a run for the researcher: progress, loggers, wandb identity,
+the exported policy and provenance. Kept out of :mod:`og_marl_omsd.run` so the runner
+calls it with a few lines.
+
+wandb (``logger.wandb=true``):
+
+- ``group``: the run's config without the seed (``<system>-<env>-<task>-<dataset>-<hash>``,
+  the hash over every setting that shapes results except ``seed``), so the seeds of one
+  configuration are one group;
+- ``name``: ``<system>-<task>-<dataset>-seed<n>``;
+- ``dir``: the run directory (wandb writes ``<run_dir>/wandb/``);
+- ``id``: drawn once and kept in ``<run_dir>/wandb_run_id``, with ``resume="allow"``: a
+  resumed run (after a crash or ``kill -9``) continues the same wandb run;
+- evaluation metrics are plotted against ``evaluation/training_steps`` (see
+  :class:`og_marl_omsd.standalone.loggers.WandbLogger`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from typing import Any, Dict, List
+
+from omegaconf import DictConfig, OmegaConf
+
+WANDB_ID_FILE = "wandb_run_id"
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    # Local helper (the project's shared atomic-write module may replace it).
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def wandb_run_id(run_dir: str) -> str:
+    """The run directory's wandb id: read from ``wandb_run_id``, or drawn and stored there."""
+    path = os.path.join(run_dir, WANDB_ID_FILE)
+    if os.path.isfile(path):
+        with open(path) as handle:
+            stored = handle.read().strip()
+        if stored:
+            return stored
+    run_id = uuid.uuid4().hex[:16]
+    os.makedirs(run_dir, exist_ok=True)
+    _atomic_write_text(path, run_id + "\n")
+    return run_id
+
+
+def wandb_settings(cfg: DictConfig, run_dir: str, dataset: str) -> Dict[str, Any]:
+    """Keyword arguments of the host's ``WandbLogger`` for this run (see the module docstring)."""
+    from og_marl_omsd.run import run_identity
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    identity = run_identity(resolved, dataset)
+    identity.pop("seed", None)
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return {
+        "project": cfg.logger.wandb_project,
+        "config": {**resolved, "dataset": dataset, "run_dir": run_dir},
+        "name": f"{cfg.system.name}-{cfg.task.name}-{dataset}-seed{cfg.seed}",
+        "group": f"{cfg.system.name}-{cfg.env.name}-{cfg.task.name}-{dataset}-{digest}",
+        "tags": [cfg.system.name, cfg.env.name, cfg.task.name, dataset],
+        "run_id": wandb_run_id(run_dir),
+        "directory": os.path.abspath(run_dir),
+        "resume": "allow",
+        "log_every": cfg.logger.terminal_log_every,
+    }
+
+
+def make_loggers(cfg: DictConfig, run_dir: str, dataset: str) -> List[Any]:
+    """Readable evaluation lines on the terminal (per-step numbers go to the progress lines),
+    plus wandb when ``logger.wandb=true``."""
+    from og_marl_omsd import host, progress
+
+    progress.configure(every=cfg.logger.get("progress_every", None))
+    loggers: List[Any] = [progress.EvaluationPrinter(total_steps=int(cfg.training_steps))]
+    if cfg.logger.wandb:
+        loggers.append(host.WandbLogger(**wandb_settings(cfg, run_dir, dataset)))
+    return loggers
+
+
+def plan_stages(system: Any, training_steps: int) -> None:
+    """Announce the run's stages to :mod:`og_marl_omsd.progress` (for the whole run's ETA)."""
+    from og_marl_omsd import progress
+
+    stages = {}
+    for stage, config in (("critic", getattr(system, "critic_config", None)),
+                          ("behaviour", getattr(system, "behaviour_config", None))):
+        if config is not None:
+            stages[stage] = int(config["steps"])
+    stages["actors"] = int(training_steps)
+    progress.plan_run(stages)
+
+
+def finish_run(system: Any, environment: Any, run_dir: str, cfg: DictConfig, dataset: str) -> Dict[str, Any]:
+    """After the last evaluation: export the actors to ``<run_dir>/policy`` and return what
+    ``results.json`` gains (the final evaluation's episodes, the policy path, provenance)."""
+    from og_marl_omsd import progress
+    from og_marl_omsd.policy import export_system, final_evaluation_record
+    from og_marl_omsd.provenance import collect
+
+    progress.plan_run(None)
+    provenance = collect()
+    extra: Dict[str, Any] = {
+        "final_evaluation_episodes": final_evaluation_record(environment, 10 * int(cfg.num_eval_episodes),
+                                                            int(cfg.seed)),
+        "provenance": provenance,
+    }
+    if hasattr(system, "actors"):
+        info = {"system": cfg.system.name, "env": cfg.env.name, "task": cfg.task.name, "dataset": dataset,
+                "seed": int(cfg.seed), "provenance": provenance}
+        extra["policy"] = os.path.relpath(export_system(system, run_dir, info), run_dir)  # relative to the run dir
+    return extra
