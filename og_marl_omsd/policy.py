@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -49,9 +48,10 @@ def export_actors(actors: tf.Module, path: str, agents: Sequence[str], observati
     Returns:
         ``path``.
     """
+    from og_marl_omsd.files import discard, partial_dir, publish_dir, write_json
+
     module = _ExportedActors(actors, len(agents), int(observation_dim))
-    partial = f"{path}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = partial_dir(path)
     try:
         signature = module.__call__.get_concrete_function()
 
@@ -63,15 +63,10 @@ def export_actors(actors: tf.Module, path: str, agents: Sequence[str], observati
         record = {"agents": list(agents), "observation_shape": [int(observation_dim)], "action_dim": int(action_dim),
                   "input": "observations (B, N, O) float32, agents in this order",
                   "output": "actions (B, N, A) float32 in [-1, 1]", **(info or {})}
-        with open(os.path.join(partial, POLICY_INFO), "w") as handle:
-            json.dump(record, handle, indent=2, default=str)
-        old = f"{path}.old-{os.getpid()}"
-        if os.path.exists(path):
-            os.rename(path, old)
-        os.rename(partial, path)
-        shutil.rmtree(old, ignore_errors=True)
+        write_json(os.path.join(partial, POLICY_INFO), record)
+        publish_dir(partial, path)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        discard(partial)
         raise
     return path
 

@@ -25,17 +25,9 @@ from typing import Any, Dict, List
 
 from omegaconf import DictConfig, OmegaConf
 
+from og_marl_omsd.files import write_text
+
 WANDB_ID_FILE = "wandb_run_id"
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    # Local helper (the project's shared atomic-write module may replace it).
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def wandb_run_id(run_dir: str) -> str:
@@ -48,7 +40,7 @@ def wandb_run_id(run_dir: str) -> str:
             return stored
     run_id = uuid.uuid4().hex[:16]
     os.makedirs(run_dir, exist_ok=True)
-    _atomic_write_text(path, run_id + "\n")
+    write_text(path, run_id + "\n")
     return run_id
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 import ast
 import builtins
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 
 import pytest
