@@ -208,12 +208,13 @@ class BehaviourDiffusion(snt.Module):
         batch = tf.shape(state)[0]
 
         def denoise(x, clean, update_mask):
-            for k in range(num_steps):
+            def body(k, x):
                 t = tf.fill([batch], times[k])
                 s = tf.fill([batch], times[k + 1])
                 eps = self.noise_prediction(x, t, state, clean)
-                x = x + update_mask * (ddim_update(x, eps, t, s) - x)
-            return x
+                return k + 1, x + update_mask * (ddim_update(x, eps, t, s) - x)
+
+            return tf.while_loop(lambda k, _: k < num_steps, body, (tf.constant(0), x))[1]
 
         x = noise
         if self.factorisation != "sequential":
