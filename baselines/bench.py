@@ -48,12 +48,12 @@ STAGE_OWNER = {
     ("brpo_fac", "critic"): "omsd", ("brpo_jal", "critic"): "omsd", ("brpo_fac", "behaviour"): "brpo_ind",
 }
 SIZES = {
-    "preset": {"overrides": [], "batch_size": 256, "log_every": 250, "logs": 4},
+    "preset": {"overrides": [], "batch_size": 256, "log_every": 250, "logs": 3},
     "authors": {"overrides": ["system.diffusion_width=256", "system.diffusion_hidden=1024", "system.diffusion_blocks=3",
                               "system.critic_hidden_sizes=[256,256]", "system.actor_hidden_sizes=[256,256]"],
-                "batch_size": 512, "log_every": 100, "logs": 3},
+                "batch_size": 512, "log_every": 50, "logs": 3},
 }
-LEGACY = {"log_every": 100, "logs": 3}
+LEGACY = {"log_every": 50, "logs": 3}
 DIFFUSION_STEPS = (5, 20, 50)
 MATMUL_SIZE = 1024
 
@@ -190,12 +190,14 @@ def worker_train(spec: Dict[str, Any]) -> Dict[str, Any]:
 
     results: Dict[str, Any] = {"package": os.path.dirname(og_marl_omsd.__file__), "systems": {}}
     steps = spec["log_every"] * spec["logs"]
-    for system in SYSTEMS:
+    for system in spec.get("systems", SYSTEMS):
         owned = [stage for stage in STAGES if (system, stage) not in STAGE_OWNER]
         logger = _TimingLogger()
         extra = {"critic_steps": steps if "critic" in owned else 0,
                  "behaviour_steps": steps if "behaviour" in owned else 0,
                  "pretrain_log_every": spec["log_every"], "seed": 0}
+        if "steps_per_call" in spec:
+            extra["steps_per_call"] = spec["steps_per_call"]
         cls, environment, buffer, params = _setup(spec, system, extra)
         params.update(extra)
         tf.random.set_seed(0)
