@@ -212,7 +212,7 @@ class BehaviourDiffusion(snt.Module):
                 t = tf.fill([batch], times[k])
                 s = tf.fill([batch], times[k + 1])
                 eps = self.noise_prediction(x, t, state, clean)
-                return k + 1, x + update_mask * (ddim_update(x, eps, t, s) - x)
+                return k + 1, tf.ensure_shape(x + update_mask * (ddim_update(x, eps, t, s) - x), x.shape)
 
             return tf.while_loop(lambda k, _: k < num_steps, body, (tf.constant(0), x))[1]
 
