@@ -13,8 +13,9 @@ Writes ``DIR/bench.json`` and prints a table:
 - ``flops_per_step``: matmul FLOPs of one step, from the layer shapes (2 * in * out * rows
   per layer forward, twice that backward; LayerNorm and element-wise ops not counted);
   ``matmul_fraction``: those FLOPs times the rate over the dense-matmul FLOP/s measured in
-  the same run (an XLA-compiled float32 ``n x n`` matmul, the best of the measurements taken
-  at the start and at the end of the run).
+  the same run (an XLA-compiled float32 ``n x n`` matmul, measured before and after every
+  training measurement): over the best of the run, and (``matmul_fraction_adjacent``) over
+  the better of the two taken just before and after that measurement (same machine load).
 - ``latency``: microseconds for one decentralised joint action from the actors (compiled,
   batch 1) and for one joint action sampled from the behaviour diffusion model by DDIM with
   5, 20 and 50 denoising steps (compiled too), at the preset sizes: per Python call of the
@@ -338,18 +339,29 @@ def main(argv: Optional[List[str]] = None) -> int:
     sizes = [s for s in args.sizes.split(",") if s]
     report: Dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                               "matmul": [], "train": {}, "legacy": {}, "load_average_1min_start": os.getloadavg()[0]}
-    report["matmul"].append(run_worker("matmul", {}))
+    def matmul() -> float:
+        report["matmul"].append(run_worker("matmul", {}))
+        return report["matmul"][-1]["gflops"]
+
+    # A matmul measurement before and after every training measurement: each is compared
+    # with the better of the two beside it (same load), and with the best of the whole run.
+    adjacent: Dict[str, float] = {}
+    before = matmul()
     preset = {**SIZES["preset"], "vault_dir": vault_dir}
     if args.legacy_src:  # old and new back to back
         report["legacy"]["preset"] = run_worker("train", {**preset, **LEGACY}, pythonpath=os.path.abspath(args.legacy_src))
         report["legacy"]["source"] = os.path.abspath(args.legacy_src)
+        after = matmul()
+        adjacent["old/preset"], before = max(before, after), after
     for size in sizes:
         report["train"][size] = run_worker("train", {**SIZES[size], "vault_dir": vault_dir})
+        after = matmul()
+        adjacent[f"new/{size}"], before = max(before, after), after
     report["latency"] = run_worker("latency", preset)
     report["og_marl"] = run_worker("og_marl", {})
-    report["matmul"].append(run_worker("matmul", {}))
     peak = max(m["gflops"] for m in report["matmul"])
     report["matmul_gflops"] = peak
+    report["matmul_gflops_adjacent"] = adjacent
 
     summary: Dict[str, Any] = {}
     for label, source in [(f"new/{s}", report["train"][s]) for s in sizes] + (
@@ -360,6 +372,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 rate = row["steps_per_s"]
                 row["gflops_achieved"] = None if rate is None else rate * row["flops_per_step"] / 1e9
                 row["matmul_fraction"] = None if rate is None else row["gflops_achieved"] / peak
+                row["matmul_fraction_adjacent"] = None if rate is None else row["gflops_achieved"] / adjacent[label]
         summary[label] = table
     report["train_steps_per_s"] = summary
     report["wall_seconds"] = time.time() - start
@@ -373,7 +386,10 @@ def print_table(report: Dict[str, Any]) -> None:
     peak = report["matmul_gflops"]
     print(f"\nDense matmul ({report['matmul'][0]['size']}^3, XLA, float32): "
           + ", ".join(f"{m['gflops']:.1f}" for m in report["matmul"]) + f" GFLOP/s (best {peak:.1f})")
-    print(f"{'code/sizes':<15} {'system':<9} {'stage':<10} {'steps/s':>9} {'MFLOP/step':>11} {'GFLOP/s':>8} {'of matmul':>9}")
+    print("Beside each measurement: " + ", ".join(f"{k} {v:.1f}" for k, v in report["matmul_gflops_adjacent"].items())
+          + " GFLOP/s (the better of the matmuls just before and after it)")
+    print(f"{'code/sizes':<15} {'system':<9} {'stage':<10} {'steps/s':>9} {'MFLOP/step':>11} {'GFLOP/s':>8} "
+          f"{'of best':>8} {'of beside':>9}")
     for label, table in report["train_steps_per_s"].items():
         for system, stages in table.items():
             for stage, row in stages.items():
@@ -381,7 +397,8 @@ def print_table(report: Dict[str, Any]) -> None:
                 if rate is None:
                     continue
                 print(f"{label:<15} {system:<9} {stage:<10} {rate:>9.1f} {row['flops_per_step'] / 1e6:>11.1f} "
-                      f"{row['gflops_achieved']:>8.1f} {100 * row['matmul_fraction']:>8.0f}%")
+                      f"{row['gflops_achieved']:>8.1f} {100 * row['matmul_fraction']:>7.0f}% "
+                      f"{100 * row['matmul_fraction_adjacent']:>8.0f}%")
     for kind, title in (("call", "per Python call of a compiled function"),
                         ("in_graph", "compute only: many actions chained in one compiled call")):
         print(f"\nAction latency, microseconds ({title})")
