@@ -12,36 +12,43 @@ factorisation the prefix is the joint action zero-padded and masked to the prefi
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import sonnet as snt
 import tensorflow as tf
 
-from og_marl_omsd.losses import denoising_loss, vp_schedule
+from og_marl_omsd.losses import ddim_update, denoising_loss, vp_schedule
+from og_marl_omsd.stacked import StackedLayerNorm, StackedLinear, StackedMLP
 
 FACTORISATIONS = ("independent", "sequential", "joint")
 
 
 class GaussianFourierTime(snt.Module):
-    """Fixed random Fourier features of the diffusion time, then an MLP to ``time_dim``."""
+    """Fixed random Fourier features of the diffusion time, then an MLP to ``time_dim``
+    (one set of frequencies and one MLP per group)."""
 
-    def __init__(self, time_dim: int = 128, num_frequencies: int = 32, scale: float = 30.0, name: Optional[str] = None):
+    def __init__(self, time_dim: int = 128, num_frequencies: int = 32, scale: float = 30.0, groups: int = 1,
+                 name: Optional[str] = None):
         super().__init__(name=name)
         self._frequencies = tf.Variable(
-            tf.random.normal([num_frequencies]) * scale, trainable=False, name="frequencies"
+            tf.random.normal([groups, num_frequencies]) * scale, trainable=False, name="frequencies"
         )
-        self._mlp = snt.nets.MLP([time_dim, time_dim], activation=tf.nn.silu, name="time_mlp")
+        self._mlp = StackedMLP(groups, [time_dim, time_dim], activation=tf.nn.silu, name="time_mlp")
 
     def __call__(self, t: tf.Tensor) -> tf.Tensor:
-        angles = 2.0 * math.pi * t[:, None] * self._frequencies[None, :]
+        """``t (B,)`` -> ``(G, B, time_dim)``."""
+        angles = 2.0 * math.pi * t[None, :, None] * self._frequencies[:, None, :]
         return self._mlp(tf.concat([tf.sin(angles), tf.cos(angles)], axis=-1))
 
 
 class ScoreNet(snt.Module):
-    """SRPO-style noise predictor: ``eps(x_t, t | c)`` with a residual MLP trunk.
+    """SRPO-style noise predictor ``eps(x_t, t | c)`` with a residual MLP trunk, for ``groups``
+    independent networks at once (stacked weights, one batched matmul per layer).
 
-    Input ``concat[x_t, c, time_features]`` -> Linear(width) -> ``num_blocks`` residual
+    Input ``concat[x_t, c, time_features, padded]`` -> Linear(width) -> ``num_blocks`` residual
     blocks (dropout, LayerNorm, Linear(hidden), SiLU, Linear(width)) -> SiLU -> Linear(out).
+    ``padded`` holds inputs that some groups read only in part (zero elsewhere; ``padding``
+    gives each group's count of padded columns, see :class:`~og_marl_omsd.stacked.StackedLinear`).
     """
 
     def __init__(
@@ -52,6 +59,8 @@ class ScoreNet(snt.Module):
         num_blocks: int = 3,
         time_dim: int = 128,
         dropout: float = 0.1,
+        groups: int = 1,
+        padding: Optional[Sequence[int]] = None,
         name: Optional[str] = None,
     ):
         super().__init__(name=name)
@@ -61,20 +70,23 @@ class ScoreNet(snt.Module):
         if num_blocks < 0 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"ScoreNet needs num_blocks >= 0 and dropout in [0, 1); got {num_blocks}, {dropout}.")
         self._dropout = dropout
-        self._time = GaussianFourierTime(time_dim)
-        self._input = snt.Linear(width, name="input")
+        self._time = GaussianFourierTime(time_dim, groups=groups)
+        self._input = StackedLinear(groups, width, padding=padding, name="input")
         self._blocks = [
-            (snt.LayerNorm(-1, True, True, name=f"norm_{k}"), snt.Linear(hidden, name=f"expand_{k}"),
-             snt.Linear(width, name=f"contract_{k}"))
+            (StackedLayerNorm(groups, name=f"norm_{k}"), StackedLinear(groups, hidden, name=f"expand_{k}"),
+             StackedLinear(groups, width, name=f"contract_{k}"))
             for k in range(num_blocks)
         ]
-        self._output = snt.Linear(output_dim, name="output")
+        self._output = StackedLinear(groups, output_dim, name="output")
 
     def __call__(self, noisy: tf.Tensor, t: tf.Tensor, condition: tf.Tensor, is_training: bool = False,
-                 dropout_seed: Optional[tf.Tensor] = None) -> tf.Tensor:
-        """``dropout_seed`` (shape ``[2]``) makes the dropout masks a function of the seed
+                 dropout_seed: Optional[tf.Tensor] = None, padded: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """``noisy (G, B, a)``, ``t (B,)``, ``condition (G, B, c)``, ``padded (G, B, p)`` -> ``(G, B, out)``.
+
+        ``dropout_seed`` (shape ``[2]``) makes the dropout masks a function of the seed
         (stateless; XLA ignores the seeds of ``tf.nn.dropout``)."""
-        h = self._input(tf.concat([noisy, condition, self._time(t)], axis=-1))
+        inputs = [noisy, condition, self._time(t)] + ([] if padded is None else [padded])
+        h = self._input(tf.concat(inputs, axis=-1))
         for k, (norm, expand, contract) in enumerate(self._blocks):
             x = h
             if is_training and self._dropout > 0:
@@ -123,11 +135,19 @@ class BehaviourDiffusion(snt.Module):
         self.dropout = float(dropout)
         net = dict(width=width, hidden=hidden, num_blocks=num_blocks, time_dim=time_dim, dropout=dropout)
         if factorisation == "joint":
-            self._nets: List[ScoreNet] = [ScoreNet(num_agents * action_dim, name="joint_score", **net)]
+            self._net = ScoreNet(num_agents * action_dim, name="joint_score", **net)
         elif self.shared:
-            self._nets = [ScoreNet(action_dim, name="shared_score", **net)]
+            self._net = ScoreNet(action_dim, name="shared_score", **net)
         else:
-            self._nets = [ScoreNet(action_dim, name=f"agent_{i}_score", **net) for i in range(num_agents)]
+            # One network per agent, stacked (group g = agent g). Sequential: agent i reads the
+            # clean actions of the agents before it, zero-padded to N - 1 agents.
+            position = {agent: p for p, agent in enumerate(order)}
+            prefix_widths = [position[i] * action_dim if factorisation == "sequential" else 0
+                             for i in range(num_agents)]
+            self._prefix_widths = prefix_widths
+            self._net = ScoreNet(action_dim, groups=num_agents, name="agent_scores", **net,
+                                 padding=[(num_agents - 1) * action_dim - w for w in prefix_widths]
+                                 if factorisation == "sequential" else None)
 
     def noise_prediction(
         self,
@@ -152,27 +172,59 @@ class BehaviourDiffusion(snt.Module):
         batch = tf.shape(noisy_actions)[0]
         n, d = self.num_agents, self.action_dim
         if self.factorisation == "joint":
-            eps = self._nets[0](tf.reshape(noisy_actions, [batch, n * d]), t, state, is_training, dropout_seed)
-            return tf.reshape(eps, [batch, n, d])
+            eps = self._net(tf.reshape(noisy_actions, [1, batch, n * d]), t, state[None], is_training, dropout_seed)
+            return tf.reshape(eps[0], [batch, n, d])
         if self.factorisation == "sequential" and clean_actions is None:
             raise ValueError("The sequential factorisation needs clean_actions for the prefix a_<i.")
-        per_agent = [None] * n
-        for position, agent in enumerate(self.agent_order):
-            condition = [state]
-            if self.shared:
-                condition.append(tf.tile(tf.one_hot([agent], n), [batch, 1]))
+        noisy = tf.transpose(noisy_actions, [1, 0, 2])  # (N,B,A), agent-major
+        states = tf.tile(state[None], [n, 1, 1])  # (N,B,S)
+        if self.shared:
+            condition = [states, tf.tile(tf.eye(n)[:, None, :], [1, batch, 1])]
             if self.factorisation == "sequential":
-                prefix = self.agent_order[:position]
-                if self.shared:
-                    mask = tf.reduce_sum(tf.one_hot(prefix, n), axis=0) if prefix else tf.zeros([n])
-                    masked = clean_actions * mask[None, :, None]
-                    condition += [tf.reshape(masked, [batch, n * d]), tf.tile(mask[None], [batch, 1])]
-                elif prefix:
-                    condition.append(tf.reshape(tf.gather(clean_actions, prefix, axis=1), [batch, len(prefix) * d]))
-            net = self._nets[0] if self.shared else self._nets[agent]
-            seed = None if dropout_seed is None else tf.random.experimental.stateless_fold_in(dropout_seed, 1000 + agent)
-            per_agent[agent] = net(noisy_actions[:, agent], t, tf.concat(condition, axis=-1), is_training, seed)
-        return tf.stack(per_agent, axis=1)
+                position = {agent: p for p, agent in enumerate(self.agent_order)}
+                masks = tf.constant([[1.0 if position[j] < position[i] else 0.0 for j in range(n)] for i in range(n)])
+                masked = clean_actions[None] * masks[:, None, :, None]  # (N,B,N,A)
+                condition += [tf.reshape(masked, [n, batch, n * d]), tf.tile(masks[:, None, :], [1, batch, 1])]
+            flat = lambda x: tf.reshape(x, [1, n * batch, x.shape[-1]])  # noqa: E731 (all agents as one batch)
+            eps = self._net(flat(noisy), tf.tile(t, [n]), flat(tf.concat(condition, -1)), is_training, dropout_seed)
+            return tf.transpose(tf.reshape(eps, [n, batch, d]), [1, 0, 2])
+        padded = None
+        if self.factorisation == "sequential" and n > 1:
+            ordered = tf.reshape(tf.gather(clean_actions, self.agent_order, axis=1), [batch, n * d])[:, : (n - 1) * d]
+            masks = tf.constant([[1.0 if c < w else 0.0 for c in range((n - 1) * d)] for w in self._prefix_widths])
+            padded = ordered[None] * masks[:, None, :]  # (N,B,(N-1)A): agent i's prefix a_<i, then zeros
+        eps = self._net(noisy, t, states, is_training, dropout_seed, padded=padded)
+        return tf.transpose(eps, [1, 0, 2])
+
+    def sample(self, state: tf.Tensor, num_steps: int, noise: tf.Tensor, t_end: float = 1e-3) -> tf.Tensor:
+        """One joint action per state by the deterministic DDIM sampler (``num_steps`` steps
+        from ``t = 1`` to ``t_end``), starting from ``noise (B, N, A)``.
+
+        Sequential: agent by agent in ``agent_order``, each denoised with the clean actions
+        already sampled for the agents before it (the factorisation's ancestral order); the
+        other factorisations denoise all agents together.
+        """
+        times = tf.linspace(1.0, t_end, num_steps + 1)
+        batch = tf.shape(state)[0]
+
+        def denoise(x, clean, update_mask):
+            def body(k, x):
+                t = tf.fill([batch], times[k])
+                s = tf.fill([batch], times[k + 1])
+                eps = self.noise_prediction(x, t, state, clean)
+                return k + 1, tf.ensure_shape(x + update_mask * (ddim_update(x, eps, t, s) - x), x.shape)
+
+            return tf.while_loop(lambda k, _: k < num_steps, body, (tf.constant(0), x))[1]
+
+        x = noise
+        if self.factorisation != "sequential":
+            return denoise(x, x, tf.ones_like(x))
+        clean = tf.zeros_like(x)
+        for agent in self.agent_order:
+            mask = tf.one_hot(agent, self.num_agents)[None, :, None]
+            x = denoise(x, clean, mask)
+            clean = clean + mask * x
+        return clean
 
     def score(self, noisy_actions, t, state, clean_actions=None) -> tf.Tensor:
         """``grad log mu_t = -eps / sigma_t``, ``(B, N, A)`` (dropout off)."""

@@ -45,6 +45,16 @@ def denoising_loss(predicted_noise: tf.Tensor, noise: tf.Tensor, mask: tf.Tensor
     return tf.reduce_sum(per_sample * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
+def ddim_update(noisy: tf.Tensor, predicted_noise: tf.Tensor, t: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
+    """One deterministic DDIM step of the VP process from time ``t`` to ``s < t`` (``(B,)`` each):
+    ``x0 = (x_t - sigma_t e) / alpha_t``, ``x_s = alpha_s x0 + sigma_s e`` for ``(B, N, A)`` tensors."""
+    alpha_t, sigma_t = vp_schedule(t)
+    alpha_s, sigma_s = vp_schedule(s)
+    expand = lambda x: x[:, None, None]  # noqa: E731
+    clean = (noisy - expand(sigma_t) * predicted_noise) / expand(alpha_t)
+    return expand(alpha_s) * clean + expand(sigma_s) * predicted_noise
+
+
 # The regulariser's weight w(t) = sigma_t ** power: SRPO's sigma_t^2, or 1 (mode-seeking).
 SCORE_WEIGHT_POWERS = {"sigma_squared": 2.0, "one": 0.0}
 

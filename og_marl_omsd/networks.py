@@ -1,4 +1,7 @@
-"""IQL critics (joint and per-agent) and deterministic actors (decentralised or centralised)."""
+"""IQL critics (joint and per-agent) and deterministic actors (decentralised or centralised).
+
+Per-agent networks and twin Q heads are stacked (:mod:`og_marl_omsd.stacked`): one batched
+matmul per layer for all agents and heads, the same maths as one MLP each."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sonnet as snt
 import tensorflow as tf
 
 from og_marl_omsd.losses import expectile_loss
+from og_marl_omsd.stacked import StackedMLP
 
 CRITIC_KINDS = ("joint", "independent")
 
@@ -32,35 +36,33 @@ class IQLCritic(snt.Module):
             raise ValueError(f"Unknown critic kind {kind!r}; choose one of {', '.join(CRITIC_KINDS)}.")
         self.kind = kind
         self.num_agents = num_agents
-        heads = 1 if kind == "joint" else num_agents
+        self.heads = 1 if kind == "joint" else num_agents
         sizes = [*hidden_sizes, 1]
+        # Twin Q heads (and, for "independent", every agent's head) run as one batched matmul:
+        # groups [q1 heads..., q2 heads...]; V has one group per head.
+        self._q = StackedMLP(2 * self.heads, sizes, name="q")
+        self._q_target = StackedMLP(2 * self.heads, sizes, name="q_target")
+        self._v = StackedMLP(self.heads, sizes, name="v")
 
-        def mlps(label: str) -> list:
-            return [snt.nets.MLP(sizes, name=f"{label}_{k}") for k in range(heads)]
-
-        self._q = (mlps("q1"), mlps("q2"))
-        self._q_target = (mlps("q1_target"), mlps("q2_target"))
-        self._v = mlps("v")
-
-    def _inputs(self, state: tf.Tensor, actions: tf.Tensor) -> list:
+    def _inputs(self, state: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
+        """Group-major inputs: ``(1, B, S + N A)`` (joint, broadcast to both heads) or
+        ``(2N, B, S + A)`` (independent: agent ``i``'s own action, for Q1 and Q2)."""
         if self.kind == "joint":
             batch = tf.shape(actions)[0]
-            return [tf.concat([state, tf.reshape(actions, [batch, -1])], axis=-1)]
-        return [tf.concat([state, actions[:, i]], axis=-1) for i in range(self.num_agents)]
-
-    @staticmethod
-    def _heads(mlps: list, inputs: list) -> tf.Tensor:
-        return tf.concat([mlp(x) for mlp, x in zip(mlps, inputs)], axis=-1)  # (B,K)
+            return tf.concat([state, tf.reshape(actions, [batch, -1])], axis=-1)[None]
+        n = self.num_agents
+        per_agent = tf.concat([tf.tile(state[None], [n, 1, 1]), tf.transpose(actions, [1, 0, 2])], axis=-1)
+        return tf.concat([per_agent, per_agent], axis=0)
 
     def q_values(self, state: tf.Tensor, actions: tf.Tensor, target: bool = False) -> Tuple[tf.Tensor, tf.Tensor]:
         """Both Q heads, each ``(B, K)``."""
-        inputs = self._inputs(state, actions)
-        q1, q2 = self._q_target if target else self._q
-        return self._heads(q1, inputs), self._heads(q2, inputs)
+        out = (self._q_target if target else self._q)(self._inputs(state, actions))[..., 0]  # (2K,B)
+        out = tf.transpose(out)  # (B,2K)
+        return out[:, : self.heads], out[:, self.heads:]
 
     def values(self, state: tf.Tensor) -> tf.Tensor:
         """``V(s)``, ``(B, K)``."""
-        return self._heads(self._v, [state] * len(self._v))
+        return tf.transpose(self._v(state[None])[..., 0])
 
     def action_gradient(self, state: tf.Tensor, actions: tf.Tensor) -> tf.Tensor:
         """``g_i = d/da_i mean(Q1_targ, Q2_targ)`` (joint) or ``d/da_i Q^i_targ(s, a_i)``, ``(B, N, A)``."""
@@ -72,15 +74,15 @@ class IQLCritic(snt.Module):
 
     @property
     def q_variables(self) -> tuple:
-        return tuple(v for mlp in (*self._q[0], *self._q[1]) for v in mlp.trainable_variables)
+        return tuple(self._q.trainable_variables)
 
     @property
     def target_variables(self) -> tuple:
-        return tuple(v for mlp in (*self._q_target[0], *self._q_target[1]) for v in mlp.trainable_variables)
+        return tuple(self._q_target.trainable_variables)
 
     @property
     def value_variables(self) -> tuple:
-        return tuple(v for mlp in self._v for v in mlp.trainable_variables)
+        return tuple(self._v.trainable_variables)
 
     def value_loss(self, state: tf.Tensor, actions: tf.Tensor, expectile: float) -> tf.Tensor:
         """Expectile regression of ``V(s)`` to ``min(Q1_targ, Q2_targ)(s, a_data)``."""
@@ -131,7 +133,8 @@ class DeterministicActors(snt.Module):
         elif self.shared:
             self._mlps = [snt.nets.MLP([*sizes, action_dim], name="shared_policy")]
         else:
-            self._mlps = [snt.nets.MLP([*sizes, action_dim], name=f"agent_{i}_policy") for i in range(num_agents)]
+            # One MLP per agent, stacked: all agents' layers run as one batched matmul.
+            self._stacked = StackedMLP(num_agents, [*sizes, action_dim], name="agent_policies")
 
     def __call__(self, observations: tf.Tensor) -> tf.Tensor:
         """``observations (B, N, O)`` -> actions ``(B, N, A)`` in [-1, 1]."""
@@ -144,4 +147,5 @@ class DeterministicActors(snt.Module):
             ids = tf.tile(tf.eye(n)[None], [batch, 1, 1])
             flat = tf.reshape(tf.concat([observations, ids], -1), [batch * n, -1])
             return tf.reshape(tf.tanh(self._mlps[0](flat)), [batch, n, self.action_dim])
-        return tf.stack([tf.tanh(mlp(observations[:, i])) for i, mlp in enumerate(self._mlps)], axis=1)
+        per_agent = self._stacked(tf.transpose(observations, [1, 0, 2]))  # (N,B,A)
+        return tf.transpose(tf.tanh(per_agent), [1, 0, 2])

@@ -190,22 +190,20 @@ def test_nan_loss_stops_the_run_naming_stage_step_and_intact_checkpoint(stage, f
     """Batches turn NaN from the 13th step of ``stage`` on; checkpoints every 5 steps."""
     import tensorflow as tf
 
-    from og_marl_omsd import host
+    from og_marl_omsd import device_data
     from og_marl_omsd.checkpoints import read_state
 
-    class PoisonedBuffer(host.FlashbaxReplayBuffer):
-        samples = 0
+    # Batches are drawn on the device inside the compiled steps: count the draws there.
+    draws = tf.Variable(0, dtype=tf.int64, trainable=False)
+    sample = device_data.DeviceDataset.sample
 
-        def sample(self):
-            PoisonedBuffer.samples += 1
-            experience = super().sample()
-            if PoisonedBuffer.samples < first_poisoned_sample:
-                return experience
-            nan = lambda x: np.full(np.shape(x), np.nan, "float32")  # noqa: E731
-            return {**experience, "observations": nan(experience["observations"]),
-                    "rewards": nan(experience["rewards"]), "infos": {"state": nan(experience["infos"]["state"])}}
+    def poisoned_sample(self, rng, reward_scale=1.0):
+        batch = sample(self, rng, reward_scale)
+        poisoned = draws.assign_add(1) >= first_poisoned_sample
+        nan = lambda x: tf.where(poisoned, tf.fill(tf.shape(x), float("nan")), x)  # noqa: E731
+        return {**batch, **{key: nan(batch[key]) for key in ("observations", "reward", "state", "next_state")}}
 
-    monkeypatch.setattr(host, "FlashbaxReplayBuffer", PoisonedBuffer)
+    monkeypatch.setattr(device_data.DeviceDataset, "sample", poisoned_sample)
     run_dir = tmp_path / "run"
     with pytest.raises(NonFiniteLossError) as error:
         runner.run(run_config(*fast_overrides(tmp_path, small_vault_dir, f"run_dir={run_dir}")))
@@ -240,7 +238,7 @@ def test_same_seed_same_losses_and_return_different_seed_differs(tmp_path, small
     for label, seed, cache in (("a", 3, "cache_a"), ("b", 3, "cache_b"), ("cached", 3, "cache_a"), ("other", 4, "c")):
         overrides = fast_overrides(tmp_path, small_vault_dir, f"seed={seed}", f"run_dir={tmp_path / label}",
                                    f"pretrained_dir={tmp_path / cache}", "system.pretrain_log_every=1",
-                                   "logger.progress_every=0", jit=True)
+                                   "logger.progress_every=0", "system.steps_per_call=1", jit=True)
         results[label] = runner.run(run_config(*overrides))
         outputs[label] = capsys.readouterr().out
     for prefix in ("critic_joint", "behaviour_sequential", "actors"):

@@ -23,6 +23,7 @@ import contextlib
 import inspect
 import math
 import os
+import time
 import zlib
 from typing import Any, Dict, Optional, Sequence
 
@@ -32,6 +33,7 @@ import sonnet as snt
 
 from og_marl_omsd import progress
 from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint, reseed_sampler
+from og_marl_omsd.device_data import DeviceDataset, chunk_size, repeat_steps
 from og_marl_omsd.diffusion import BehaviourDiffusion
 from og_marl_omsd.host import BaseOfflineSystem
 from og_marl_omsd.losses import SCORE_WEIGHT_POWERS, score_regularised_actor_loss, vp_schedule
@@ -91,6 +93,8 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         seed: seeds network initialisation and all sampling.
         jit_compile: XLA-compile the training steps.
         pretrain_log_every: pretraining log period in steps.
+        steps_per_call: training steps per compiled call (every stage); logging, checkpoints,
+            the NaN guard and evaluation happen at call boundaries. Results do not depend on it.
     """
 
     critic_kind = "joint"
@@ -129,6 +133,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         seed: int = 0,
         jit_compile: bool = True,
         pretrain_log_every: int = 1000,
+        steps_per_call: int = 50,
     ):
         super().__init__(environment=environment, logger=logger)
         _check_hyperparameters(beta=beta, t_min=t_min, t_max=t_max, expectile=expectile, discount=discount,
@@ -146,6 +151,9 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self.reward_scale = float(reward_scale)
         self.seed = int(seed)
         self.pretrain_log_every = int(pretrain_log_every)
+        if int(steps_per_call) < 1:
+            raise ValueError(f"Invalid system hyperparameters: steps_per_call must be >= 1 (got {steps_per_call}).")
+        self.steps_per_call = int(steps_per_call)
         self.critic_config = {
             "kind": self.critic_kind,
             "steps": int(critic_steps),
@@ -156,6 +164,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             "target_update_rate": float(target_update_rate),
             "reward_scale": self.reward_scale,
             "seed": self.seed,
+            "layout": "stacked",  # stacked per-head weights; batches drawn on the device
         }
         self.behaviour_config = {
             "factorisation": self.factorisation,
@@ -170,6 +179,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             "shared": bool(shared_behaviour_model),
             "agent_order": None if agent_order is None else [int(i) for i in agent_order],
             "seed": self.seed,
+            "layout": "stacked",
         }
         if self.factorisation != "sequential":
             self.behaviour_config["agent_order"] = None  # order only matters for the sequential score
@@ -184,6 +194,10 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self._actor_lr = tf.Variable(self._actor_learning_rate, trainable=False, name="actor_lr")
         self.actor_optimizer = snt.optimizers.Adam(learning_rate=self._actor_lr)
         self._rng = tf.random.Generator.from_seed(derived_seed(self.seed, "actor_updates"))
+        self._batch_rng = tf.random.Generator.from_seed(derived_seed(self.seed, "batches/actors"))
+        self._actor_step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="actor_step")
+        self._actor_total = tf.Variable(1, dtype=tf.int64, trainable=False, name="actor_total")
+        self._compiled_actor_steps: Dict[int, Any] = {}
         self._actor_guard = FiniteGuard(name="actor_guard")
         self._total_actor_steps = 1
         self._checkpointing: Optional[Dict[str, Any]] = None
@@ -193,6 +207,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self.critic: Optional[IQLCritic] = None
         self.behaviour_model: Optional[BehaviourDiffusion] = None
         self._tf_actor_step = tf.function(self._actor_step, jit_compile=jit_compile)
+        self._tf_act = tf.function(self.actors, jit_compile=jit_compile)
         self._jit_compile = jit_compile
 
     @classmethod
@@ -295,8 +310,11 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         v_optimizer = snt.optimizers.Adam(config["learning_rate"])
         guard = FiniteGuard(name=f"{name}_guard")
 
-        def step(experience):
-            batch = transition_batch(experience, config["reward_scale"])
+        dataset = DeviceDataset.of(replay_buffer)
+        batch_rng = tf.random.Generator.from_seed(derived_seed(self.seed, f"batches/{name}"))
+
+        def step():
+            batch = dataset.sample(batch_rng, config["reward_scale"])
             with tf.GradientTape() as tape:
                 v_loss = critic.value_loss(batch["state"], batch["actions"], config["expectile"])
             v_optimizer.apply(tape.gradient(v_loss, critic.value_variables), critic.value_variables)
@@ -305,19 +323,26 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
                                        batch["done"], batch["mask"], config["discount"])
             q_optimizer.apply(tape.gradient(q_loss, critic.q_variables), critic.q_variables)
             critic.update_targets(config["target_update_rate"])
-            q1, _ = critic.q_values(batch["state"], batch["actions"])
-            logs = {"value_loss": v_loss, "q_loss": q_loss, "mean_q": tf.reduce_mean(q1)}
+            logs = {"value_loss": v_loss, "q_loss": q_loss}
             guard.update(logs)
-            return logs
+            return logs, batch["state"], batch["actions"]
 
-        tf_step = tf.function(step, jit_compile=self._jit_compile)
+        def steps(count):
+            initial = ({"value_loss": tf.zeros([]), "q_loss": tf.zeros([])},
+                       dataset.zeros("state"), dataset.zeros("actions"))
+            logs, state, actions = repeat_steps(step, count, initial)
+            q1, _ = critic.q_values(state, actions)  # logged only: once per call, on the last batch
+            return logs | {"mean_q": tf.reduce_mean(q1)}
+
+        tf_steps = tf.function(steps, jit_compile=self._jit_compile, input_signature=[tf.TensorSpec([], tf.int32)])
         checkpoint = self._stage_checkpoint(
-            f"{name}-{key}", name, trackables={"critic": critic, "q_optimizer": q_optimizer, "v_optimizer": v_optimizer},
+            f"{name}-{key}", name, trackables={"critic": critic, "q_optimizer": q_optimizer, "v_optimizer": v_optimizer,
+                                               "batch_rng": batch_rng},
             optimisers={q_optimizer: critic.q_variables, v_optimizer: critic.value_variables},
             replay_buffer=replay_buffer, guard=guard,
         )
-        run_stage(name, config["steps"], lambda: tf_step(experience_to_tensors(replay_buffer.sample())), self.logger,
-                  self.pretrain_log_every, checkpoint=checkpoint, guard=guard)
+        run_stage(name, config["steps"], lambda count: tf_steps(tf.constant(count, tf.int32)), self.logger,
+                  self.pretrain_log_every, checkpoint=checkpoint, guard=guard, steps_per_call=self.steps_per_call)
 
     def _train_behaviour_model(self, model: BehaviourDiffusion, replay_buffer: Any, name: str, key: str) -> None:
         config = self.behaviour_config
@@ -326,8 +351,11 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         decay = config["learning_rate"] * config["weight_decay"]
         guard = FiniteGuard(name=f"{name}_guard")
 
-        def step(experience):
-            batch = transition_batch(experience, 1.0)
+        dataset = DeviceDataset.of(replay_buffer)
+        batch_rng = tf.random.Generator.from_seed(derived_seed(self.seed, f"batches/{name}"))
+
+        def step():
+            batch = dataset.sample(batch_rng)
             variables = model.trainable_variables
             with tf.GradientTape() as tape:
                 loss = model.loss(batch["actions"], batch["state"], rng)
@@ -339,13 +367,16 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             guard.update(logs)
             return logs
 
-        tf_step = tf.function(step, jit_compile=self._jit_compile)
+        def steps(count):
+            return repeat_steps(step, count, {"denoising_loss": tf.zeros([])})
+
+        tf_steps = tf.function(steps, jit_compile=self._jit_compile, input_signature=[tf.TensorSpec([], tf.int32)])
         checkpoint = self._stage_checkpoint(
-            f"{name}-{key}", name, trackables={"model": model, "optimizer": optimizer, "rng": rng},
+            f"{name}-{key}", name, trackables={"model": model, "optimizer": optimizer, "rng": rng, "batch_rng": batch_rng},
             optimisers={optimizer: model.trainable_variables}, replay_buffer=replay_buffer, guard=guard,
         )
-        run_stage(name, config["steps"], lambda: tf_step(experience_to_tensors(replay_buffer.sample())), self.logger,
-                  self.pretrain_log_every, checkpoint=checkpoint, guard=guard)
+        run_stage(name, config["steps"], lambda count: tf_steps(tf.constant(count, tf.int32)), self.logger,
+                  self.pretrain_log_every, checkpoint=checkpoint, guard=guard, steps_per_call=self.steps_per_call)
 
     # ------------------------------------------------------------------ stage 2
     def train(self, replay_buffer: Any, training_steps: int = int(1e5), evaluation_every: Optional[int] = 5000,
@@ -360,12 +391,14 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         steps = int(training_steps)
         if self.training_step_ctr == 0:
             reseed_sampler(replay_buffer, derived_seed(self.seed, "batches/actors"))
+            self._batch_rng.reset_from_seed(derived_seed(self.seed, "batches/actors"))
             self._actor_guard.reset(0)
         self._total_actor_steps = max(steps + self.training_step_ctr, 1)
         checkpoint = None
         if self._checkpointing is not None and self.training_step_ctr == 0:
             checkpoint = self._stage_checkpoint(
-                "actors", "actors", trackables={"actors": self.actors, "optimizer": self.actor_optimizer, "rng": self._rng},
+                "actors", "actors", trackables={"actors": self.actors, "optimizer": self.actor_optimizer, "rng": self._rng,
+                                                "batch_rng": self._batch_rng},
                 optimisers={self.actor_optimizer: self.actors.trainable_variables}, replay_buffer=replay_buffer,
                 guard=self._actor_guard, run_state=self._checkpointing["run_state"],
             )
@@ -374,10 +407,45 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self._actor_checkpoint = checkpoint
         self._progress = progress.Progress("actors", self._total_actor_steps, start=self.training_step_ctr)
         try:
-            super().train(replay_buffer, steps, evaluation_every, num_eval_episodes)
+            self._train_on_device(replay_buffer, steps, evaluation_every, num_eval_episodes)
         finally:
             self._actor_checkpoint = None
             self._progress.close()
+
+    def _train_on_device(self, replay_buffer: Any, steps: int, evaluation_every: Optional[int],
+                         num_eval_episodes: int) -> None:
+        """OG-MARL's training loop (evaluate every ``evaluation_every`` steps and 10x the
+        episodes at the end; log each call), with ``steps_per_call`` actor steps per compiled
+        call on batches drawn on the device."""
+        dataset = DeviceDataset.of(replay_buffer)
+        run_steps = self._compiled_actor_steps.get(id(dataset))
+        if run_steps is None:
+            run_steps = tf.function(lambda count: self._actor_steps(dataset, count), jit_compile=self._jit_compile,
+                                    input_signature=[tf.TensorSpec([], tf.int32)])
+            self._compiled_actor_steps = {id(dataset): run_steps}
+        self._actor_total.assign(self._total_actor_steps)
+        end = self.training_step_ctr + int(steps)
+        every = self._actor_checkpoint.every if self._actor_checkpoint is not None else None
+        while self.training_step_ctr < end:
+            if evaluation_every and self.training_step_ctr % evaluation_every == 0:
+                print("EVALUATION")
+                logs = self.evaluate(num_eval_episodes)
+                self.logger.write(logs | {"evaluation/training_steps": self.training_step_ctr}, force=True)
+            count = chunk_size(self.training_step_ctr, end, self.steps_per_call, evaluation_every, every)
+            self._actor_step_counter.assign(self.training_step_ctr)
+            start = time.time()
+            train_logs = run_steps(tf.constant(count, tf.int32))
+            elapsed = time.time() - start
+            self.training_step_ctr += count
+            self.logger.write({**train_logs, "training_steps": self.training_step_ctr,
+                               "time_for_training_step": elapsed / count, "training_sps": count / max(elapsed, 1e-9)})
+            if self._progress is not None:
+                self._progress.update(self.training_step_ctr, train_logs)
+            if self._actor_checkpoint is not None:
+                self._actor_checkpoint.maybe_save(self.training_step_ctr, self._total_actor_steps)
+        print("FINAL EVALUATION")
+        logs = self.evaluate(10 * num_eval_episodes)
+        self.logger.write(logs | {"evaluation/training_steps": self.training_step_ctr}, force=True)
 
     @property
     def beta(self) -> float:
@@ -412,6 +480,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         for variable in self.actor_optimizer.variables:
             variable.assign(tf.zeros_like(variable))
         self._rng.reset_from_seed(derived_seed(self.seed, "actor_updates"))
+        self._batch_rng.reset_from_seed(derived_seed(self.seed, "batches/actors"))
         self._actor_guard.reset(0)
         self.training_step_ctr = 0
 
@@ -430,7 +499,9 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             self._progress.update(self.training_step_ctr + 1, logs)
         return logs
 
-    def _actor_step(self, observations: tf.Tensor, state: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def _actor_update(self, observations: tf.Tensor, state: tf.Tensor) -> tf.Tensor:
+        """One score-regularised actor update on a batch; returns the loss and the actions
+        ``(B, N, A)`` the actors took before it."""
         batch = tf.shape(observations)[0]
         t = self._rng.uniform([batch], self._t_range[0], self._t_range[1])
         alpha, sigma = vp_schedule(t)
@@ -448,16 +519,44 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             )
         variables = self.actors.trainable_variables
         self.actor_optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss, current
+
+    def _actor_diagnostics(self, state: tf.Tensor, current: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """What is logged besides the loss, from the batch and actions of the last step."""
+        q_gradient = self.critic.action_gradient(state, current)
         q1, q2 = self.critic.q_values(state, current)
-        logs = {
-            "losses/actor_loss": loss,
+        return {
             "losses/q_term": -self._beta * tf.reduce_mean(tf.reduce_sum(q_gradient * current, -1)),
             "charts/mean_policy_q": tf.reduce_mean(0.5 * (q1 + q2)),
             "charts/mean_abs_action": tf.reduce_mean(tf.abs(current)),
             "charts/actor_learning_rate": tf.identity(self._actor_lr),
         }
+
+    def _actor_step(self, observations: tf.Tensor, state: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """One actor step on a host batch (:meth:`train_step`, OG-MARL's per-step interface)."""
+        loss, current = self._actor_update(observations, state)
+        logs = {"losses/actor_loss": loss, **self._actor_diagnostics(state, current)}
         self._actor_guard.update(logs)
         return logs
+
+    def _actor_steps(self, dataset: DeviceDataset, count: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """``count`` actor steps on device batches (one compiled call); the learning rate of
+        each step follows :meth:`actor_learning_rate` from ``_actor_step_counter``."""
+        def step():
+            progress = tf.minimum(tf.cast(self._actor_step_counter, tf.float64) / tf.cast(self._actor_total, tf.float64),
+                                  1.0)
+            rate = self._actor_learning_rate * 0.5 * (1.0 + tf.cos(math.pi * progress))
+            self._actor_lr.assign(tf.cast(rate, tf.float32))
+            batch = dataset.sample(self._batch_rng)
+            loss, current = self._actor_update(batch["observations"], batch["state"])
+            logs = {"losses/actor_loss": loss}
+            self._actor_guard.update(logs)
+            self._actor_step_counter.assign_add(1)
+            return logs, batch["state"], current
+
+        initial = ({"losses/actor_loss": tf.zeros([])}, dataset.zeros("state"), dataset.zeros("actions"))
+        logs, state, current = repeat_steps(step, count, initial)
+        return logs | self._actor_diagnostics(state, current)
 
     def action_update_direction(self, state: tf.Tensor, actions: tf.Tensor, num_samples: int = 256) -> tf.Tensor:
         """The direction the actor update moves joint actions ``(G, N, A)`` at ``state (G, S)``.
@@ -482,7 +581,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     # ------------------------------------------------------------------ acting
     def select_actions(self, observations: Dict[str, np.ndarray], legal_actions: Any = None) -> Dict[str, np.ndarray]:
         stacked = np.stack([np.asarray(observations[agent], "float32").reshape(-1) for agent in self.agents])
-        actions = self.actors(tf.convert_to_tensor(stacked[None]))[0].numpy()  # (N,A)
+        actions = self._tf_act(tf.convert_to_tensor(stacked[None]))[0].numpy()  # (N,A)
         return {agent: actions[i] for i, agent in enumerate(self.agents)}
 
     def evaluate(self, num_eval_episodes: int = 32) -> Dict[str, Any]:

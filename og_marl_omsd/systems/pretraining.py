@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from og_marl_omsd import progress
 from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
+from og_marl_omsd.device_data import chunk_size
 from og_marl_omsd.errors import NonFiniteLossError
 
 
@@ -151,23 +152,30 @@ class PretrainedCache:
 def run_stage(
     name: str,
     steps: int,
-    step_fn: Callable[[], Dict[str, tf.Tensor]],
+    step_fn: Callable[[int], Dict[str, tf.Tensor]],
     logger: Any,
     log_every: int = 1000,
     checkpoint: Optional[StageCheckpoint] = None,
     guard: Optional[FiniteGuard] = None,
+    steps_per_call: int = 1,
 ) -> Dict[str, float]:
-    """Run ``step_fn`` until ``steps`` steps are done, logging ``pretrain/<name>/...`` every ``log_every``.
+    """Run ``step_fn(k)`` (``k`` steps in one compiled call) until ``steps`` steps are done,
+    logging ``pretrain/<name>/...`` every ``log_every`` steps.
 
+    Calls run at most ``steps_per_call`` steps and end on every logging and checkpoint step.
     With a ``checkpoint`` the stage first resumes from its newest checkpoint and saves one
     every ``checkpoint.every`` steps; ``guard`` (updated inside ``step_fn``) stops it at a
     non-finite loss before anything is saved.
     """
-    first = checkpoint.restore(steps) + 1 if checkpoint is not None else 1
+    done = checkpoint.restore(steps) if checkpoint is not None else 0
+    first = done + 1
     start, logs = time.time(), {}
-    bar = progress.Progress(name, steps, start=first - 1)
-    for step in range(first, steps + 1):
-        logs = step_fn()
+    bar = progress.Progress(name, steps, start=done)
+    while done < steps:
+        count = chunk_size(done, steps, steps_per_call, log_every, checkpoint.every if checkpoint is not None else None)
+        logs = step_fn(count)
+        done += count
+        step = done
         bar.update(step, logs)
         if checkpoint is not None:
             checkpoint.maybe_save(step, steps)
