@@ -92,3 +92,13 @@ def score_regularised_actor_loss(
     ) * actions  # (B,N,A)
     per_agent = tf.reduce_mean(tf.reduce_sum(per_sample, axis=-1), axis=0)  # (N,)
     return tf.reduce_sum(per_agent), per_agent
+
+
+def behaviour_cloning_loss(actions: tf.Tensor, dataset_actions: tf.Tensor) -> tf.Tensor:
+    """Deterministic behaviour cloning: ``sum_i mean_b ||pi_i(o_i) - a_i||^2`` over agents.
+
+    Args:
+        actions: ``(B, N, A)`` actor outputs.
+        dataset_actions: ``(B, N, A)`` the dataset's actions at the same observations.
+    """
+    return tf.reduce_sum(tf.reduce_mean(tf.reduce_sum(tf.square(actions - dataset_actions), axis=-1), axis=0))

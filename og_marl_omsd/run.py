@@ -129,13 +129,35 @@ def system_parameters(system_class: type, params: Dict[str, Any]) -> Dict[str, A
 
 def configured_system_parameters(cfg: DictConfig, system_class: type) -> Dict[str, Any]:
     """``system.*`` checked by :func:`system_parameters` and written back normalised into ``cfg``
-    (``critic_steps=1e6`` becomes ``1000000``), so one run has one directory and one config."""
-    params = {k: v for k, v in OmegaConf.to_container(cfg.system, resolve=True).items() if k != "name"}
-    params = system_parameters(system_class, params)
+    (``critic_steps=1e6`` becomes ``1000000``), so one run has one directory and one config.
+    An env preset's keys that this system does not take (``beta`` for BC) are left out of both."""
+    from og_marl_omsd.upstream.runner import offline_system_parameters
+
+    params = offline_system_parameters(cfg, system_class)
     with open_dict(cfg):
+        for key in [key for key in cfg.system if key != "name" and key not in params]:
+            del cfg.system[key]
         for key, value in params.items():
             cfg.system[key] = value
     return params
+
+
+def plan_run(cfg: DictConfig) -> Tuple[type, Dict[str, Any], str, str]:
+    """The run ``cfg`` describes: ``(system class, its parameters, dataset, run directory)``.
+    Normalises ``cfg.system`` in place (:func:`configured_system_parameters`); the comparison
+    harness calls this to find a job's run directory exactly as :func:`run` does."""
+    from og_marl_omsd.registry import UnknownSystemError, load_system
+
+    check_run_settings(cfg)
+    try:
+        system_class = load_system(cfg.system.name)
+    except UnknownSystemError as error:
+        raise UserError(str(error)) from None
+    dataset = cfg.dataset or cfg.task.dataset
+    if not hasattr(system_class, "pretrain"):  # OG-MARL's own systems: their runner reads cfg as it is
+        return system_class, {}, dataset, cfg.run_dir or default_run_dir(cfg, dataset)
+    params = configured_system_parameters(cfg, system_class)
+    return system_class, params, dataset, cfg.run_dir or default_run_dir(cfg, dataset)
 
 
 def run_identity(resolved: Dict[str, Any], dataset: Optional[str] = None) -> Dict[str, Any]:
@@ -302,22 +324,14 @@ def _releases_run_lock(function: Any) -> Any:
 @_releases_run_lock
 def run(cfg: DictConfig) -> Dict[str, Any]:
     """Run one configured experiment (or resume it); returns the results written to ``results.json``."""
-    from og_marl_omsd.registry import UnknownSystemError, load_system
     from og_marl_omsd.validation import check_writable_directory
 
     start = time.time()
-    check_run_settings(cfg)
-    try:
-        system_class = load_system(cfg.system.name)
-    except UnknownSystemError as error:
-        raise UserError(str(error)) from None
+    system_class, params, dataset, run_dir = plan_run(cfg)
     if not hasattr(system_class, "pretrain"):  # OG-MARL's own systems: no pretraining stage
         from og_marl_omsd.upstream.runner import run_offline_system
 
         return run_offline_system(cfg, system_class, prepare_vault=vault_of_task)
-    params = configured_system_parameters(cfg, system_class)
-    dataset = cfg.dataset or cfg.task.dataset
-    run_dir = cfg.run_dir or default_run_dir(cfg, dataset)
     check_same_run(cfg, dataset, run_dir)
     results_path = os.path.join(run_dir, "results.json")
     results, problem = read_json(results_path)

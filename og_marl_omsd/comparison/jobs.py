@@ -130,10 +130,9 @@ def compose(overrides: Sequence[str], hydra_node: bool = False) -> Any:
 
 def run_dir(job: Job, common: Sequence[str]) -> str:
     """Where the runner puts (and finds) this job's run."""
-    from og_marl_omsd.run import default_run_dir
+    from og_marl_omsd.run import plan_run
 
-    cfg = compose([*common, *job.overrides()])
-    return cfg.run_dir or default_run_dir(cfg, job.dataset)
+    return plan_run(compose([*common, *job.overrides()]))[3]
 
 
 def is_finished(directory: str) -> bool:

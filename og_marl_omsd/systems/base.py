@@ -25,7 +25,7 @@ import math
 import os
 import time
 import zlib
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -386,8 +386,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         With checkpointing enabled and a fresh actor stage, the stage first resumes from its
         newest checkpoint and then runs only the steps still missing to ``training_steps``.
         """
-        if self.critic is None or self.behaviour_model is None:
-            raise RuntimeError("Call pretrain(replay_buffer) before train(): the actors need the critic and behaviour model.")
+        self._check_ready_for_actors()
         steps = int(training_steps)
         if self.training_step_ctr == 0:
             reseed_sampler(replay_buffer, derived_seed(self.seed, "batches/actors"))
@@ -484,6 +483,10 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self._actor_guard.reset(0)
         self.training_step_ctr = 0
 
+    def _check_ready_for_actors(self) -> None:
+        if self.critic is None or self.behaviour_model is None:
+            raise RuntimeError("Call pretrain(replay_buffer) before train(): the actors need the critic and behaviour model.")
+
     def actor_learning_rate(self, step: int) -> float:
         """Cosine decay from the initial rate to 0 over the actor steps."""
         progress = min(step / self._total_actor_steps, 1.0)
@@ -492,18 +495,18 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     def train_step(self, experience: Dict[str, Any]) -> Dict[str, Any]:
         self._actor_lr.assign(self.actor_learning_rate(self.training_step_ctr))
         batch = transition_batch(experience_to_tensors(experience), self.reward_scale)
-        logs = self._tf_actor_step(batch["observations"], batch["state"])  # scalar tensors; loggers convert
+        logs = self._tf_actor_step(batch)  # scalar tensors; loggers convert
         if self._actor_checkpoint is not None:  # the host loop counts this step after we return
             self._actor_checkpoint.maybe_save(self.training_step_ctr + 1, self._total_actor_steps)
         if self._progress is not None:
             self._progress.update(self.training_step_ctr + 1, logs)
         return logs
 
-    def _actor_update(self, observations: tf.Tensor, state: tf.Tensor) -> tf.Tensor:
-        """One score-regularised actor update on a batch; returns the loss and the actions
-        ``(B, N, A)`` the actors took before it."""
-        batch = tf.shape(observations)[0]
-        t = self._rng.uniform([batch], self._t_range[0], self._t_range[1])
+    def _actor_update(self, batch: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
+        """One score-regularised actor update on a transition batch; returns the loss and the
+        actions ``(B, N, A)`` the actors took before it."""
+        observations, state = batch["observations"], batch["state"]
+        t = self._rng.uniform([tf.shape(observations)[0]], self._t_range[0], self._t_range[1])
         alpha, sigma = vp_schedule(t)
         with tf.GradientTape() as tape:
             actions = self.actors(observations)  # (B,N,A)
@@ -532,10 +535,10 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             "charts/actor_learning_rate": tf.identity(self._actor_lr),
         }
 
-    def _actor_step(self, observations: tf.Tensor, state: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def _actor_step(self, batch: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """One actor step on a host batch (:meth:`train_step`, OG-MARL's per-step interface)."""
-        loss, current = self._actor_update(observations, state)
-        logs = {"losses/actor_loss": loss, **self._actor_diagnostics(state, current)}
+        loss, current = self._actor_update(batch)
+        logs = {"losses/actor_loss": loss, **self._actor_diagnostics(batch["state"], current)}
         self._actor_guard.update(logs)
         return logs
 
@@ -548,7 +551,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             rate = self._actor_learning_rate * 0.5 * (1.0 + tf.cos(math.pi * progress))
             self._actor_lr.assign(tf.cast(rate, tf.float32))
             batch = dataset.sample(self._batch_rng)
-            loss, current = self._actor_update(batch["observations"], batch["state"])
+            loss, current = self._actor_update(batch)
             logs = {"losses/actor_loss": loss}
             self._actor_guard.update(logs)
             self._actor_step_counter.assign_add(1)
