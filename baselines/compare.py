@@ -23,6 +23,7 @@ returns).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -40,6 +41,8 @@ SMOKE = {  # every output, on the quick vault, in minutes
     "mode_seeking": (),
     "training_steps": 100, "evaluation_every": 50, "num_eval_episodes": 1,
     "critic_steps": 100, "behaviour_steps": 100,
+    "system_settings": {"jit_compile": "false"},  # tiny budgets: XLA compilation would dominate
+    "launcher": "joblib", "jobs": 2,  # when hydra's joblib launcher is installed
 }
 
 
@@ -60,8 +63,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.add_argument(f"--{name}", type=int, default=None, help=f"same for every system (default {default})")
     parser.add_argument("--override", action="append", default=[],
                         help="one more runner setting for every job (repeatable), e.g. replay.batch_size=512")
-    parser.add_argument("--launcher", choices=("basic", "joblib", "submitit_slurm"), default="basic")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel runs with --launcher joblib")
+    parser.add_argument("--launcher", choices=("basic", "joblib", "submitit_slurm"), default=None,
+                        help="hydra launcher (default basic; --smoke: joblib when installed)")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel runs with --launcher joblib (--smoke: 2)")
     parser.add_argument("--launcher-arg", action="append", default=[],
                         help="hydra launcher setting, e.g. hydra.launcher.partition=gpu (repeatable)")
     parser.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
@@ -74,6 +78,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, preset.get(key, default))
     args.task_overrides = list(preset.get("task_overrides", []))
+    args.system_settings = dict(preset.get("system_settings", {}))
+    if args.launcher is None:
+        joblib = importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is not None
+        args.launcher = preset["launcher"] if preset and joblib else "basic"
+    if args.jobs is None:
+        args.jobs = preset.get("jobs", 1) if args.launcher == "joblib" else 1
     if args.jobs < 1:
         parser.error("--jobs must be >= 1")
     return args
@@ -99,7 +109,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     comparison = comparison_jobs.Comparison(
         systems=args.systems, datasets=args.datasets, seeds=list(range(args.seeds)), betas=args.betas,
         variants={"mode_seeking": args.mode_seeking} if args.mode_seeking else {},
-        system_settings={"critic_steps": args.critic_steps, "behaviour_steps": args.behaviour_steps},
+        system_settings={"critic_steps": args.critic_steps, "behaviour_steps": args.behaviour_steps,
+                         **args.system_settings},
     )
     common = common_overrides(args)
     with open(os.path.join(args.out, "comparison.json"), "w") as handle:
@@ -135,7 +146,7 @@ def _run_phase(name: str, jobs: Sequence[Any], common: Sequence[str], args: argp
     with comparison_jobs.Progress(directories, every=args.progress_every):
         for index, block in enumerate(comparison_jobs.blocks(pending)):
             first = block[0]
-            label = f"{first.system}{'-' + first.variant if first.variant else ''}-{first.dataset}".replace("/", "_")
+            label = "-".join(dict.fromkeys(job.system for job in block)) + (f"-{first.variant}" if first.variant else "")
             log = os.path.join(args.out, "logs", f"{label}.log")
             code = comparison_jobs.launch(block, common, args.launcher, args.jobs, log, args.launcher_arg)
             if code != 0:
@@ -181,11 +192,18 @@ def _add_ood(records: Sequence[Dict[str, Any]], args: argparse.Namespace) -> Non
 
 def _normalisers(records: Sequence[Dict[str, Any]], args: argparse.Namespace) -> Dict[Tuple[str, str], Tuple[float, float]]:
     """The Random and Expert datasets' mean returns of the task (read from its vault)."""
+    from og_marl_omsd.comparison.jobs import compose
     from og_marl_omsd.datasets.vaults import episode_returns, read_dataset
+    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.run import prepare_dataset
 
-    location, means = _task_location(args), {}
+    cfg = compose([f"env={args.env}", f"task={args.task}", *args.task_overrides, *args.override])
+    means = {}
     for name in ("Random", "Expert"):
-        if not location.exists(name):
+        try:  # generated first where its vault config allows (the quick config does)
+            location = prepare_dataset(cfg, name)
+        except UserError as error:
+            print(f"[compare] no {name} dataset to normalise by: {error}", flush=True)
             return {}
         means[name] = float(episode_returns(read_dataset(location, name)).mean())
     return {(args.env, args.task): (means["Random"], means["Expert"])}

@@ -84,7 +84,8 @@ def actor_architecture(actors: Any) -> Optional[Dict[str, Any]]:
 
 def export_system(system: Any, run_dir: str, info: Optional[Dict[str, Any]] = None) -> str:
     """Export a trained score-regularised system's actors to ``<run_dir>/policy``."""
-    info = {**(info or {}), "actor": actor_architecture(system.actors)}
+    info = {**(info or {}), "actor": actor_architecture(system.actors),
+            "jit_compile": bool(getattr(system, "_jit_compile", False))}
     return export_actors(system.actors, os.path.join(run_dir, POLICY_DIR), list(system.agents),
                          system.observation_dim, system.action_dim, info)
 
@@ -109,11 +110,14 @@ class LoadedPolicy:
             tf.train.Checkpoint(actors=actors).read(
                 os.path.join(path, "variables", "variables")).assert_existing_objects_matched().expect_partial()
             self.actors = actors
+        # Act as the run did: its evaluation called the actors XLA-compiled when it trained with jit_compile.
+        act = self.actors or self.module
+        self._act = tf.function(act, jit_compile=True) if self.info.get("jit_compile") else act
 
     def actions(self, observations: np.ndarray) -> np.ndarray:
         """``(B, N, O)`` -> ``(B, N, A)``."""
         observations = tf.convert_to_tensor(np.asarray(observations, "float32"))
-        return (self.actors or self.module)(observations).numpy()
+        return self._act(observations).numpy()
 
     def select_actions(self, observations: Dict[str, np.ndarray], legal_actions: Any = None) -> Dict[str, np.ndarray]:
         stacked = np.stack([np.asarray(observations[agent], "float32").reshape(-1) for agent in self.agents])

@@ -193,3 +193,24 @@ def test_launcher_configs_compose(launcher, target):
     cfg = compose([f"hydra/launcher={launcher}", "hydra.launcher.timeout_min=60" if launcher != "joblib"
                    else "hydra.launcher.n_jobs=2"], hydra_node=True)
     assert cfg.hydra.launcher._target_ == target
+
+
+def test_blocks_sweep_systems_and_datasets_together_when_they_form_a_product():
+    from og_marl_omsd.comparison.jobs import Job, blocks, sweep_command
+
+    settings = ("system.critic_steps=7",)
+    select = [Job(system, dataset, 0, beta, "", settings) for system in ("omsd", "brpo_fac")
+              for dataset in ("Medium", "Expert") for beta in (0.01, 0.1)]
+    select += [Job("bc", dataset, 0, None, "", ()) for dataset in ("Medium", "Expert")]
+    grouped = blocks(select)
+    assert sorted(len(block) for block in grouped) == [2, 8]
+    command = sweep_command(max(grouped, key=len), [], "basic", 1)
+    assert {"system=omsd,brpo_fac", "dataset=Medium,Expert", "seed=0", "system.beta=0.01,0.1"} <= set(command)
+    # Chosen betas differ by dataset: no product across datasets, one sweep per (system, dataset).
+    seeds = [Job("omsd", "Medium", seed, 0.1, "", settings) for seed in (1, 2)]
+    seeds += [Job("omsd", "Expert", seed, 0.01, "", settings) for seed in (1, 2)]
+    grouped = blocks(seeds)
+    assert sorted(sorted((job.dataset, job.seed, job.beta) for job in block) for block in grouped) == [
+        [("Expert", 1, 0.01), ("Expert", 2, 0.01)], [("Medium", 1, 0.1), ("Medium", 2, 0.1)]]
+    for jobs in (select, seeds):
+        assert sorted(map(repr, (job for block in blocks(jobs) for job in block))) == sorted(map(repr, jobs))

@@ -277,8 +277,8 @@ def test_5_parallel_runs_share_one_generation_and_one_training_per_stage(tmp_pat
     from og_marl_omsd.datasets.generate import generation_lock, load_vault_config, location_of
 
     config = tmp_path / "tiny_bandit.yaml"
-    config.write_text("source: og_marl_omsd\nenv: bandit\nscenario: 2agent_gmm\ndatasets:\n"
-                      "  GMM: {num_samples: 20000, mean: 0.8, std: 0.3, seed: 0}\n")
+    config.write_text("source: og_marl_omsd\nenv: bandit\nscenario: 2agent_gmm\ngenerate_on_first_use: true\n"
+                      "datasets:\n  GMM: {num_samples: 20000, mean: 0.8, std: 0.3, seed: 0}\n")
     vault_dir = tmp_path / "vaults"
     location = location_of(load_vault_config(str(config)), str(vault_dir))
     base = [*COMMON, f"task.vault_config={config}", f"vault_dir={vault_dir}", f"pretrained_dir={tmp_path / 'cache'}"]
@@ -509,8 +509,12 @@ def test_10_full_disk_writing_the_cache_continues_without_caching(tmp_path, smal
                                                                  capsys):
     expected = reference[0]
 
-    def disk_full(path):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    make_partial = files.partial_dir
+
+    def disk_full(path):  # the cache's disk is full (the run directory's is not)
+        if os.path.abspath(path).startswith(str(tmp_path / "cache")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        return make_partial(path)
 
     monkeypatch.setattr(files, "partial_dir", disk_full)
     results = runner.run(run_config(*COMMON, f"vault_dir={small_vault_dir}", f"run_dir={tmp_path / 'run'}",

@@ -140,31 +140,59 @@ def is_finished(directory: str) -> bool:
 
 
 def blocks(jobs: Sequence[Job]) -> List[List[Job]]:
-    """Jobs grouped so that each group is one hydra sweep (a grid over seed and beta)."""
-    grouped: Dict[Tuple[str, str, str], List[Job]] = {}
+    """Jobs grouped into as few hydra sweeps as possible; each sweep is a product
+    ``systems x datasets x seeds x betas`` of jobs that share variant and settings (a sweep
+    runs its jobs in parallel under the joblib launcher)."""
+    grouped: Dict[Tuple[str, Tuple[str, ...], bool], List[Job]] = {}
     for job in jobs:
-        grouped.setdefault((job.system, job.variant, job.dataset), []).append(job)
-    result = []
+        grouped.setdefault((job.variant, job.settings, job.beta is None), []).append(job)
+    result: List[List[Job]] = []
     for members in grouped.values():
-        by_beta: Dict[Optional[float], List[int]] = {}
+        # Jobs that share everything but beta become one beta list; equal lists, one sweep.
+        by_point: Dict[Tuple[str, str, int], List[Optional[float]]] = {}
         for job in members:
-            by_beta.setdefault(job.beta, []).append(job.seed)
-        # One sweep per set of seeds that share the same betas (a grid must be a product).
-        by_seeds: Dict[Tuple[int, ...], List[Optional[float]]] = {}
-        for beta, seeds in by_beta.items():
-            by_seeds.setdefault(tuple(sorted(seeds)), []).append(beta)
-        for seeds, betas in by_seeds.items():
-            result.append([job for job in members if job.seed in seeds and job.beta in betas])
+            by_point.setdefault((job.system, job.dataset, job.seed), []).append(job.beta)
+        by_betas: Dict[Tuple[Optional[float], ...], List[Tuple[str, str, int]]] = {}
+        for point, betas in by_point.items():
+            by_betas.setdefault(tuple(sorted(betas, key=lambda b: -1.0 if b is None else b)), []).append(point)
+        for betas, points in by_betas.items():
+            for product in _products(points):
+                result.append([Job(system, dataset, seed, beta, members[0].variant, members[0].settings)
+                               for system, dataset, seed in product for beta in betas])
     return result
+
+
+def _products(points: Sequence[Tuple[str, str, int]]) -> List[List[Tuple[str, str, int]]]:
+    """Split (system, dataset, seed) points into full products: the whole set when it is one,
+    else by system, then by (system, dataset)."""
+    def is_product(subset: Sequence[Tuple[str, str, int]]) -> bool:
+        systems, datasets, seeds = ({point[i] for point in subset} for i in range(3))
+        return len(set(subset)) == len(systems) * len(datasets) * len(seeds)
+
+    if is_product(points):
+        return [list(points)]
+    parts: List[List[Tuple[str, str, int]]] = []
+    for system in dict.fromkeys(point[0] for point in points):
+        mine = [point for point in points if point[0] == system]
+        if is_product(mine):
+            parts.append(mine)
+        else:
+            for dataset in dict.fromkeys(point[1] for point in mine):
+                parts.append([point for point in mine if point[1] == dataset])  # one dataset: seeds alone
+    return parts
 
 
 def sweep_command(block: Sequence[Job], common: Sequence[str], launcher: str, jobs: int,
                   launcher_overrides: Sequence[str] = ()) -> List[str]:
     """``python -m og_marl_omsd.run -m ...`` for one block, through ``hydra/launcher=<launcher>``."""
     first = block[0]
-    seeds = ",".join(str(seed) for seed in sorted({job.seed for job in block}))
-    command = [sys.executable, "-m", "og_marl_omsd.run", "-m", f"system={first.system}", f"dataset={first.dataset}",
-               f"seed={seeds}", *VARIANTS[first.variant], *first.settings, *common]
+
+    def values(name: str) -> str:
+        return ",".join(str(value) for value in dict.fromkeys(getattr(job, name) for job in block))
+
+    command = [sys.executable, "-m", "og_marl_omsd.run", "-m", f"system={values('system')}",
+               f"dataset={values('dataset')}", f"seed={values('seed')}", *VARIANTS[first.variant], *first.settings,
+               *common]
     betas = sorted({job.beta for job in block if job.beta is not None})
     if betas:
         command.append("system.beta=" + ",".join(f"{beta:g}" for beta in betas))
