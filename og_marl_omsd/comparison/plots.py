@@ -4,7 +4,7 @@ rliable aggregate (IQM and probability of improvement on normalised returns)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,15 +24,34 @@ def _datasets(records: Sequence[Record]) -> List[Tuple[str, str]]:
     return list(dict.fromkeys((record["task"], record["dataset"]) for record in records))
 
 
+def _dataset_panels(records: Sequence[Record], path: str, xlabel: str, ylabel: str,
+                    draw: Callable[[Any, List[Record]], None], log_x: bool = False) -> str:
+    """One panel per dataset of ``records``: ``draw(axis, its records)``, the dataset's mean
+    return dotted, titles, labels and one legend; saved to ``path``."""
+    plt = _pyplot()
+    datasets = _datasets(records) or [("", "")]
+    figure, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
+    for axis, (task, dataset) in zip(axes[0], datasets):
+        members = [record for record in records if (record["task"], record["dataset"]) == (task, dataset)]
+        draw(axis, members)
+        if members:
+            axis.axhline(members[0]["dataset_mean"], color="black", linestyle=":", linewidth=1, label="dataset mean")
+        if log_x:
+            axis.set_xscale("log")
+        axis.set_title(f"{task} {dataset}")
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def plot_learning_curves(records: Sequence[Record], choices: Mapping[Group, Optional[float]], path: str) -> str:
     """One panel per dataset: per algorithm the mean evaluation return over seeds at the
     chosen beta with a 95% bootstrap band, and the dataset's mean return dotted."""
-    plt = _pyplot()
-    selected = chosen(records, choices)
-    datasets = _datasets(selected)
-    figure, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
-    for axis, (task, dataset) in zip(axes[0], datasets):
-        members = [record for record in selected if (record["task"], record["dataset"]) == (task, dataset)]
+    def draw(axis: Any, members: List[Record]) -> None:
         curves: Dict[str, List[Record]] = defaultdict(list)
         for record in members:
             curves[algorithm_name(record)].append(record)
@@ -44,45 +63,24 @@ def plot_learning_curves(records: Sequence[Record], choices: Mapping[Group, Opti
             bands = np.array([bootstrap_ci(values[:, i], reps=2000) for i in range(len(steps))])
             line, = axis.plot(steps, values.mean(axis=0), label=algorithm)
             axis.fill_between(steps, bands[:, 0], bands[:, 1], color=line.get_color(), alpha=0.2)
-        axis.axhline(members[0]["dataset_mean"], color="black", linestyle=":", linewidth=1, label="dataset mean")
-        axis.set_title(f"{task} {dataset}")
-        axis.set_xlabel("actor training steps")
-        axis.set_ylabel("episode return")
-    axes[0][-1].legend(fontsize=7, loc="best")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+
+    return _dataset_panels(chosen(records, choices), path, "actor training steps", "episode return", draw)
 
 
 def plot_beta(records: Sequence[Record], path: str) -> str:
     """Final return (mean and min-max over seeds) against beta, per algorithm, one panel per dataset."""
-    plt = _pyplot()
-    with_beta = [record for record in records if record["beta"] is not None]
-    datasets = _datasets(with_beta) or [("", "")]
-    figure, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.4), squeeze=False)
-    for axis, (task, dataset) in zip(axes[0], datasets):
-        members = [record for record in with_beta if (record["task"], record["dataset"]) == (task, dataset)]
+    def draw(axis: Any, members: List[Record]) -> None:
         by_algorithm: Dict[str, Dict[float, List[float]]] = defaultdict(lambda: defaultdict(list))
         for record in members:
             by_algorithm[algorithm_name(record)][record["beta"]].append(record["final_return"])
         for algorithm, points in sorted(by_algorithm.items()):
             betas = sorted(points)
-            means = [np.mean(points[b]) for b in betas]
-            line, = axis.plot(betas, means, marker="o", label=algorithm)
+            line, = axis.plot(betas, [np.mean(points[b]) for b in betas], marker="o", label=algorithm)
             axis.fill_between(betas, [min(points[b]) for b in betas], [max(points[b]) for b in betas],
                               color=line.get_color(), alpha=0.15)
-        if members:
-            axis.axhline(members[0]["dataset_mean"], color="black", linestyle=":", linewidth=1, label="dataset mean")
-        axis.set_xscale("log")
-        axis.set_title(f"{task} {dataset}")
-        axis.set_xlabel("beta")
-        axis.set_ylabel("final return")
-    axes[0][-1].legend(fontsize=7, loc="best")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+
+    with_beta = [record for record in records if record["beta"] is not None]
+    return _dataset_panels(with_beta, path, "beta", "final return", draw, log_x=True)
 
 
 def aggregate_scores(records: Sequence[Record], choices: Mapping[Group, Optional[float]],
