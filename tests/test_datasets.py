@@ -155,6 +155,28 @@ def test_resume_refuses_a_different_behaviour_config(quick_vaults):
         training.run()
 
 
+def test_updates_per_step_sets_the_updates_of_each_training_call(tmp_path, monkeypatch):
+    """updates_per_step is the update-to-data ratio: train_every=50 at 0.1 is 5 updates per
+    call, every call, after the warmup; a ratio that gives a fractional count is refused."""
+    from og_marl_omsd.datasets import matd3
+
+    config = load_vault_config(QUICK)
+    config["behaviour"] = {**config["behaviour"], "total_steps": 1400, "updates_per_step": 0.1,
+                           "evaluate_every": 1400}
+    counts = []
+    original_train = matd3.MATD3.train
+
+    def counting_train(self, batches, smoothing_noise):
+        counts.append(batches["actions"].shape[0])
+        return original_train(self, batches, smoothing_noise)
+
+    monkeypatch.setattr(matd3.MATD3, "train", counting_train)
+    MaMuJoCoDatasets(config, location_of(config, str(tmp_path))).behaviour().run()
+    assert counts == [5] * 8  # steps 1000..1400 after the 1000-step warmup: 8 calls of 50 steps
+    with pytest.raises(ValueError, match=r"train_every \* updates_per_step must be a positive integer.*50 \* 0.03"):
+        matd3.MATD3Config.from_dict({"train_every": 50, "updates_per_step": 0.03})
+
+
 # ------------------------------------------------------------------------------ safe writes
 def test_failed_write_leaves_no_dataset(tmp_path, monkeypatch):
     from flashbax.vault import Vault

@@ -54,7 +54,11 @@ class MATD3Config:
     exploration_noise: float = 0.1
     target_noise: float = 0.2
     target_noise_clip: float = 0.5
-    train_every: int = 50  # env steps between training calls; each call does that many updates
+    train_every: int = 50  # env steps between training calls
+    # gradient updates per env step (update-to-data ratio): each training call does
+    # train_every * updates_per_step updates (an integer). Below 1 the learner improves more
+    # slowly per env step, so its replay up to Medium (Medium-Replay) holds more transitions.
+    updates_per_step: float = 1.0
     evaluate_every: int = 5_000
     evaluation_episodes: int = 5
     checkpoint_every: int = 20_000
@@ -74,6 +78,12 @@ class MATD3Config:
             raise ValueError("total_steps, batch_size and train_every must be positive.")
         if config.evaluate_every <= 0 or config.checkpoint_every <= 0:
             raise ValueError("evaluate_every and checkpoint_every must be positive.")
+        updates = config.train_every * config.updates_per_step
+        if updates < 1 or abs(updates - round(updates)) > 1e-9:
+            raise ValueError(
+                f"train_every * updates_per_step must be a positive integer (the updates of one training "
+                f"call); got {config.train_every} * {config.updates_per_step} = {updates:g}."
+            )
         return config
 
     def to_dict(self) -> Dict[str, Any]:
@@ -566,7 +576,8 @@ class BehaviourTraining:
                 if state["step"] >= config.warmup_steps:
                     pending_updates += 1
                     if pending_updates >= config.train_every:
-                        batches = replay.sample(rng, pending_updates, config.batch_size)
+                        num_updates = int(round(pending_updates * config.updates_per_step))
+                        batches = replay.sample(rng, num_updates, config.batch_size)
                         smoothing = config.target_noise * rng.standard_normal(batches["actions"].shape)
                         logs = learner.train(batches, smoothing.astype("float32"))
                         policy = FrozenActors(learner.actor_weights())
