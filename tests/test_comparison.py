@@ -214,3 +214,48 @@ def test_blocks_sweep_systems_and_datasets_together_when_they_form_a_product():
         [("Expert", 1, 0.01), ("Expert", 2, 0.01)], [("Medium", 1, 0.1), ("Medium", 2, 0.1)]]
     for jobs in (select, seeds):
         assert sorted(map(repr, (job for block in blocks(jobs) for job in block))) == sorted(map(repr, jobs))
+
+
+def test_returns_to_go_and_steps_left_follow_episode_ends():
+    from og_marl_omsd.comparison.diagnose import returns_to_go, steps_left
+
+    rewards = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    ends = np.array([False, False, True, False, True, False])  # episodes [0..2], [3..4], then an unfinished step
+    returns = returns_to_go(rewards, ends, 0.5)
+    np.testing.assert_allclose(returns[:5], [1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3.0, 4 + 0.5 * 5, 5.0])
+    assert math.isnan(returns[5])
+    np.testing.assert_array_equal(steps_left(ends), [3, 2, 1, 2, 1, -1])
+
+
+def test_critic_and_behaviour_checks_on_exact_and_wrong_parts():
+    """An exact critic (Q = the return that followed) has correlation 1 and no gap; a
+    sampler that returns the dataset's own actions has the dataset's OOD share, one whose
+    agents act independently (a_2 = -a_1) leaves the support."""
+    from og_marl_omsd.comparison.diagnose import behaviour_check, critic_check, returns_to_go
+
+    rng = np.random.default_rng(1)
+    steps, agents = 3000, 2
+    states = rng.normal(size=(steps, 3)).astype(np.float32)
+    coordinated = np.tanh(states[:, :1]) * 0.8
+    actions = np.stack([coordinated, coordinated], axis=1)  # (T, 2, 1)
+    rewards = np.repeat(rng.normal(size=(steps, 1)), agents, axis=1)
+    ends = np.zeros((steps, agents))
+    ends[999::1000] = 1.0  # three 1000-step episodes
+    experience = {"rewards": rewards, "terminals": np.zeros_like(ends), "truncations": ends,
+                  "actions": actions, "infos": {"state": states}}
+    exact = returns_to_go(rewards.mean(axis=-1) * 2.0, ends.max(axis=-1) > 0, 0.9)
+    row = {tuple(s): g for s, g in zip(states.tolist(), exact)}
+    result = critic_check(lambda s, a: np.array([row[tuple(x)] for x in s.tolist()]), experience, 2.0, 0.9, horizon=100)
+    assert result["pairs"] == 3 * 901
+    assert result["correlation"] == pytest.approx(1.0)
+    assert result["mean_q_minus_return"] == pytest.approx(0.0, abs=1e-5)
+    constant = critic_check(lambda s, a: np.full(len(s), 3.0), experience, 2.0, 0.9, horizon=100)
+    assert math.isnan(constant["correlation"]) and constant["mean_q"] == 3.0
+
+    support = JointActionSupport(states, actions, seed=0)
+    lookup = {tuple(s): a for s, a in zip(support.holdout_states.tolist(), support.holdout_actions)}
+    same = behaviour_check(lambda s, _: np.stack([lookup[tuple(x)] for x in s.astype(np.float64).tolist()]), support)
+    assert same["ood_share_samples"] == same["ood_share_dataset"] and same["mean_abs_gap"] == pytest.approx(0.0)
+    flipped = behaviour_check(lambda s, _: np.stack([np.tanh(s[:, :1]) * 0.8, -np.tanh(s[:, :1]) * 0.8], axis=1),
+                              support)
+    assert flipped["ood_share_samples"] > 0.5 > same["ood_share_samples"]
