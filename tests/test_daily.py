@@ -128,6 +128,30 @@ def test_evaluate_reproduces_the_final_return_and_takes_options(finished_run, tm
         assert message in capsys.readouterr().err
 
 
+def test_video_replays_the_evaluated_episodes_into_one_file_each(tmp_path, monkeypatch):
+    """video=true's recorder: each evaluated episode's joint actions are replayed in a child
+    process with gymnasium's RecordVideo (software EGL here) into one mp4 per episode, as long
+    as the episode; without moviepy the error says what to install."""
+    import imageio_ffmpeg  # moviepy's ffmpeg, installed with it (the video extra, also in test)
+
+    from og_marl_omsd.evaluate import record_videos
+
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    rng = np.random.default_rng(0)
+    episodes = [rng.uniform(-1, 1, (12, 2, 3)).astype("float32"), rng.uniform(-1, 1, (7, 2, 3)).astype("float32")]
+    folder = tmp_path / "videos"
+    record_videos("2halfcheetah", 0, 3, episodes, str(folder))
+    files = sorted(os.listdir(folder))
+    assert files == ["seed0-first3-episode-0.mp4", "seed0-first3-episode-1.mp4"]
+    frames = [imageio_ffmpeg.count_frames_and_secs(str(folder / name))[0] for name in files]
+    # the reset frame plus one per step; the last episode's last frame is not written (seen with
+    # gymnasium 1.x's RecordVideo when close() ends the recording; noted in the README)
+    assert frames[0] == 13 and frames[1] in (7, 8)
+    monkeypatch.setitem(sys.modules, "moviepy", None)
+    with pytest.raises(UserError, match="needs moviepy.*og-marl-omsd\\[video\\]"):
+        record_videos("2halfcheetah", 0, 3, episodes, str(tmp_path / "none"))
+
+
 def test_evaluate_replays_a_mamujoco_runs_final_evaluation_bit_for_bit(tmp_path):
     """Seeded resets and chaotic dynamics: only the same episodes and the same actor arithmetic
     give the same return (the evaluation at step 0 used reset 0, the final one resets 1-10)."""
