@@ -25,8 +25,10 @@ from typing import Any, Dict, List
 
 import numpy as np
 
+from og_marl_omsd.files import write_json
+
 SYSTEMS = ("omsd", "brpo_ind", "brpo_fac", "brpo_jal")
-NOISE_SETTINGS = {  # ALGORITHM.md "Noise-level range"
+NOISE_SETTINGS = {  # README, Algorithm notes: "Noise-level range"
     "mode_seeking": {"t_min": 0.02, "t_max": 0.1, "score_weight": "one"},
     "srpo": {"t_min": 0.02, "t_max": 0.98, "score_weight": "sigma_squared"},
 }
@@ -42,36 +44,31 @@ def compose_run_config(system: str, overrides: List[str]) -> Any:
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> Dict[str, Any]:
-    """All systems, noise settings and betas for one seed; pretrained parts shared via the cache."""
-    from omegaconf import OmegaConf
+    """All systems, noise settings and betas for one seed; pretrained parts shared via the cache.
 
-    from og_marl_omsd.run import prepare_dataset, setup_devices, system_parameters
-
-    setup_devices()
+    Each system goes through the runner's steps (:mod:`og_marl_omsd.run_steps`) up to
+    pretraining; the actor stage is then swept in memory (no run directory)."""
     import tensorflow as tf
 
     from og_marl_omsd import host
-    from og_marl_omsd.datasets.vaults import fingerprint, read_dataset
-    from og_marl_omsd.registry import load_system
-    from og_marl_omsd.systems.pretraining import PretrainedCache
+    from og_marl_omsd import run_steps as steps
+    from og_marl_omsd.environments.bandit_analysis import action_update_direction
+    from og_marl_omsd.run import plan_run, prepare_dataset
 
     start = time.time()
     result: Dict[str, Any] = {"seed": seed, "systems": {}}
     for name in SYSTEMS:
-        cfg = compose_run_config(name, [f"seed={seed}", f"vault_dir={args.vault_dir}"] + args.override)
-        location = prepare_dataset(cfg, cfg.task.dataset)
-        if "fingerprint" not in result:
-            result["fingerprint"] = fingerprint(read_dataset(location, cfg.task.dataset))
-        tf.random.set_seed(seed)
-        environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=seed)
-        buffer = host.FlashbaxReplayBuffer(sequence_length=2, batch_size=cfg.replay.batch_size, seed=seed)
-        buffer.populate_from_vault(cfg.task.source, cfg.task.env_name, cfg.task.scenario, cfg.task.dataset,
-                                   rel_dir=os.path.abspath(args.vault_dir))
-        params = system_parameters(load_system(name), {k: v for k, v in OmegaConf.to_container(cfg.system).items() if k != "name"})
+        cfg = compose_run_config(name, [f"seed={seed}", f"vault_dir={args.vault_dir}",
+                                        f"pretrained_dir={args.pretrained_dir}"] + args.override)
+        system_class, params, dataset, _ = plan_run(cfg)
         params["pretrain_log_every"] = 10**9
+        location = prepare_dataset(cfg, dataset)
+        environment = steps.make_environment(cfg)
+        data = steps.load_dataset(cfg, location, dataset, environment, params)
+        result.setdefault("fingerprint", data.fingerprint)
         logger = host.TerminalLogger(log_every=10**9)  # quiet: results go to JSON
-        system = load_system(name)(environment, logger, **params, seed=seed)
-        system.pretrain(buffer, PretrainedCache(args.pretrained_dir), result["fingerprint"])
+        system, buffer = steps.build_system_and_buffer(cfg, system_class, params, environment, logger, data)
+        steps.pretrain(system, buffer, cfg, data)
         steps = int(cfg.training_steps)
         runs: Dict[str, Any] = {}
         for setting, noise in NOISE_SETTINGS.items():
@@ -90,7 +87,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> Dict[str, Any]:
                 }
                 if setting == DEFAULT_SETTING and beta == args.table_beta and seed == args.field_seed:
                     grid = np.stack(np.meshgrid(GRID, GRID, indexing="xy"), -1).reshape(-1, 2, 1).astype("float32")
-                    direction = system.action_update_direction(tf.ones([grid.shape[0], 1]), tf.constant(grid))
+                    direction = action_update_direction(system, tf.ones([grid.shape[0], 1]), tf.constant(grid))
                     runs[f"{setting}/beta={beta:g}"]["direction_field"] = direction.numpy().reshape(-1, 2).tolist()
         result["systems"][name] = runs
         print(f"[bandit] seed {seed} {name}: " + ", ".join(
@@ -132,10 +129,8 @@ def summarise(results: List[Dict[str, Any]], args: argparse.Namespace) -> Dict[s
 
 def write_report(results: List[Dict[str, Any]], args: argparse.Namespace) -> None:
     summary = summarise(results, args)
-    with open(os.path.join(args.out, "table1.json"), "w") as handle:
-        json.dump(summary["table1"], handle, indent=2)
-    with open(os.path.join(args.out, "sweep.json"), "w") as handle:
-        json.dump(summary["sweep"], handle, indent=2)
+    write_json(os.path.join(args.out, "table1.json"), summary["table1"])
+    write_json(os.path.join(args.out, "sweep.json"), summary["sweep"])
     lines = [f"Bandit, {len(results)} seeds, {DEFAULT_SETTING} noise levels (t in [0.02, 0.1], w = 1), "
              f"beta = {args.table_beta:g}", "",
              "| system | mean reward | std | coordination rate |", "|---|---|---|---|"]
@@ -273,9 +268,7 @@ def main(argv: List[str] | None = None) -> None:
         for seed in todo:
             result = run_seed(seed, args)
             path = os.path.join(seed_dir, f"seed_{seed}.json")
-            with open(path + ".tmp", "w") as handle:
-                json.dump(result, handle)
-            os.replace(path + ".tmp", path)
+            write_json(path, result, indent=None)
             print(f"[bandit] seed {seed} done in {result['wall_time_seconds']:.0f} s", flush=True)
     if args.only_seeds is not None:
         return

@@ -210,8 +210,8 @@ def worker_train(spec: Dict[str, Any]) -> Dict[str, Any]:
         instance.pretrain(buffer)
         instance.train(buffer, training_steps=steps, evaluation_every=None, num_eval_episodes=0)
         load["after"] = os.getloadavg()[0]
-        names = {"critic": f"critic_{instance.critic_config['kind']}",
-                 "behaviour": f"behaviour_{instance.behaviour_config['factorisation']}", "actors": "actors"}
+        names = {"critic": f"critic_{instance.critic_config.kind}",
+                 "behaviour": f"behaviour_{instance.behaviour_config.factorisation}", "actors": "actors"}
         rates = {stage: logger.rate(names[stage]) for stage in owned}
         results["systems"][system] = {"steps_per_s": rates, "flops_per_step": _flops(instance, spec["batch_size"]),
                                       "load_average_1min": load, "steps_timed": steps - spec["log_every"]}
@@ -261,10 +261,10 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
         latency = {"actors": median_us(act, observations)}
         in_graph = {"actors": median_us(chained(instance.actors, lambda x, c: x + c, 200), observations, calls=30) / 200}
         for steps in DIFFUSION_STEPS:
-            sample = tf.function(lambda s, z, k=steps: instance.behaviour_model.sample(s, k, z), jit_compile=True)
+            sample = tf.function(lambda s, z, k=steps, m=instance: m.behaviour_model.sample(s, k, z), jit_compile=True)
             latency[f"diffusion_{steps}"] = median_us(sample, state, noise, calls=100 if steps < 50 else 40)
             repeats = max(200 // steps, 2)
-            loop = chained(lambda s, z, k=steps: instance.behaviour_model.sample(s, k, z), lambda x, c: x + c, repeats)
+            loop = chained(lambda s, z, k=steps, m=instance: m.behaviour_model.sample(s, k, z), lambda x, c: x + c, repeats)
             in_graph[f"diffusion_{steps}"] = median_us(loop, state, noise, calls=10) / repeats
         latency["speedup_vs_diffusion_20"] = latency["diffusion_20"] / latency["actors"]
         in_graph["speedup_vs_diffusion_20"] = in_graph["diffusion_20"] / in_graph["actors"]
@@ -368,7 +368,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             [("old/preset", report["legacy"]["preset"])] if args.legacy_src else []):
         table = stage_table(source)
         for system in table:
-            for stage, row in table[system].items():
+            for row in table[system].values():
                 rate = row["steps_per_s"]
                 row["gflops_achieved"] = None if rate is None else rate * row["flops_per_step"] / 1e9
                 row["matmul_fraction"] = None if rate is None else row["gflops_achieved"] / peak

@@ -29,8 +29,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from og_marl_omsd.files import remove_leftovers, write_text
 from og_marl_omsd.errors import CheckpointWriteError, NonFiniteLossError, StageStopped
+from og_marl_omsd.files import remove_leftovers, write_text
 
 LATEST = "LATEST"
 STATE_FILE = "state.json"

@@ -12,12 +12,12 @@ factorisation the prefix is the joint action zero-padded and masked to the prefi
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import sonnet as snt
 import tensorflow as tf
 
-from og_marl_omsd.losses import ddim_update, denoising_loss, vp_schedule
+from og_marl_omsd.losses import ddim_update, denoising_loss, noised, vp_schedule
 from og_marl_omsd.stacked import StackedLayerNorm, StackedLinear, StackedMLP
 
 FACTORISATIONS = ("independent", "sequential", "joint")
@@ -133,7 +133,7 @@ class BehaviourDiffusion(snt.Module):
         self.agent_order = order
         self.shared = shared and factorisation != "joint"
         self.dropout = float(dropout)
-        net = dict(width=width, hidden=hidden, num_blocks=num_blocks, time_dim=time_dim, dropout=dropout)
+        net: Dict[str, Any] = dict(width=width, hidden=hidden, num_blocks=num_blocks, time_dim=time_dim, dropout=dropout)
         if factorisation == "joint":
             self._net = ScoreNet(num_agents * action_dim, name="joint_score", **net)
         elif self.shared:
@@ -183,6 +183,7 @@ class BehaviourDiffusion(snt.Module):
             if self.factorisation == "sequential":
                 position = {agent: p for p, agent in enumerate(self.agent_order)}
                 masks = tf.constant([[1.0 if position[j] < position[i] else 0.0 for j in range(n)] for i in range(n)])
+                assert clean_actions is not None  # checked above
                 masked = clean_actions[None] * masks[:, None, :, None]  # (N,B,N,A)
                 condition += [tf.reshape(masked, [n, batch, n * d]), tf.tile(masks[:, None, :], [1, batch, 1])]
             flat = lambda x: tf.reshape(x, [1, n * batch, x.shape[-1]])  # noqa: E731 (all agents as one batch)
@@ -242,7 +243,7 @@ class BehaviourDiffusion(snt.Module):
         t = rng.uniform([tf.shape(actions)[0]], 1e-3, 1.0)
         alpha, sigma = vp_schedule(t)
         noise = rng.normal(tf.shape(actions))
-        noisy = alpha[:, None, None] * actions + sigma[:, None, None] * noise
+        noisy = noised(actions, alpha, sigma, noise)
         dropout_seed = rng.make_seeds(1)[:, 0] if self.dropout > 0 else None
         predicted = self.noise_prediction(noisy, t, state, clean_actions=actions, is_training=True,
                                           dropout_seed=dropout_seed)

@@ -26,6 +26,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from og_marl_omsd.errors import UserError
+from og_marl_omsd.files import write_json
+from og_marl_omsd.losses import team_step_reward
 
 OPTIONS = {"num_eval_episodes": int, "seed": int, "first_episode": int, "video": bool}
 USAGE = ("python -m og_marl_omsd.evaluate <run_dir> [num_eval_episodes=N] [seed=S] [first_episode=K] "
@@ -163,7 +165,7 @@ def evaluate_policy(policy: Any, environment: Any, num_episodes: int,
             if actions_out is not None:
                 played.append(np.stack([np.asarray(actions[agent], "float32").reshape(-1) for agent in policy.agents]))
             observations, rewards, terminals, truncations, infos = environment.step(actions)
-            episode_return += float(np.mean(list(rewards.values())))
+            episode_return += team_step_reward(rewards)
             done = all(terminals.values()) or all(truncations.values())
         returns.append(episode_return)
         if actions_out is not None:
@@ -214,11 +216,9 @@ def evaluate_run(run_dir: str, num_eval_episodes: Optional[int] = None, seed: Op
     out_dir = os.path.join(run_dir, "evaluations")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"seed{seed}-episodes{episodes}-first{first}.json")
-    with open(f"{path}.tmp", "w") as handle:
-        json.dump(record, handle, indent=2)
-    os.replace(f"{path}.tmp", path)
+    write_json(path, record)
     record["path"] = path
-    if video:
+    if played is not None:  # video
         folder = os.path.join(run_dir, "videos")
         record_videos(environment.scenario, seed, first, played, folder)
         record["videos"] = folder

@@ -50,7 +50,7 @@ else:
     from og_marl_omsd.standalone.replay_buffers import FlashbaxReplayBuffer
 
 
-def WandbLogger(**kwargs: Any) -> BaseLogger:  # noqa: N802 (mirrors OG-MARL's class name)
+def WandbLogger(**kwargs: Any) -> BaseLogger:  # mirrors OG-MARL's class name
     """A wandb logger, imported only when asked for.
 
     With OG-MARL's arguments only it is OG-MARL's ``WandbLogger`` (or the plugin's). Given

@@ -14,7 +14,7 @@ One call per logging point::
   most every ``every`` seconds (default 30; ``logger.progress_every=`` of the runner or
   ``OG_MARL_OMSD_PROGRESS_EVERY``) and always at the last step::
 
-    [critic_joint] 12000/20000 (60%) | 812 steps/s | ETA 0:00:10 | elapsed 0:00:15 | q_loss 0.0123 | run 45% ETA ~0:06:12
+    [critic_joint] 12000/20000 (60%) | 812 steps/s | ETA 0:00:10 | elapsed 0:00:15 | q_loss 0.01 | run 45% ETA ~0:06:12
 
 ``OG_MARL_OMSD_PROGRESS`` forces a mode: ``bar``, ``plain`` or ``off``.
 
@@ -169,7 +169,7 @@ class Progress:
         self._closed = False
         self._metrics: Optional[Mapping[str, Any]] = None
         self._run_stage = _run_plan.match(name) if _run_plan is not None else None
-        if self._run_stage is not None:
+        if _run_plan is not None and self._run_stage is not None:
             _run_plan.enter(self._run_stage, self.start)
         self._bar = None
         if self.mode == "bar":
@@ -225,7 +225,7 @@ class Progress:
             self._first = (time.time(), self.step)
         if metrics is not None:
             self._metrics = metrics
-        if self._run_stage is not None:
+        if _run_plan is not None and self._run_stage is not None:
             _run_plan.done[self._run_stage] = min(self.step, self.total)
         now = time.time()
         final = self.step >= self.total

@@ -99,6 +99,26 @@ def validate_experience(
     if missing:
         raise UserError(f"Dataset {dataset} has no field {', '.join(missing)} (an OG-MARL vault has "
                         f"{', '.join(expected)}). {hint}")
+    problems = _shape_problems(arrays, timesteps, expected, environment)
+    if problems:
+        raise UserError(f"Dataset {dataset} does not match environment {environment_name}: " + "; ".join(problems)
+                        + f". {hint}")
+    _check_finite(arrays, dataset)
+    actions = arrays["actions"]
+    outside = int(np.count_nonzero(np.abs(actions) > 1.0))
+    if outside and not clip_actions:
+        raise UserError(
+            f"Dataset {dataset} has {outside} of {actions.size} action values outside [-1, 1] (min "
+            f"{float(actions.min()):.4g}, max {float(actions.max()):.4g}); the environment's actions lie in [-1, 1]. "
+            "If the data is right apart from that, run with clip_actions=true to clip them for training; otherwise "
+            "fix the dataset."
+        )
+    return {"timesteps": timesteps["actions"], "actions_outside": outside}
+
+
+def _shape_problems(arrays: Mapping[str, np.ndarray], timesteps: Mapping[str, int],
+                    expected: Mapping[str, Tuple[int, ...]], environment: Any) -> List[str]:
+    """Lengths, agent count and per-step shapes that do not match the environment."""
     problems: List[str] = []
     if len(set(timesteps.values())) > 1:
         problems.append("fields have different lengths (" + ", ".join(f"{k} {v}" for k, v in timesteps.items()) + ")")
@@ -113,9 +133,11 @@ def validate_experience(
         found_shape = tuple(int(d) for d in arrays[name].shape[1:])
         if found_shape != shape:
             problems.append(f"{name}: expected per-step shape {shape}, found {found_shape}")
-    if problems:
-        raise UserError(f"Dataset {dataset} does not match environment {environment_name}: " + "; ".join(problems)
-                        + f". {hint}")
+    return problems
+
+
+def _check_finite(arrays: Mapping[str, np.ndarray], dataset: str) -> None:
+    """NaN or inf in any float field is an error (with counts per field)."""
     non_finite = []
     for name, array in arrays.items():
         if np.issubdtype(array.dtype, np.floating):
@@ -125,16 +147,6 @@ def validate_experience(
     if non_finite:
         raise UserError(f"Dataset {dataset} has non-finite values (" + "; ".join(non_finite) + "). Training on them "
                         "makes every loss NaN. Regenerate or repair the dataset, or choose another with dataset=<name>.")
-    actions = arrays["actions"]
-    outside = int(np.count_nonzero(np.abs(actions) > 1.0))
-    if outside and not clip_actions:
-        raise UserError(
-            f"Dataset {dataset} has {outside} of {actions.size} action values outside [-1, 1] (min "
-            f"{float(actions.min()):.4g}, max {float(actions.max()):.4g}); the environment's actions lie in [-1, 1]. "
-            "If the data is right apart from that, run with clip_actions=true to clip them for training; otherwise "
-            "fix the dataset."
-        )
-    return {"timesteps": timesteps["actions"], "actions_outside": outside}
 
 
 # ---------------------------------------------------------------------- settings
@@ -213,7 +225,7 @@ def unknown_keys(config: Mapping[str, Any], schemas: Mapping[str, Any]) -> List[
     e.g. a ``+foo=1`` that would otherwise be ignored silently."""
     import dataclasses
 
-    unknown = []
+    unknown: List[str] = []
     for section, schema in schemas.items():
         node = config if not section else config.get(section, {})
         if not isinstance(node, Mapping):
@@ -249,7 +261,7 @@ def read_checked_dataset(location: Any, uid: str) -> Dict[str, Any]:
         return read_dataset(location, uid)
     except MemoryError:
         raise
-    except Exception as error:  # noqa: BLE001 (flashbax/tensorstore raise many kinds)
+    except Exception as error:  # flashbax/tensorstore raise many kinds
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         raise UserError(
             f"Dataset {path} cannot be read: {reason}. Its files are damaged or incomplete (the vault's checksums "

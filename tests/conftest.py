@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OG_MARL_OMSD_HOST", os.environ.get("OG_MARL_OMSD_HOST", "auto"))
 
-import pytest  # noqa: E402
+import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -17,6 +17,7 @@ def run_cli(*overrides, cwd=None):
                           cwd=cwd or REPO_ROOT, env=env, timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("system", ["omsd", "brpo_ind", "brpo_fac", "brpo_jal"])
 def test_cli_smoke_run_of_every_system(system, tmp_path, bandit_vault_dir):
     run_dir = tmp_path / "run"

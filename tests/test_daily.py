@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, run_config
 from og_marl_omsd import progress
 from og_marl_omsd.errors import UserError
+
+from conftest import REPO_ROOT, run_config
+
+pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
 
 MAMUJOCO_TASKS = ("2halfcheetah", "6halfcheetah", "2ant", "4ant", "3hopper", "2walker")
 PROGRESS_LINE = r"\[{stage}\] {done}/{total} \(\d+%\) \| [\d.]+ steps/s \| ETA \d+:\d\d:\d\d"

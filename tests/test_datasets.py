@@ -21,6 +21,8 @@ from og_marl_omsd.datasets.vaults import (
     write_dataset,
 )
 
+pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
+
 QUICK = "2halfcheetah-quick"
 DATASETS = ("Random", "Medium", "Medium-Replay", "Expert")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,9 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import bandit_location, run_config
 from og_marl_omsd import run as runner
 from og_marl_omsd.errors import NonFiniteLossError, UserError
+
+from conftest import bandit_location, run_config
 
 
 def fast_overrides(tmp_path, vault_dir, *extra, jit=False):
@@ -182,6 +183,7 @@ def test_main_maps_errors_to_exit_codes_and_full_error_shows_the_traceback(monke
 
 
 # ---------------------------------------------------------------------------- NaN guard
+@pytest.mark.slow
 @pytest.mark.parametrize("stage,first_poisoned_sample", [
     ("critic_joint", 13), ("behaviour_sequential", 20 + 13), ("actors", 40 + 13),
 ])
@@ -231,6 +233,7 @@ def _losses(output: str, prefix: str, count: int = 5) -> list:
     return [(parts[0].split(" (")[0], parts[4]) for parts in lines[:count]]
 
 
+@pytest.mark.slow
 def test_same_seed_same_losses_and_return_different_seed_differs(tmp_path, small_vault_dir, capsys):
     """On the CPU with XLA as in production: two runs of seed 3 train identically (and a third,
     served from the pretrained cache, ends identically); seed 4 differs."""

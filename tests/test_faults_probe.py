@@ -18,11 +18,14 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import bandit_location, run_config
 from og_marl_omsd import files
 from og_marl_omsd import run as runner
 from og_marl_omsd.checkpoints import StageCheckpoint
 from og_marl_omsd.errors import StageStopped, UserError
+
+from conftest import bandit_location, run_config
+
+pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
 
 COMMON = ["system=omsd", "env=bandit", "seed=3", "training_steps=10", "evaluation_every=5", "num_eval_episodes=1",
           "checkpoint_every=5", "system.critic_steps=10", "system.behaviour_steps=10", "system.pretrain_log_every=5",

@@ -61,6 +61,7 @@ def _predicted_score(model, x, t, clean=None):
                        tf.constant(clean[..., None], tf.float32)).numpy()[..., 0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("t", [0.2, 0.4, 0.7])
 def test_learned_joint_and_marginal_scores_match_noised_mixture(trained_models, t):
     alpha, sigma = (float(v.numpy()[0]) for v in vp_schedule(tf.constant([t])))
@@ -75,6 +76,7 @@ def test_learned_joint_and_marginal_scores_match_noised_mixture(trained_models, 
     assert np.mean(np.abs(learned_marginal - exact_marginal)) < 0.15
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("t", [0.05, 0.1, 0.3])
 def test_sequential_second_agent_follows_first_agents_mode(trained_models, t):
     alpha, sigma = (float(v.numpy()[0]) for v in vp_schedule(tf.constant([t])))
@@ -89,6 +91,7 @@ def test_sequential_second_agent_follows_first_agents_mode(trained_models, t):
         assert np.mean(np.abs(sigma * (learned - exact))) < 0.2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("t", [0.2, 0.3, 0.5])
 def test_independent_second_agent_score_is_symmetric(trained_models, t):
     """The independent marginal of agent 2 is odd in x2 and ignores agent 1 (no pull at 0)."""

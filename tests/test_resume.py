@@ -16,11 +16,14 @@ import sonnet as snt
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from conftest import run_config
 from og_marl_omsd import checkpoints
 from og_marl_omsd import run as runner
 from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
 from og_marl_omsd.errors import CheckpointWriteError, NonFiniteLossError, StageStopped, UserError
+
+from conftest import run_config
+
+pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
 
 STAGES = ("critic_joint", "behaviour_sequential", "actors")
 

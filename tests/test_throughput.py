@@ -14,6 +14,8 @@ from og_marl_omsd.registry import load_system
 from og_marl_omsd.stacked import StackedLinear, StackedMLP
 from og_marl_omsd.systems.base import experience_to_tensors, transition_batch
 
+pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
+
 TINY = dict(critic_steps=24, behaviour_steps=24, critic_hidden_sizes=(16,), actor_hidden_sizes=(16,),
             diffusion_width=16, diffusion_hidden=32, diffusion_blocks=1, diffusion_time_dim=16, pretrain_log_every=8)
 

@@ -178,10 +178,10 @@ def test_exported_runner_is_derived_and_self_contained():
 
 
 def test_og_marl_system_without_og_marl_exits_2_naming_og_marl(tmp_path, monkeypatch):
-    from conftest import run_config
-
     from og_marl_omsd.errors import UserError
     from og_marl_omsd.run import run
+
+    from conftest import run_config
 
     monkeypatch.setenv("OG_MARL_OMSD_HOST", "standalone")
     monkeypatch.chdir(tmp_path)
@@ -204,6 +204,7 @@ OG_MARL_SOURCE = os.environ.get("OG_MARL_SOURCE")
 
 @pytest.mark.skipif(not OG_MARL_SOURCE, reason="set OG_MARL_SOURCE=<an OG-MARL git checkout> to export into a "
                     "copy of it and run og_marl.run for real (never in CI)")
+@pytest.mark.slow
 def test_og_marl_run_after_export_runs_omsd_and_iddpg_bc(tmp_path):
     checkout = tmp_path / "og-marl"
     subprocess.run(["git", "clone", "-q", OG_MARL_SOURCE, str(checkout)], check=True)
@@ -264,10 +265,10 @@ def _plain_system_class():
 def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluation(tmp_path, small_vault_dir):
     import json
 
-    from conftest import run_config
-
     from og_marl_omsd.run import vault_of_task
     from og_marl_omsd.upstream import runner
+
+    from conftest import run_config
 
     system_class = _plain_system_class()
     built = system_class.built
@@ -288,10 +289,10 @@ def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluati
 
 
 def test_a_command_line_key_the_system_does_not_take_is_an_error(tmp_path, small_vault_dir, monkeypatch):
-    from conftest import run_config
-
     from og_marl_omsd.errors import UserError
     from og_marl_omsd.upstream import runner
+
+    from conftest import run_config
 
     monkeypatch.setattr(runner, "command_line_system_keys", lambda: {"beta"})
     cfg = run_config("system=iddpg_bc", "env=bandit", f"vault_dir={small_vault_dir}", f"runs_root={tmp_path / 'runs'}")

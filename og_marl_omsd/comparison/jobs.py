@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-# Variants of the score-regularised systems other than beta (ALGORITHM.md, noise-level range).
+# Variants of the score-regularised systems other than beta (README, Algorithm notes: noise-level range).
 VARIANTS: Dict[str, List[str]] = {
     "": [],
     "mode_seeking": ["system.t_min=0.02", "system.t_max=0.1", "system.score_weight=one"],
@@ -109,7 +109,7 @@ def parameters(system: str) -> List[str]:
     """The hyperparameters a registered system's constructor takes."""
     from og_marl_omsd.registry import load_system
 
-    return list(inspect.signature(load_system(system).__init__).parameters)
+    return list(inspect.signature(load_system(system).__init__).parameters)  # type: ignore[misc]
 
 
 def has_beta(system: str) -> bool:
@@ -155,10 +155,10 @@ def blocks(jobs: Sequence[Job]) -> List[List[Job]]:
         by_betas: Dict[Tuple[Optional[float], ...], List[Tuple[str, str, int]]] = {}
         for point, betas in by_point.items():
             by_betas.setdefault(tuple(sorted(betas, key=lambda b: -1.0 if b is None else b)), []).append(point)
-        for betas, points in by_betas.items():
+        for beta_values, points in by_betas.items():
             for product in _products(points):
                 result.append([Job(system, dataset, seed, beta, members[0].variant, members[0].settings)
-                               for system, dataset, seed in product for beta in betas])
+                               for system, dataset, seed in product for beta in beta_values])
     return result
 
 

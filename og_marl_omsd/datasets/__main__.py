@@ -1,6 +1,6 @@
 """Command line for the plugin's datasets.
 
-    python -m og_marl_omsd.datasets generate <vault_config> [--datasets Medium Expert] [--vault-dir vaults] [--threads 1]
+    python -m og_marl_omsd.datasets generate <vault_config> [--datasets Medium ...] [--vault-dir vaults] [--threads 1]
     python -m og_marl_omsd.datasets describe <.vlt dir or dataset dir> [--plot actions.png]
 
 ``generate`` is resumable: rerun it after an interruption; complete datasets are skipped
@@ -79,7 +79,8 @@ def cli(argv: Optional[List[str]] = None) -> int:
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         if is_disk_error(error):
-            message = (f"could not write {getattr(error, 'filename', None) or ''}: {error.strerror}. Free disk space "
+            reason = getattr(error, "strerror", error)
+            message = (f"could not write {getattr(error, 'filename', None) or ''}: {reason}. Free disk space "
                        "(or fix permissions) and run the same command again; nothing partial was kept")
         print(f"Error: {message}", file=sys.stderr)
         return 2

@@ -3,8 +3,9 @@
 ``describe_path`` takes a ``<scenario>.vlt`` directory (every complete dataset in it) or
 one dataset directory and prints, per dataset, the team episode return's mean, std, min
 and max, the number of transitions and of complete episodes (as OG-MARL's data cards).
-It also writes a PNG (default: ``<scenario>.vlt/joint_actions[-<dataset>].png``) with one panel per dataset: a 2D histogram of agent 0's mean action
-(over its action dimensions) against agent 1's, the paper's Fig. 1 for MaMuJoCo.
+It also writes a PNG (default: ``<scenario>.vlt/joint_actions[-<dataset>].png``) with one
+panel per dataset: a 2D histogram of agent 0's mean action (over its action dimensions)
+against agent 1's, the paper's Fig. 1 for MaMuJoCo.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def location_from_path(path: str) -> VaultLocation:
 def dataset_statistics(experience: Mapping[str, Any]) -> Dict[str, float]:
     """Episode-return statistics (team reward, complete episodes) and sizes of one dataset."""
     returns = episode_returns(experience)
-    statistics = {"transitions": int(np.asarray(experience["actions"]).shape[0]), "episodes": int(returns.size)}
+    statistics: Dict[str, float] = {"transitions": int(np.asarray(experience["actions"]).shape[0]), "episodes": int(returns.size)}
     for name, function in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max)):
         statistics[f"return_{name}"] = float(function(returns)) if returns.size else float("nan")
     return statistics

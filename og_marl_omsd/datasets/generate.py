@@ -136,7 +136,7 @@ class MaMuJoCoDatasets:
             if spec.get("policy") not in MAMUJOCO_POLICIES:
                 raise ValueError(f"Dataset {name}: policy must be one of {', '.join(MAMUJOCO_POLICIES)}, "
                                  f"not {spec.get('policy')!r}.")
-        from og_marl_omsd.datasets.matd3 import MATD3Config
+        from og_marl_omsd.datasets.matd3_config import MATD3Config
         from og_marl_omsd.environments.mamujoco import scenario_spec
 
         scenario_spec(self.config["scenario"])  # unknown scenario -> ValueError now, not after training
@@ -189,7 +189,8 @@ class MaMuJoCoDatasets:
         return self.location
 
     def _generate(self, name: str, policy_kind: str, training: Any) -> None:
-        from og_marl_omsd.datasets.matd3 import FrozenActors, medium_step
+        from og_marl_omsd.datasets.matd3 import medium_step
+        from og_marl_omsd.datasets.matd3_learner import FrozenActors
 
         spec = self.config["datasets"][name]
         noise = float(spec.get("action_noise", self.config["action_noise"]))
@@ -231,7 +232,7 @@ class MaMuJoCoDatasets:
     def _collect(self, name: str, policy: Any, noise: float, transitions: int, index: int) -> Dict[str, Any]:
         """Whole episodes of ``policy`` with noise until at least ``transitions`` steps, cut to
         exactly ``transitions`` (a cut episode keeps no end flag, so it is never counted)."""
-        from og_marl_omsd.datasets.matd3 import run_episodes
+        from og_marl_omsd.datasets.rollouts import run_episodes
 
         envs = int(self.config["collection_envs"])
         rng = np.random.default_rng([self.seed, index, 1])
@@ -244,6 +245,7 @@ class MaMuJoCoDatasets:
             count = max(1, min(envs * 10, -(-(transitions - collected) // 1000)))
             _, experience = run_episodes(self.make_env, policy, count, seed=base_seed + episodes, noise=noise, rng=rng,
                                          num_envs=envs, record=True)
+            assert experience is not None  # record=True always returns the experience
             parts.append(experience)
             collected += experience["actions"].shape[0]
             episodes += count

@@ -27,7 +27,6 @@ from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
 from og_marl_omsd.device_data import chunk_size
 from og_marl_omsd.errors import NonFiniteLossError
 
-
 # Bumped whenever what a key covers changes, so entries made under an older rule are never served.
 KEY_VERSION = 2
 
@@ -44,16 +43,19 @@ def replay_signature(replay_buffer: Any) -> Dict[str, Any]:
     return {"class": f"{kind.__module__}.{kind.__qualname__}", **settings}
 
 
-def stage_key(stage_config: Dict[str, Any], dataset_fingerprint: str, context: Optional[Dict[str, Any]] = None) -> str:
+def stage_key(stage_config: Any, dataset_fingerprint: str, context: Optional[Dict[str, Any]] = None) -> str:
     """The cache key of a pretraining stage: a hash of everything that changes what it learns.
 
-    ``stage_config`` is the very dict the stage builds and trains from (networks, steps,
-    rates, reward scale, seed, ...); ``context`` adds what comes from outside it (the host
+    ``stage_config`` is the very config the stage builds and trains from (networks, steps,
+    rates, reward scale, seed, ...: a :mod:`~og_marl_omsd.systems.stage_configs` config or its
+    ``cache_dict()``); ``context`` adds what comes from outside it (the host
     mode, the replay buffer's :func:`replay_signature`, compilation); :data:`KEY_VERSION`
     retires keys made under an older rule.
     """
     from og_marl_omsd import host
 
+    if hasattr(stage_config, "cache_dict"):
+        stage_config = stage_config.cache_dict()
     payload = {"key_version": KEY_VERSION, "config": stage_config, "dataset": dataset_fingerprint,
                "host": host.HOST, "context": context or {}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -25,7 +25,7 @@ import ast
 import os
 import subprocess
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from og_marl_omsd.upstream.og_marl_systems import OFFLINE_DIR, OG_MARL_SYSTEMS, system_config
 
@@ -37,10 +37,12 @@ BLOCK_END = "# <<< og_marl.run <<<"
 # What the runner takes from the plugin, by top-level name (module file -> names).
 RUNNER_PARTS = {
     "errors.py": ["UserError"],
+    "files.py": ["TEMPORARY_MARK", "_temporary_path", "atomic_file", "write_text", "write_json", "_sync_directory"],
     "validation.py": ["_is_number", "_whole", "SEED_RANGE", "MAX_BATCH_SIZE", "RUN_RULES", "rule_problems",
                       "unknown_keys"],
     "run.py": ["NOT_RUN_IDENTITY", "ReplaySchema", "LoggerSchema", "RunSchema", "system_parameters", "run_identity",
-               "default_run_dir", "check_run_settings", "_flatten", "print_summary"],
+               "default_run_dir", "check_run_settings", "_flatten", "run_results", "print_summary"],
+    "run_logger.py": ["EvaluationRecord"],
     "registry.py": ["GROUP", "UnknownSystemError", "available_systems", "load_registered_system"],
 }
 RUNNER_MODULE = "upstream/runner.py"  # all of it but its imports and the HOST block
@@ -63,6 +65,7 @@ Generated from og-marl-omsd's runner by ``python -m og_marl_omsd.upstream export
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -73,7 +76,7 @@ import time
 import types
 from dataclasses import dataclass, field, fields
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, cast
 
 import hydra
 import numpy as np
@@ -279,6 +282,36 @@ def check_target(target: str) -> None:
                           "Point it at a clone of https://github.com/instadeepai/og-marl (main). Nothing was changed.")
 
 
+def _commit_files(target: str, files: Dict[str, str], created: bool) -> None:
+    """Write ``files`` (path: text) into the checkout ``target`` and commit them."""
+    for path, text in files.items():
+        full = os.path.join(target, path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "w") as handle:
+            handle.write(text)
+    _git(target, "add", "--force", "--", *files)  # OG-MARL's .gitignore ignores every env/ directory
+    identity = []
+    if not _git(target, "config", "user.email", check=False).stdout.strip():
+        identity = ["-c", "user.name=og-marl-omsd export", "-c", "user.email=og-marl-omsd@users.noreply.github.com"]
+    message = COMMIT_MESSAGE if created else "og_marl.run: update from og-marl-omsd's export\n\n" + COMMIT_MESSAGE
+    _git(target, *identity, "commit", "-q", "-m", message, "--", *files)
+
+
+def _undo_export(target: str, changed: List[str], added: List[str], branches: Optional[Tuple[str, str]]) -> None:
+    """Put ``target`` back as it was: the files the export wrote, and the branch it created
+    (``branches``: ``(the branch checked out before, the new one)``)."""
+    _git(target, "reset", "-q", "--", *changed, check=False)
+    for path in added:
+        if os.path.exists(os.path.join(target, path)):
+            os.remove(os.path.join(target, path))
+    modified = [path for path in changed if path not in added]
+    if modified:
+        _git(target, "checkout", "-q", "HEAD", "--", *modified, check=False)
+    if branches is not None:
+        _git(target, "checkout", "-q", branches[0], check=False)
+        _git(target, "branch", "-q", "-D", branches[1], check=False)
+
+
 def export(target: str, branch: str = DEFAULT_BRANCH, patch: Optional[str] = None) -> Dict[str, object]:
     """Write the contribution into ``target`` as one commit on ``branch``; returns what it did."""
     target = os.path.abspath(target)
@@ -306,28 +339,9 @@ def export(target: str, branch: str = DEFAULT_BRANCH, patch: Optional[str] = Non
         created = True
     added = [path for path in changed if _git(target, "cat-file", "-e", f"HEAD:{path}", check=False).returncode != 0]
     try:
-        for path in changed:
-            full = os.path.join(target, path)
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            with open(full, "w") as handle:
-                handle.write(files[path])
-        _git(target, "add", "--force", "--", *changed)  # OG-MARL's .gitignore ignores every env/ directory
-        identity = []
-        if not _git(target, "config", "user.email", check=False).stdout.strip():
-            identity = ["-c", "user.name=og-marl-omsd export", "-c", "user.email=og-marl-omsd@users.noreply.github.com"]
-        message = COMMIT_MESSAGE if created else "og_marl.run: update from og-marl-omsd's export\n\n" + COMMIT_MESSAGE
-        _git(target, *identity, "commit", "-q", "-m", message, "--", *changed)
+        _commit_files(target, {path: files[path] for path in changed}, created)
     except BaseException:  # leave the tree as it was
-        _git(target, "reset", "-q", "--", *changed, check=False)
-        for path in added:
-            if os.path.exists(os.path.join(target, path)):
-                os.remove(os.path.join(target, path))
-        modified = [path for path in changed if path not in added]
-        if modified:
-            _git(target, "checkout", "-q", "HEAD", "--", *modified, check=False)
-        if created:
-            _git(target, "checkout", "-q", head_branch, check=False)
-            _git(target, "branch", "-q", "-D", branch, check=False)
+        _undo_export(target, changed, added, (head_branch, branch) if created else None)
         raise
     commit = _git(target, "rev-parse", "HEAD").stdout.strip()
     if patch:
@@ -354,8 +368,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"commit {str(result['commit'])[:12]}).")
         return 0
     print(f"Exported to {args.target}: commit {str(result['commit'])[:12]} on branch {result['branch']}")
-    for path in result["changed"]:
-        print(f"  {'added   ' if path in result['added'] else 'modified'} {path}")
+    for path in result["changed"]:  # type: ignore[attr-defined]
+        print(f"  {'added   ' if path in result['added'] else 'modified'} {path}")  # type: ignore[operator]
     if result["patch"]:
         print(f"Patch: {result['patch']} (git am {result['patch']})")
     print("Next: pip install -e <og-marl> -e <og-marl-omsd>, then python -m og_marl.run system=omsd env=mamujoco "
