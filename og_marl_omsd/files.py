@@ -2,13 +2,15 @@
 
 Every file a run writes goes through here:
 
-- :func:`write_text` / :func:`write_json`: atomic replacement (a temporary file in the same
-  directory, flushed and fsync'ed, then ``os.replace``): a reader sees the old file or the
-  new one, never a truncated one, whatever kills the writer (Ctrl-C, ``kill -9``, a full disk).
+- :func:`atomic_file` (any content, e.g. ``np.savez``), :func:`write_text` / :func:`write_json`:
+  atomic replacement (a temporary file in the same directory, flushed and fsync'ed, then
+  ``os.replace``): a reader sees the old file or the new one, never a truncated one, whatever
+  kills the writer (Ctrl-C, ``kill -9``, a full disk).
 - :func:`partial_dir` / :func:`publish_dir`: build a directory under a temporary name and
   rename it into place when complete (cache entries, checkpoints, datasets).
 - :func:`file_lock`: an exclusive ``flock`` held while one process generates or trains what
-  others would wait for (released by the kernel when its holder dies, even by SIGKILL).
+  others would wait for (released by the kernel when its holder dies, even by SIGKILL);
+  :func:`try_lock`: the same lock taken without waiting (a run directory has one run).
 - :func:`remove_leftovers`: deletes the temporaries of writers that are gone.
 - :func:`read_json`: a JSON file, or ``None`` with the reason when it is missing or damaged.
 
