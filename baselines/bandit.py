@@ -58,8 +58,10 @@ def run_seed(seed: int, args: argparse.Namespace) -> Dict[str, Any]:
     start = time.time()
     result: Dict[str, Any] = {"seed": seed, "systems": {}}
     for name in SYSTEMS:
-        cfg = compose_run_config(name, [f"seed={seed}", f"vault_dir={args.vault_dir}",
-                                        f"pretrained_dir={args.pretrained_dir}"] + args.override)
+        cfg = compose_run_config(
+            name,
+            [f"seed={seed}", f"vault_dir={args.vault_dir}", f"pretrained_dir={args.pretrained_dir}"] + args.override,
+        )
         system_class, params, dataset, _ = plan_run(cfg)
         params["pretrain_log_every"] = 10**9
         location = prepare_dataset(cfg, dataset)
@@ -79,7 +81,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> Dict[str, Any]:
                 system.train(buffer, training_steps=steps, evaluation_every=args.trajectory_every, num_eval_episodes=1)
                 final = record.evaluations[-1]
                 runs[f"{setting}/beta={beta:g}"] = {
-                    "setting": setting, "beta": beta,
+                    "setting": setting,
+                    "beta": beta,
                     "final_action": [final["mean_action_agent_0"], final["mean_action_agent_1"]],
                     "reward": final["mean_episode_return"],
                     "coordinated": final["coordination_rate"] >= 0.5,
@@ -90,9 +93,15 @@ def run_seed(seed: int, args: argparse.Namespace) -> Dict[str, Any]:
                     direction = action_update_direction(system, tf.ones([grid.shape[0], 1]), tf.constant(grid))
                     runs[f"{setting}/beta={beta:g}"]["direction_field"] = direction.numpy().reshape(-1, 2).tolist()
         result["systems"][name] = runs
-        print(f"[bandit] seed {seed} {name}: " + ", ".join(
-            f"{k}: a=({v['final_action'][0]:+.2f},{v['final_action'][1]:+.2f})" for k, v in runs.items()
-            if k.startswith(DEFAULT_SETTING)), flush=True)
+        print(
+            f"[bandit] seed {seed} {name}: "
+            + ", ".join(
+                f"{k}: a=({v['final_action'][0]:+.2f},{v['final_action'][1]:+.2f})"
+                for k, v in runs.items()
+                if k.startswith(DEFAULT_SETTING)
+            ),
+            flush=True,
+        )
     result["wall_time_seconds"] = time.time() - start
     return result
 
@@ -103,7 +112,9 @@ class _RecordingLogger:
 
     def write(self, logs: Dict[str, Any], force: bool = False) -> None:
         if "evaluation/mean_episode_return" in logs:
-            self.evaluations.append({k.split("/", 1)[1]: float(v) for k, v in logs.items() if k.startswith("evaluation/")})
+            self.evaluations.append(
+                {k.split("/", 1)[1]: float(v) for k, v in logs.items() if k.startswith("evaluation/")}
+            )
 
     def close(self) -> None:
         return
@@ -118,12 +129,20 @@ def summarise(results: List[Dict[str, Any]], args: argparse.Namespace) -> Dict[s
                 runs = [r["systems"][name][key] for r in results]
                 rewards = np.array([run["reward"] for run in runs])
                 sweep.setdefault(name, {}).setdefault(setting, {})[f"{beta:g}"] = {
-                    "mean_reward": float(rewards.mean()), "std_reward": float(rewards.std()),
+                    "mean_reward": float(rewards.mean()),
+                    "std_reward": float(rewards.std()),
                     "coordination_rate": float(np.mean([run["coordinated"] for run in runs])),
-                    "coordinated_seeds": int(np.sum([run["coordinated"] for run in runs])), "seeds": len(runs),
+                    "coordinated_seeds": int(np.sum([run["coordinated"] for run in runs])),
+                    "seeds": len(runs),
                 }
-    table = {name: {k: v for k, v in sweep[name][DEFAULT_SETTING][f"{args.table_beta:g}"].items()
-                    if k in ("mean_reward", "std_reward", "coordination_rate", "seeds")} for name in SYSTEMS}
+    table = {
+        name: {
+            k: v
+            for k, v in sweep[name][DEFAULT_SETTING][f"{args.table_beta:g}"].items()
+            if k in ("mean_reward", "std_reward", "coordination_rate", "seeds")
+        }
+        for name in SYSTEMS
+    }
     return {"table1": table, "sweep": sweep}
 
 
@@ -131,18 +150,32 @@ def write_report(results: List[Dict[str, Any]], args: argparse.Namespace) -> Non
     summary = summarise(results, args)
     write_json(os.path.join(args.out, "table1.json"), summary["table1"])
     write_json(os.path.join(args.out, "sweep.json"), summary["sweep"])
-    lines = [f"Bandit, {len(results)} seeds, {DEFAULT_SETTING} noise levels (t in [0.02, 0.1], w = 1), "
-             f"beta = {args.table_beta:g}", "",
-             "| system | mean reward | std | coordination rate |", "|---|---|---|---|"]
+    lines = [
+        f"Bandit, {len(results)} seeds, {DEFAULT_SETTING} noise levels (t in [0.02, 0.1], w = 1), "
+        f"beta = {args.table_beta:g}",
+        "",
+        "| system | mean reward | std | coordination rate |",
+        "|---|---|---|---|",
+    ]
     for name in SYSTEMS:
         row = summary["table1"][name]
-        lines.append(f"| {name} | {row['mean_reward']:.3f} | {row['std_reward']:.3f} | {row['coordination_rate']:.2f} |")
-    lines += ["", "Beta sweep (coordination rate / mean reward):", "",
-              "| setting | beta | " + " | ".join(SYSTEMS) + " |", "|---|---|" + "---|" * len(SYSTEMS)]
+        lines.append(
+            f"| {name} | {row['mean_reward']:.3f} | {row['std_reward']:.3f} | {row['coordination_rate']:.2f} |"
+        )
+    lines += [
+        "",
+        "Beta sweep (coordination rate / mean reward):",
+        "",
+        "| setting | beta | " + " | ".join(SYSTEMS) + " |",
+        "|---|---|" + "---|" * len(SYSTEMS),
+    ]
     for setting in NOISE_SETTINGS:
         for beta in args.betas:
-            cells = [f"{summary['sweep'][n][setting][f'{beta:g}']['coordination_rate']:.2f} / "
-                     f"{summary['sweep'][n][setting][f'{beta:g}']['mean_reward']:.2f}" for n in SYSTEMS]
+            cells = [
+                f"{summary['sweep'][n][setting][f'{beta:g}']['coordination_rate']:.2f} / "
+                f"{summary['sweep'][n][setting][f'{beta:g}']['mean_reward']:.2f}"
+                for n in SYSTEMS
+            ]
             lines.append(f"| {setting} | {beta:g} | " + " | ".join(cells) + " |")
     with open(os.path.join(args.out, "table1.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
@@ -166,21 +199,41 @@ def plot_fig2(results: List[Dict[str, Any]], args: argparse.Namespace) -> None:
     # Clipping to [-1, 1] piles mass into the edge bins: scale colours and contours by the interior.
     interior_max = density[1:-1, 1:-1].max()
     padded = np.pad(density, 1, mode="edge")
-    smooth = sum(padded[1 + i:padded.shape[0] - 1 + i, 1 + j:padded.shape[1] - 1 + j]
-                 for i in (-1, 0, 1) for j in (-1, 0, 1)) / 9.0
+    smooth = (
+        sum(
+            padded[1 + i : padded.shape[0] - 1 + i, 1 + j : padded.shape[1] - 1 + j]
+            for i in (-1, 0, 1)
+            for j in (-1, 0, 1)
+        )
+        / 9.0
+    )
     axes[0].imshow(density.T, origin="lower", extent=[-1, 1, -1, 1], cmap="viridis", vmax=interior_max)
     axes[0].set_title("behaviour data density (edges: clipped mass)", fontsize=10)
     field_seed = next((r for r in results if "direction_field" in r["systems"][SYSTEMS[0]][key]), None)
     for ax, name in zip(axes[1:], SYSTEMS):
-        ax.contour(0.5 * (xedges[1:] + xedges[:-1]), 0.5 * (yedges[1:] + yedges[:-1]), smooth.T,
-                   levels=interior_max * np.array([0.1, 0.3, 0.6]), colors="gray", linewidths=0.8)
+        ax.contour(
+            0.5 * (xedges[1:] + xedges[:-1]),
+            0.5 * (yedges[1:] + yedges[:-1]),
+            smooth.T,
+            levels=interior_max * np.array([0.1, 0.3, 0.6]),
+            colors="gray",
+            linewidths=0.8,
+        )
         if field_seed is not None:
             field = np.array(field_seed["systems"][name][key]["direction_field"])
             gx, gy = np.meshgrid(GRID, GRID, indexing="xy")
             norm = np.linalg.norm(field, axis=1, keepdims=True) + 1e-8
             unit = field / norm
-            ax.quiver(gx.ravel(), gy.ravel(), unit[:, 0], unit[:, 1], np.log10(norm[:, 0]), cmap="coolwarm",
-                      scale=25, width=0.004)
+            ax.quiver(
+                gx.ravel(),
+                gy.ravel(),
+                unit[:, 0],
+                unit[:, 1],
+                np.log10(norm[:, 0]),
+                cmap="coolwarm",
+                scale=25,
+                width=0.004,
+            )
         for result in results:
             trajectory = np.array(result["systems"][name][key]["trajectory"])
             ax.plot(trajectory[:, 0], trajectory[:, 1], "-", color="black", alpha=0.4, linewidth=0.8)
@@ -190,8 +243,10 @@ def plot_fig2(results: List[Dict[str, Any]], args: argparse.Namespace) -> None:
         ax.set_title(f"{name}: update field + trajectories")
         ax.set_xlabel("a_1")
     axes[0].set_ylabel("a_2")
-    fig.suptitle(f"Bandit: {DEFAULT_SETTING} noise levels, beta={args.table_beta:g}; field from seed {args.field_seed}, "
-                 f"trajectories of {len(results)} seeds (green end: coordinated)")
+    fig.suptitle(
+        f"Bandit: {DEFAULT_SETTING} noise levels, beta={args.table_beta:g}; field from seed {args.field_seed}, "
+        f"trajectories of {len(results)} seeds (green end: coordinated)"
+    )
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "fig2.png"), dpi=110)
     plt.close(fig)
@@ -232,8 +287,12 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--field-seed", type=int, default=0, help="seed whose direction fields Fig. 2 shows")
     parser.add_argument("--trajectory-every", type=int, default=20, help="actor steps between trajectory points")
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (seeds split among them)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="TF threads per worker (default: CPU cores // workers; oversubscribed TF is slower)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="TF threads per worker (default: CPU cores // workers; oversubscribed TF is slower)",
+    )
     parser.add_argument("--only-seeds", type=str, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--vault-dir", default="vaults")
     parser.add_argument("--pretrained-dir", default="runs/pretrained")
@@ -253,15 +312,31 @@ def main(argv: List[str] | None = None) -> None:
 
         ensure_datasets("bandit", rel_dir=args.vault_dir)
     if args.workers > 1 and args.only_seeds is None and len(todo) > 1:
-        chunks = [todo[k::args.workers] for k in range(args.workers)]
-        base = [sys.executable, os.path.abspath(__file__), "--out", args.out, "--vault-dir", args.vault_dir,
-                "--pretrained-dir", args.pretrained_dir, "--table-beta", str(args.table_beta), "--field-seed",
-                str(args.field_seed), "--trajectory-every", str(args.trajectory_every), "--betas",
-                *map(str, args.betas), "--only-seeds"]
+        chunks = [todo[k :: args.workers] for k in range(args.workers)]
+        base = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--out",
+            args.out,
+            "--vault-dir",
+            args.vault_dir,
+            "--pretrained-dir",
+            args.pretrained_dir,
+            "--table-beta",
+            str(args.table_beta),
+            "--field-seed",
+            str(args.field_seed),
+            "--trajectory-every",
+            str(args.trajectory_every),
+            "--betas",
+            *map(str, args.betas),
+            "--only-seeds",
+        ]
         threads = str(args.threads or max(1, (os.cpu_count() or 1) // args.workers))
         env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1"}
-        workers = [subprocess.Popen([*base, ",".join(map(str, chunk)), *args.override], env=env)
-                   for chunk in chunks if chunk]
+        workers = [
+            subprocess.Popen([*base, ",".join(map(str, chunk)), *args.override], env=env) for chunk in chunks if chunk
+        ]
         if any(worker.wait() != 0 for worker in workers):
             sys.exit("a worker failed; rerun to resume")
     else:
@@ -277,8 +352,11 @@ def main(argv: List[str] | None = None) -> None:
         with open(os.path.join(seed_dir, f"seed_{seed}.json")) as handle:
             results.append(json.load(handle))
     write_report(results, args)
-    print(f"[bandit] {len(results)} seeds; this invocation took {time.time() - start:.0f} s; "
-          f"per-seed compute {sum(r['wall_time_seconds'] for r in results):.0f} s in all", flush=True)
+    print(
+        f"[bandit] {len(results)} seeds; this invocation took {time.time() - start:.0f} s; "
+        f"per-seed compute {sum(r['wall_time_seconds'] for r in results):.0f} s in all",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -142,6 +142,7 @@ def repeat_steps(step_fn: Callable[[], Any], count: tf.Tensor, initial: Any) -> 
     The loop body is compiled once, so any ``count`` runs the same program: K steps in one
     call give exactly the numbers of K calls of one step.
     """
+
     def body(i, _):
         return i + 1, step_fn()
 

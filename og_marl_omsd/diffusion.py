@@ -27,8 +27,14 @@ class GaussianFourierTime(snt.Module):
     """Fixed random Fourier features of the diffusion time, then an MLP to ``time_dim``
     (one set of frequencies and one MLP per group)."""
 
-    def __init__(self, time_dim: int = 128, num_frequencies: int = 32, scale: float = 30.0, groups: int = 1,
-                 name: Optional[str] = None):
+    def __init__(
+        self,
+        time_dim: int = 128,
+        num_frequencies: int = 32,
+        scale: float = 30.0,
+        groups: int = 1,
+        name: Optional[str] = None,
+    ):
         super().__init__(name=name)
         self._frequencies = tf.Variable(
             tf.random.normal([groups, num_frequencies]) * scale, trainable=False, name="frequencies"
@@ -73,14 +79,24 @@ class ScoreNet(snt.Module):
         self._time = GaussianFourierTime(time_dim, groups=groups)
         self._input = StackedLinear(groups, width, padding=padding, name="input")
         self._blocks = [
-            (StackedLayerNorm(groups, name=f"norm_{k}"), StackedLinear(groups, hidden, name=f"expand_{k}"),
-             StackedLinear(groups, width, name=f"contract_{k}"))
+            (
+                StackedLayerNorm(groups, name=f"norm_{k}"),
+                StackedLinear(groups, hidden, name=f"expand_{k}"),
+                StackedLinear(groups, width, name=f"contract_{k}"),
+            )
             for k in range(num_blocks)
         ]
         self._output = StackedLinear(groups, output_dim, name="output")
 
-    def __call__(self, noisy: tf.Tensor, t: tf.Tensor, condition: tf.Tensor, is_training: bool = False,
-                 dropout_seed: Optional[tf.Tensor] = None, padded: Optional[tf.Tensor] = None) -> tf.Tensor:
+    def __call__(
+        self,
+        noisy: tf.Tensor,
+        t: tf.Tensor,
+        condition: tf.Tensor,
+        is_training: bool = False,
+        dropout_seed: Optional[tf.Tensor] = None,
+        padded: Optional[tf.Tensor] = None,
+    ) -> tf.Tensor:
         """``noisy (G, B, a)``, ``t (B,)``, ``condition (G, B, c)``, ``padded (G, B, p)`` -> ``(G, B, out)``.
 
         ``dropout_seed`` (shape ``[2]``) makes the dropout masks a function of the seed
@@ -133,7 +149,9 @@ class BehaviourDiffusion(snt.Module):
         self.agent_order = order
         self.shared = shared and factorisation != "joint"
         self.dropout = float(dropout)
-        net: Dict[str, Any] = dict(width=width, hidden=hidden, num_blocks=num_blocks, time_dim=time_dim, dropout=dropout)
+        net: Dict[str, Any] = dict(
+            width=width, hidden=hidden, num_blocks=num_blocks, time_dim=time_dim, dropout=dropout
+        )
         if factorisation == "joint":
             self._net = ScoreNet(num_agents * action_dim, name="joint_score", **net)
         elif self.shared:
@@ -142,12 +160,19 @@ class BehaviourDiffusion(snt.Module):
             # One network per agent, stacked (group g = agent g). Sequential: agent i reads the
             # clean actions of the agents before it, zero-padded to N - 1 agents.
             position = {agent: p for p, agent in enumerate(order)}
-            prefix_widths = [position[i] * action_dim if factorisation == "sequential" else 0
-                             for i in range(num_agents)]
+            prefix_widths = [
+                position[i] * action_dim if factorisation == "sequential" else 0 for i in range(num_agents)
+            ]
             self._prefix_widths = prefix_widths
-            self._net = ScoreNet(action_dim, groups=num_agents, name="agent_scores", **net,
-                                 padding=[(num_agents - 1) * action_dim - w for w in prefix_widths]
-                                 if factorisation == "sequential" else None)
+            self._net = ScoreNet(
+                action_dim,
+                groups=num_agents,
+                name="agent_scores",
+                **net,
+                padding=[(num_agents - 1) * action_dim - w for w in prefix_widths]
+                if factorisation == "sequential"
+                else None,
+            )
 
     def noise_prediction(
         self,
@@ -245,6 +270,7 @@ class BehaviourDiffusion(snt.Module):
         noise = rng.normal(tf.shape(actions))
         noisy = noised(actions, alpha, sigma, noise)
         dropout_seed = rng.make_seeds(1)[:, 0] if self.dropout > 0 else None
-        predicted = self.noise_prediction(noisy, t, state, clean_actions=actions, is_training=True,
-                                          dropout_seed=dropout_seed)
+        predicted = self.noise_prediction(
+            noisy, t, state, clean_actions=actions, is_training=True, dropout_seed=dropout_seed
+        )
         return denoising_loss(predicted, noise, mask)

@@ -32,8 +32,9 @@ from typing import IO, Any, Callable, Iterator, List, Optional, Tuple
 TEMPORARY_MARK = ".tmp-"
 PARTIAL_MARK = ".partial-"
 # Errors that come from the disk or the file system rather than from the program.
-DISK_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO")
-                        if hasattr(errno, name))
+DISK_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO") if hasattr(errno, name)
+)
 _LEFTOVER = re.compile(rf"(?:{re.escape(TEMPORARY_MARK)}|{re.escape(PARTIAL_MARK)})(\d+)$")
 
 

@@ -72,7 +72,9 @@ def WandbLogger(**kwargs: Any) -> BaseLogger:  # mirrors OG-MARL's class name
 def og_marl_system(module: str, class_name: str) -> type:
     """One of OG-MARL's own system classes (``og_marl.baselines...``); needs the og_marl host."""
     if HOST != "og_marl":
-        raise ImportError(f"OG-MARL's {class_name} needs OG-MARL ({HOST_ENV_VAR}={os.environ.get(HOST_ENV_VAR, 'auto')}).")
+        raise ImportError(
+            f"OG-MARL's {class_name} needs OG-MARL ({HOST_ENV_VAR}={os.environ.get(HOST_ENV_VAR, 'auto')})."
+        )
     import importlib
 
     return getattr(importlib.import_module(module), class_name)

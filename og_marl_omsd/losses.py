@@ -121,9 +121,9 @@ def score_regularised_actor_loss(
         ``(total, per_agent)``: the sum over agents, and the ``(N,)`` per-agent losses.
     """
     regulariser = score_regulariser(predicted_noise, noise, subtract_noise)
-    per_sample = weight[:, None, None] * tf.stop_gradient(regulariser) * actions - beta * tf.stop_gradient(
-        q_gradient
-    ) * actions  # (B,N,A)
+    per_sample = (
+        weight[:, None, None] * tf.stop_gradient(regulariser) * actions - beta * tf.stop_gradient(q_gradient) * actions
+    )  # (B,N,A)
     per_agent = tf.reduce_mean(tf.reduce_sum(per_sample, axis=-1), axis=0)  # (N,)
     return tf.reduce_sum(per_agent), per_agent
 

@@ -94,7 +94,9 @@ def setup_devices() -> None:
 def system_parameters(system_class: type, params: Dict[str, Any]) -> Dict[str, Any]:
     """Check ``system.*`` against the constructor: unknown names and wrong types are errors."""
     signature = inspect.signature(system_class.__init__)  # type: ignore[misc]
-    known = {name: p.default for name, p in signature.parameters.items() if name not in ("self", "environment", "logger")}
+    known = {
+        name: p.default for name, p in signature.parameters.items() if name not in ("self", "environment", "logger")
+    }
     reserved = {"reward_scale", "seed"}  # set by the runner
     problems = []
     for name, value in params.items():
@@ -107,17 +109,28 @@ def system_parameters(system_class: type, params: Dict[str, Any]) -> Dict[str, A
             default = known[name]
             if isinstance(default, bool) and not isinstance(value, bool):
                 problems.append(f"system.{name} must be true or false, got {value!r}")
-            elif isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, (int, float))
+            elif (
+                isinstance(default, (int, float))
+                and not isinstance(default, bool)
+                and (isinstance(value, bool) or not isinstance(value, (int, float)))
             ):
                 problems.append(f"system.{name} must be a number, got {value!r}")
-            elif isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and not value.is_integer():
+            elif (
+                isinstance(default, int)
+                and not isinstance(default, bool)
+                and isinstance(value, float)
+                and not value.is_integer()
+            ):
                 problems.append(f"system.{name} must be an integer, got {value!r}")
     if problems:
         choices = ", ".join(sorted(set(known) - reserved))
-        raise UserError("Bad system configuration: " + "; ".join(problems) + f". Parameters of {system_class.__name__}: {choices}.")
-    params = {k: (int(v) if isinstance(known[k], int) and not isinstance(known[k], bool) and isinstance(v, float) else v)
-              for k, v in params.items()}
+        raise UserError(
+            "Bad system configuration: " + "; ".join(problems) + f". Parameters of {system_class.__name__}: {choices}."
+        )
+    params = {
+        k: (int(v) if isinstance(known[k], int) and not isinstance(known[k], bool) and isinstance(v, float) else v)
+        for k, v in params.items()
+    }
     check = getattr(system_class, "check_parameters", None)
     if check is not None:
         try:
@@ -172,7 +185,9 @@ def default_run_dir(cfg: DictConfig, dataset: str) -> str:
     """``runs/<system>/<env>-<task>/<dataset>/seed<seed>-<hash>``: the same command finds its run."""
     resolved = run_identity(cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=True)), dataset)
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return os.path.join(cfg.runs_root, cfg.system.name, f"{cfg.env.name}-{cfg.task.name}", dataset, f"seed{cfg.seed}-{digest}")
+    return os.path.join(
+        cfg.runs_root, cfg.system.name, f"{cfg.env.name}-{cfg.task.name}", dataset, f"seed{cfg.seed}-{digest}"
+    )
 
 
 def reward_scale(task: DictConfig, returns: np.ndarray) -> float:
@@ -182,7 +197,9 @@ def reward_scale(task: DictConfig, returns: np.ndarray) -> float:
     if task.reward_normalisation == "episode_return_range":
         spread = float(returns.max() - returns.min()) if returns.size else 0.0
         return 1000.0 / spread if spread > 0 else 1.0
-    raise UserError(f"task.reward_normalisation must be 'none' or 'episode_return_range', got {task.reward_normalisation!r}.")
+    raise UserError(
+        f"task.reward_normalisation must be 'none' or 'episode_return_range', got {task.reward_normalisation!r}."
+    )
 
 
 def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
@@ -193,8 +210,10 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
     try:
         vault_config = load_vault_config(cfg.task.vault_config)
     except FileNotFoundError as error:
-        raise UserError(f"Task {cfg.task.name} names vault config {cfg.task.vault_config!r}, which does not exist: "
-                        f"{error} Add it to vault_configs/ or set task.vault_config=<name or path>.") from None
+        raise UserError(
+            f"Task {cfg.task.name} names vault config {cfg.task.vault_config!r}, which does not exist: "
+            f"{error} Add it to vault_configs/ or set task.vault_config=<name or path>."
+        ) from None
     location = location_of(vault_config, cfg.vault_dir)
     if location.exists(dataset):
         return location
@@ -234,15 +253,22 @@ def check_run_settings(cfg: DictConfig) -> None:
     resolved = cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     unknown = unknown_keys(resolved, {"": RunSchema, "replay": ReplaySchema, "logger": LoggerSchema})
     if unknown:
-        raise UserError(f"Unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (added with +?): it "
-                        "would be ignored. Settings: " + ", ".join(f.name for f in fields(RunSchema)) + "; replay."
-                        + ", replay.".join(f.name for f in fields(ReplaySchema)) + ". Remove it or fix its name.")
+        raise UserError(
+            f"Unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (added with +?): it "
+            "would be ignored. Settings: "
+            + ", ".join(f.name for f in fields(RunSchema))
+            + "; replay."
+            + ", replay.".join(f.name for f in fields(ReplaySchema))
+            + ". Remove it or fix its name."
+        )
     problems = rule_problems(_flatten(resolved), RUN_RULES)
     if problems:
         raise UserError("Bad run settings: " + "; ".join(problems) + ".")
     if cfg.logger.wandb and importlib.util.find_spec("wandb") is None:
-        raise UserError("logger.wandb=true needs the wandb package, which is not installed. Install it with "
-                        "`pip install wandb` (or `pip install og-marl-omsd[wandb]`), or run with logger.wandb=false.")
+        raise UserError(
+            "logger.wandb=true needs the wandb package, which is not installed. Install it with "
+            "`pip install wandb` (or `pip install og-marl-omsd[wandb]`), or run with logger.wandb=false."
+        )
     if cfg.task.env != cfg.env.name:
         raise UserError(
             f"Task {cfg.task.name!r} belongs to env {cfg.task.env!r}, not {cfg.env.name!r}. Pick a task of "
@@ -258,15 +284,19 @@ def check_same_run(cfg: DictConfig, dataset: str, run_dir: str) -> None:
     try:
         stored = run_identity(cast(Dict[str, Any], OmegaConf.to_container(OmegaConf.load(stored_path), resolve=True)))
     except Exception as error:  # any parse failure: the file is damaged
-        print(f"[resume] {stored_path} is damaged ({type(error).__name__}); it is written again for this run",
-              flush=True)
+        print(
+            f"[resume] {stored_path} is damaged ({type(error).__name__}); it is written again for this run", flush=True
+        )
         return
     current = run_identity(cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=True)), dataset)
     if stored == current:
         return
     flat_stored, flat_current = _flatten(stored), _flatten(current)
-    differences = [f"{key}: {flat_stored.get(key, '<unset>')!r} there, {flat_current.get(key, '<unset>')!r} now"
-                   for key in sorted(set(flat_stored) | set(flat_current)) if flat_stored.get(key) != flat_current.get(key)]
+    differences = [
+        f"{key}: {flat_stored.get(key, '<unset>')!r} there, {flat_current.get(key, '<unset>')!r} now"
+        for key in sorted(set(flat_stored) | set(flat_current))
+        if flat_stored.get(key) != flat_current.get(key)
+    ]
     raise UserError(
         f"Run directory {run_dir} holds a different run ({'; '.join(differences[:8])}"
         f"{'; ...' if len(differences) > 8 else ''}). Resuming it with other settings would mix two runs. Run with "
@@ -290,8 +320,9 @@ def _lock_run_dir(run_dir: str) -> Any:
     handle = open(os.path.join(run_dir, ".lock"), "w")
     if not try_lock(handle):
         handle.close()
-        raise UserError(f"Another process is running in {run_dir}. Wait for it to finish, or choose another "
-                        "run_dir=<path>.") from None
+        raise UserError(
+            f"Another process is running in {run_dir}. Wait for it to finish, or choose another run_dir=<path>."
+        ) from None
     _HELD_LOCKS.append(handle)
     return handle
 
@@ -347,8 +378,14 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     return results
 
 
-def run_results(cfg: DictConfig, dataset: str, host_name: str, evaluations: List[Dict[str, float]],
-                stage_steps: Dict[str, int], **extra: Any) -> Dict[str, Any]:
+def run_results(
+    cfg: DictConfig,
+    dataset: str,
+    host_name: str,
+    evaluations: List[Dict[str, float]],
+    stage_steps: Dict[str, int],
+    **extra: Any,
+) -> Dict[str, Any]:
     """``results.json``'s content: the run's identity, its final evaluation and evaluation
     curve, the steps of each stage, then ``extra`` (in the order given)."""
     return {
@@ -370,8 +407,11 @@ def print_summary(results: Dict[str, Any]) -> None:
     line = f"Final mean return: {final['mean_episode_return']:.4f}"
     if "coordination_rate" in final:
         line += f" | coordination rate: {final['coordination_rate']:.2f}"
-    print(f"{line} | wall time {results['wall_time_seconds']:.1f} s | results: {results['system']} "
-          f"{results['task']}/{results['dataset']} seed {results['seed']}", flush=True)
+    print(
+        f"{line} | wall time {results['wall_time_seconds']:.1f} s | results: {results['system']} "
+        f"{results['task']}/{results['dataset']} seed {results['seed']}",
+        flush=True,
+    )
     if "stage_steps" in results:
         print("Steps: " + ", ".join(f"{stage} {steps}" for stage, steps in results["stage_steps"].items()), flush=True)
 
@@ -390,9 +430,11 @@ def failure_report(error: BaseException) -> Optional[Tuple[int, str]]:
     if is_disk_error(error):
         filename, strerror = getattr(error, "filename", None), getattr(error, "strerror", None)
         where = f" {filename}" if filename else ""
-        return 3, (f"Stopped: could not write{where}: {strerror or error}. Free disk space (or fix the "
-                   "permissions) and run the same command again: it resumes from its last checkpoint, and the "
-                   "temporary files this run left behind are removed then.")
+        return 3, (
+            f"Stopped: could not write{where}: {strerror or error}. Free disk space (or fix the "
+            "permissions) and run the same command again: it resumes from its last checkpoint, and the "
+            "temporary files this run left behind are removed then."
+        )
     return None
 
 

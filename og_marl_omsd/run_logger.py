@@ -26,8 +26,9 @@ class EvaluationRecord:
         for logger in self._loggers:
             logger.write(logs, force=force)
         if "evaluation/mean_episode_return" in logs:
-            self._record({key.split("/", 1)[1]: float(value) for key, value in logs.items()
-                          if key.startswith("evaluation/")})
+            self._record(
+                {key.split("/", 1)[1]: float(value) for key, value in logs.items() if key.startswith("evaluation/")}
+            )
 
     def _record(self, record: Dict[str, float]) -> None:
         self.evaluations.append(record)

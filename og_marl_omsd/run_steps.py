@@ -69,8 +69,12 @@ class CheckedDataset:
     reward_scale: float
 
     def statistics(self) -> Dict[str, Any]:
-        return {"episodes": int(self.returns.size), "mean_return": float(self.returns.mean()),
-                "std_return": float(self.returns.std()), "fingerprint": self.fingerprint}
+        return {
+            "episodes": int(self.returns.size),
+            "mean_return": float(self.returns.mean()),
+            "std_return": float(self.returns.std()),
+            "fingerprint": self.fingerprint,
+        }
 
 
 def prepare_run(cfg: DictConfig) -> RunPlan:
@@ -91,16 +95,22 @@ def prepare_run(cfg: DictConfig) -> RunPlan:
         plan.completed = results
         return plan
     if problem != "missing":
-        print(f"[resume] {plan.results_path} is damaged ({problem or 'incomplete'}); the run resumes from its "
-              "checkpoints to write it again", flush=True)
+        print(
+            f"[resume] {plan.results_path} is damaged ({problem or 'incomplete'}); the run resumes from its "
+            "checkpoints to write it again",
+            flush=True,
+        )
     check_writable_directory(run_dir, "run directory", "run_dir")
     try:
         check_writable_directory(cfg.pretrained_dir, "pretrained cache directory", "pretrained_dir")
     except UserError:  # an existing read-only (shared) cache still serves the stages it holds
         if not os.path.isdir(cfg.pretrained_dir):
             raise
-        print(f"[run] the pretrained cache {cfg.pretrained_dir} is not writable: it is used read-only (stages it holds "
-              "are loaded; a stage it lacks is trained for this run and not cached)", flush=True)
+        print(
+            f"[run] the pretrained cache {cfg.pretrained_dir} is not writable: it is used read-only (stages it holds "
+            "are loaded; a stage it lacks is trained for this run and not cached)",
+            flush=True,
+        )
         plan.cache_read_only = True
     return plan
 
@@ -115,8 +125,9 @@ def make_environment(cfg: DictConfig) -> Any:
     return host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed)
 
 
-def load_dataset(cfg: DictConfig, location: Any, dataset: str, environment: Any,
-                 params: Dict[str, Any]) -> CheckedDataset:
+def load_dataset(
+    cfg: DictConfig, location: Any, dataset: str, environment: Any, params: Dict[str, Any]
+) -> CheckedDataset:
     """Dataset ``dataset`` of the vault ``location`` (:func:`og_marl_omsd.run.prepare_dataset`),
     checked against the environment and the settings; its returns, fingerprint and reward scale."""
     from og_marl_omsd.datasets.vaults import episode_returns, fingerprint
@@ -125,19 +136,35 @@ def load_dataset(cfg: DictConfig, location: Any, dataset: str, environment: Any,
 
     order = params.get("agent_order")
     if order is not None and len(order) != len(environment.agents):
-        raise UserError(f"Bad system configuration: system.agent_order={list(order)} orders {len(order)} agents, but "
-                        f"{cfg.task.name} has {len(environment.agents)} ({', '.join(environment.agents)}). Give a "
-                        "permutation of 0..N-1 or leave it null.")
+        raise UserError(
+            f"Bad system configuration: system.agent_order={list(order)} orders {len(order)} agents, but "
+            f"{cfg.task.name} has {len(environment.agents)} ({', '.join(environment.agents)}). Give a "
+            "permutation of 0..N-1 or leave it null."
+        )
     experience = read_checked_dataset(location, dataset)
-    checked = validate_experience(experience, environment, location.dataset_path(dataset),
-                                  f"{cfg.env.name} ({cfg.task.env_name}/{cfg.task.scenario})", cfg.clip_actions)
+    checked = validate_experience(
+        experience,
+        environment,
+        location.dataset_path(dataset),
+        f"{cfg.env.name} ({cfg.task.env_name}/{cfg.task.scenario})",
+        cfg.clip_actions,
+    )
     if cfg.replay.batch_size > checked["timesteps"]:
-        raise UserError(f"Bad run settings: replay.batch_size={cfg.replay.batch_size} is larger than dataset "
-                        f"{dataset}'s {checked['timesteps']} timesteps. Choose replay.batch_size <= "
-                        f"{checked['timesteps']} (the default is 256).")
+        raise UserError(
+            f"Bad run settings: replay.batch_size={cfg.replay.batch_size} is larger than dataset "
+            f"{dataset}'s {checked['timesteps']} timesteps. Choose replay.batch_size <= "
+            f"{checked['timesteps']} (the default is 256)."
+        )
     returns = episode_returns(experience)
-    return CheckedDataset(location, dataset, checked["timesteps"], checked["actions_outside"], returns,
-                          fingerprint(experience), reward_scale(cfg.task, returns))
+    return CheckedDataset(
+        location,
+        dataset,
+        checked["timesteps"],
+        checked["actions_outside"],
+        returns,
+        fingerprint(experience),
+        reward_scale(cfg.task, returns),
+    )
 
 
 def open_run_dir(cfg: DictConfig, plan: RunPlan, data: CheckedDataset) -> Any:
@@ -158,14 +185,22 @@ def open_run_dir(cfg: DictConfig, plan: RunPlan, data: CheckedDataset) -> Any:
         stored_config = None
     if stored_config is None:
         write_text(config_path, OmegaConf.to_yaml(cfg, resolve=True))
-    print(f"[run] {cfg.system.name} on {cfg.task.name}/{plan.dataset} seed {cfg.seed} (host: {host.HOST}); run dir "
-          f"{plan.run_dir}", flush=True)
-    print(f"[run] dataset {data.location.dataset_path(data.uid)}: {data.timesteps} steps, "
-          f"{data.returns.size} episodes, return {data.returns.mean():.3f} +- {data.returns.std():.3f}; fingerprint "
-          f"{data.fingerprint}; reward scale {data.reward_scale:.4g}", flush=True)
+    print(
+        f"[run] {cfg.system.name} on {cfg.task.name}/{plan.dataset} seed {cfg.seed} (host: {host.HOST}); run dir "
+        f"{plan.run_dir}",
+        flush=True,
+    )
+    print(
+        f"[run] dataset {data.location.dataset_path(data.uid)}: {data.timesteps} steps, "
+        f"{data.returns.size} episodes, return {data.returns.mean():.3f} +- {data.returns.std():.3f}; fingerprint "
+        f"{data.fingerprint}; reward scale {data.reward_scale:.4g}",
+        flush=True,
+    )
     if data.actions_outside:
-        print(f"[run] clip_actions=true: {data.actions_outside} action values outside [-1, 1] are clipped for "
-              "training", flush=True)
+        print(
+            f"[run] clip_actions=true: {data.actions_outside} action values outside [-1, 1] are clipped for training",
+            flush=True,
+        )
     return lock
 
 
@@ -181,8 +216,9 @@ def make_run_logger(cfg: DictConfig, plan: RunPlan, environment: Any) -> Any:
     return RunLogger(loggers, json_writer, environment=environment)
 
 
-def build_system_and_buffer(cfg: DictConfig, system_class: type, params: Dict[str, Any], environment: Any,
-                            logger: Any, data: CheckedDataset) -> Tuple[Any, Any]:
+def build_system_and_buffer(
+    cfg: DictConfig, system_class: type, params: Dict[str, Any], environment: Any, logger: Any, data: CheckedDataset
+) -> Tuple[Any, Any]:
     """The replay buffer, filled from the dataset's vault, and the system (seeded, reward scale set)."""
     import tensorflow as tf
 
@@ -190,11 +226,13 @@ def build_system_and_buffer(cfg: DictConfig, system_class: type, params: Dict[st
 
     tf.random.set_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    buffer = host.FlashbaxReplayBuffer(sequence_length=cfg.replay.sequence_length, batch_size=cfg.replay.batch_size,
-                                       seed=cfg.seed)
+    buffer = host.FlashbaxReplayBuffer(
+        sequence_length=cfg.replay.sequence_length, batch_size=cfg.replay.batch_size, seed=cfg.seed
+    )
     location = data.location  # read where the vault config wrote it (a quick config has its own source)
-    buffer.populate_from_vault(location.source, location.env, location.scenario, data.uid,
-                               rel_dir=os.path.abspath(location.rel_dir))
+    buffer.populate_from_vault(
+        location.source, location.env, location.scenario, data.uid, rel_dir=os.path.abspath(location.rel_dir)
+    )
     system = system_class(environment, logger, **params, reward_scale=data.reward_scale, seed=cfg.seed)
     return system, buffer
 
@@ -208,8 +246,9 @@ def enable_checkpoints(system: Any, cfg: DictConfig, run_dir: str, logger: Any) 
     tracking.plan_stages(system, int(cfg.training_steps))
 
 
-def pretrain(system: Any, buffer: Any, cfg: DictConfig, data: CheckedDataset,
-             cache_read_only: bool = False) -> Dict[str, str]:
+def pretrain(
+    system: Any, buffer: Any, cfg: DictConfig, data: CheckedDataset, cache_read_only: bool = False
+) -> Dict[str, str]:
     """The pretraining stages (loaded from the shared cache when it holds them); their cache keys."""
     from og_marl_omsd.systems.pretraining import PretrainedCache
 
@@ -218,12 +257,25 @@ def pretrain(system: Any, buffer: Any, cfg: DictConfig, data: CheckedDataset,
 
 def train_and_evaluate(system: Any, buffer: Any, cfg: DictConfig) -> None:
     """The actor stage with the host's training loop and its evaluations."""
-    system.train(buffer, training_steps=int(cfg.training_steps), evaluation_every=int(cfg.evaluation_every),
-                 num_eval_episodes=int(cfg.num_eval_episodes))
+    system.train(
+        buffer,
+        training_steps=int(cfg.training_steps),
+        evaluation_every=int(cfg.evaluation_every),
+        num_eval_episodes=int(cfg.num_eval_episodes),
+    )
 
 
-def finish_run(cfg: DictConfig, plan: RunPlan, data: CheckedDataset, system: Any, environment: Any, logger: Any,
-               cache_keys: Dict[str, str], start: float, pretrain_seconds: float) -> Dict[str, Any]:
+def finish_run(
+    cfg: DictConfig,
+    plan: RunPlan,
+    data: CheckedDataset,
+    system: Any,
+    environment: Any,
+    logger: Any,
+    cache_keys: Dict[str, str],
+    start: float,
+    pretrain_seconds: float,
+) -> Dict[str, Any]:
     """Export the policy, close the logger (marl-eval's final entries) and return ``results.json``'s content."""
     from og_marl_omsd import host, tracking
     from og_marl_omsd.run import run_results
@@ -233,7 +285,11 @@ def finish_run(cfg: DictConfig, plan: RunPlan, data: CheckedDataset, system: Any
     logger.write_absolute({k: v for k, v in final.items() if k != "training_steps"})
     logger.close()
     return run_results(
-        cfg, plan.dataset, host.HOST, logger.evaluations, {**system.stage_steps, "actors": int(system.training_step_ctr)},
+        cfg,
+        plan.dataset,
+        host.HOST,
+        logger.evaluations,
+        {**system.stage_steps, "actors": int(system.training_step_ctr)},
         dataset_statistics=data.statistics(),
         reward_scale=data.reward_scale,
         pretrained_cache_keys=cache_keys,

@@ -82,8 +82,10 @@ def plan_stages(system: Any, training_steps: int) -> None:
     from og_marl_omsd import progress
 
     stages = {}
-    for stage, config in (("critic", getattr(system, "critic_config", None)),
-                          ("behaviour", getattr(system, "behaviour_config", None))):
+    for stage, config in (
+        ("critic", getattr(system, "critic_config", None)),
+        ("behaviour", getattr(system, "behaviour_config", None)),
+    ):
         if config is not None:
             stages[stage] = int(config.steps)
     stages["actors"] = int(training_steps)
@@ -100,12 +102,19 @@ def finish_run(system: Any, environment: Any, run_dir: str, cfg: DictConfig, dat
     progress.plan_run(None)
     provenance = collect()
     extra: Dict[str, Any] = {
-        "final_evaluation_episodes": final_evaluation_record(environment, 10 * int(cfg.num_eval_episodes),
-                                                            int(cfg.seed)),
+        "final_evaluation_episodes": final_evaluation_record(
+            environment, 10 * int(cfg.num_eval_episodes), int(cfg.seed)
+        ),
         "provenance": provenance,
     }
     if hasattr(system, "actors"):
-        info = {"system": cfg.system.name, "env": cfg.env.name, "task": cfg.task.name, "dataset": dataset,
-                "seed": int(cfg.seed), "provenance": provenance}
+        info = {
+            "system": cfg.system.name,
+            "env": cfg.env.name,
+            "task": cfg.task.name,
+            "dataset": dataset,
+            "seed": int(cfg.seed),
+            "provenance": provenance,
+        }
         extra["policy"] = os.path.relpath(export_system(system, run_dir, info), run_dir)  # relative to the run dir
     return extra

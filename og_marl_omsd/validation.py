@@ -87,22 +87,28 @@ def validate_experience(
             count, observation, action or state shape; expected vs found), NaN or inf in any
             field (with counts), or actions outside [-1, 1] unless ``clip_actions``.
     """
-    hint = ("The dataset must be recorded in this environment: pick another with dataset=<name>, or delete it and "
-            "let the runner generate it again from its vault config.")
+    hint = (
+        "The dataset must be recorded in this environment: pick another with dataset=<name>, or delete it and "
+        "let the runner generate it again from its vault config."
+    )
     expected = expected_field_shapes(environment)
     arrays = {name: _field(experience, name) for name in expected}
     timesteps = {name: int(array.shape[0]) if array.ndim else 0 for name, array in arrays.items() if array is not None}
     if max(timesteps.values(), default=0) == 0:
-        raise UserError(f"Dataset {dataset} is empty (0 timesteps). Delete it and generate it again, or choose "
-                        "another with dataset=<name>.")
+        raise UserError(
+            f"Dataset {dataset} is empty (0 timesteps). Delete it and generate it again, or choose "
+            "another with dataset=<name>."
+        )
     missing = [name for name, array in arrays.items() if array is None]
     if missing:
-        raise UserError(f"Dataset {dataset} has no field {', '.join(missing)} (an OG-MARL vault has "
-                        f"{', '.join(expected)}). {hint}")
+        raise UserError(
+            f"Dataset {dataset} has no field {', '.join(missing)} (an OG-MARL vault has {', '.join(expected)}). {hint}"
+        )
     problems = _shape_problems(arrays, timesteps, expected, environment)
     if problems:
-        raise UserError(f"Dataset {dataset} does not match environment {environment_name}: " + "; ".join(problems)
-                        + f". {hint}")
+        raise UserError(
+            f"Dataset {dataset} does not match environment {environment_name}: " + "; ".join(problems) + f". {hint}"
+        )
     _check_finite(arrays, dataset)
     actions = arrays["actions"]
     outside = int(np.count_nonzero(np.abs(actions) > 1.0))
@@ -116,19 +122,25 @@ def validate_experience(
     return {"timesteps": timesteps["actions"], "actions_outside": outside}
 
 
-def _shape_problems(arrays: Mapping[str, np.ndarray], timesteps: Mapping[str, int],
-                    expected: Mapping[str, Tuple[int, ...]], environment: Any) -> List[str]:
+def _shape_problems(
+    arrays: Mapping[str, np.ndarray],
+    timesteps: Mapping[str, int],
+    expected: Mapping[str, Tuple[int, ...]],
+    environment: Any,
+) -> List[str]:
     """Lengths, agent count and per-step shapes that do not match the environment."""
     problems: List[str] = []
     if len(set(timesteps.values())) > 1:
         problems.append("fields have different lengths (" + ", ".join(f"{k} {v}" for k, v in timesteps.items()) + ")")
     agents = len(environment.agents)
-    found_agents = {name: int(array.shape[1]) for name, array in arrays.items()
-                    if name != "infos.state" and array.ndim >= 2}
+    found_agents = {
+        name: int(array.shape[1]) for name, array in arrays.items() if name != "infos.state" and array.ndim >= 2
+    }
     if any(count != agents for count in found_agents.values()):
         found = sorted(set(found_agents.values()))
-        problems.append(f"agent count: expected {agents} ({', '.join(environment.agents)}), found "
-                        f"{' / '.join(map(str, found))}")
+        problems.append(
+            f"agent count: expected {agents} ({', '.join(environment.agents)}), found {' / '.join(map(str, found))}"
+        )
     for name, shape in expected.items():
         found_shape = tuple(int(d) for d in arrays[name].shape[1:])
         if found_shape != shape:
@@ -145,8 +157,10 @@ def _check_finite(arrays: Mapping[str, np.ndarray], dataset: str) -> None:
             if nans or infs:
                 non_finite.append(f"{name}: {nans} NaN, {infs} inf of {array.size} values")
     if non_finite:
-        raise UserError(f"Dataset {dataset} has non-finite values (" + "; ".join(non_finite) + "). Training on them "
-                        "makes every loss NaN. Regenerate or repair the dataset, or choose another with dataset=<name>.")
+        raise UserError(
+            f"Dataset {dataset} has non-finite values (" + "; ".join(non_finite) + "). Training on them "
+            "makes every loss NaN. Regenerate or repair the dataset, or choose another with dataset=<name>."
+        )
 
 
 # ---------------------------------------------------------------------- settings
@@ -163,8 +177,11 @@ def _positive_sizes(value: Any) -> bool:
 
 
 def _permutation(value: Any) -> bool:
-    return value is None or (isinstance(value, (list, tuple)) and all(_whole(v) for v in value)
-                             and sorted(int(v) for v in value) == list(range(len(value))))
+    return value is None or (
+        isinstance(value, (list, tuple))
+        and all(_whole(v) for v in value)
+        and sorted(int(v) for v in value) == list(range(len(value)))
+    )
 
 
 # A setting's rule: (test, what it must be). Checked before anything is built or written;
@@ -195,16 +212,21 @@ RUN_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "evaluation_every": (lambda v: _whole(v) and v >= 1, "> 0"),
     "num_eval_episodes": (lambda v: _whole(v) and v >= 1, "> 0"),
     "checkpoint_every": (lambda v: _whole(v) and v >= 1, "> 0"),
-    "replay.sequence_length": (lambda v: _whole(v) and v >= 2, "a whole number >= 2 (a transition needs its "
-                               "successor)"),
-    "replay.batch_size": (lambda v: _whole(v) and 1 <= v <= MAX_BATCH_SIZE,
-                          f"a whole number in [1, {MAX_BATCH_SIZE}] (and at most the dataset's timesteps)"),
+    "replay.sequence_length": (
+        lambda v: _whole(v) and v >= 2,
+        "a whole number >= 2 (a transition needs its successor)",
+    ),
+    "replay.batch_size": (
+        lambda v: _whole(v) and 1 <= v <= MAX_BATCH_SIZE,
+        f"a whole number in [1, {MAX_BATCH_SIZE}] (and at most the dataset's timesteps)",
+    ),
     "logger.terminal_log_every": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (seconds)"),
 }
 
 
-def rule_problems(values: Mapping[str, Any], rules: Mapping[str, Tuple[Callable[[Any], bool], str]],
-                  prefix: str = "") -> List[str]:
+def rule_problems(
+    values: Mapping[str, Any], rules: Mapping[str, Tuple[Callable[[Any], bool], str]], prefix: str = ""
+) -> List[str]:
     """``"<prefix><name> must be <what> (got <value>)"`` for every value in ``values`` that breaks its rule."""
     problems = []
     for name, (test, what) in rules.items():

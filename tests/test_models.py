@@ -57,8 +57,9 @@ def _predicted_score(model, x, t, clean=None):
     n = x.shape[0]
     t_batch = tf.fill([n], float(t))
     clean = x if clean is None else clean
-    return model.score(tf.constant(x[..., None], tf.float32), t_batch, tf.ones([n, 1]),
-                       tf.constant(clean[..., None], tf.float32)).numpy()[..., 0]
+    return model.score(
+        tf.constant(x[..., None], tf.float32), t_batch, tf.ones([n, 1]), tf.constant(clean[..., None], tf.float32)
+    ).numpy()[..., 0]
 
 
 @pytest.mark.slow
@@ -87,7 +88,9 @@ def test_sequential_second_agent_follows_first_agents_mode(trained_models, t):
         learned = _predicted_score(trained_models["sequential"], x, t)[:, 1]
         assert np.all(sign * learned > 0), f"agent 2's score at a_1={a1} should point toward {sign * 0.8}"
         w_pos, w_neg = np.exp(-((a1 - MEAN) ** 2) / (2 * VAR)), np.exp(-((a1 + MEAN) ** 2) / (2 * VAR))
-        exact = _gmm_score_1d(x2, [alpha * MEAN, -alpha * MEAN], [w_pos / (w_pos + w_neg), w_neg / (w_pos + w_neg)], var)
+        exact = _gmm_score_1d(
+            x2, [alpha * MEAN, -alpha * MEAN], [w_pos / (w_pos + w_neg), w_neg / (w_pos + w_neg)], var
+        )
         assert np.mean(np.abs(sigma * (learned - exact))) < 0.2
 
 

@@ -21,8 +21,11 @@ def constructor_defaults(system: str) -> dict:
 def test_yaml_defaults_are_the_constructor_defaults():
     with open(os.path.join(CONFIGS, "system_defaults", "score_regularised.yaml")) as handle:
         defaults = yaml.safe_load(handle)
-    expected = {name: list(value) if isinstance(value, tuple) else value
-                for name, value in constructor_defaults("omsd").items() if name not in ("reward_scale", "seed")}
+    expected = {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in constructor_defaults("omsd").items()
+        if name not in ("reward_scale", "seed")
+    }
     assert defaults == expected
 
 

@@ -16,9 +16,18 @@ SYSTEMS = {
     "brpo_ind": ("independent", "independent", False),
     "brpo_jal": ("joint", "joint", True),
 }
-TINY = dict(critic_steps=30, behaviour_steps=30, critic_hidden_sizes=(16,), actor_hidden_sizes=(16,),
-            diffusion_width=16, diffusion_hidden=32, diffusion_blocks=1, diffusion_time_dim=16,
-            pretrain_log_every=10**6, jit_compile=False)
+TINY = dict(
+    critic_steps=30,
+    behaviour_steps=30,
+    critic_hidden_sizes=(16,),
+    actor_hidden_sizes=(16,),
+    diffusion_width=16,
+    diffusion_hidden=32,
+    diffusion_blocks=1,
+    diffusion_time_dim=16,
+    pretrain_log_every=10**6,
+    jit_compile=False,
+)
 
 
 class _Quiet(TerminalLogger):
@@ -64,8 +73,10 @@ def test_pretrained_parts_are_shared_through_the_cache(buffer, tmp_path):
     from og_marl_omsd.systems.pretraining import PretrainedCache
 
     cache = PretrainedCache(str(tmp_path))
-    keys = {name: load_system(name)(BanditEnvironment(), _Quiet(), seed=2, **TINY).pretrain(buffer, cache, "data")
-            for name in SYSTEMS}
+    keys = {
+        name: load_system(name)(BanditEnvironment(), _Quiet(), seed=2, **TINY).pretrain(buffer, cache, "data")
+        for name in SYSTEMS
+    }
     assert keys["omsd"]["critic"] == keys["brpo_fac"]["critic"] == keys["brpo_jal"]["critic"]
     assert keys["brpo_ind"]["behaviour"] == keys["brpo_fac"]["behaviour"]
     assert keys["brpo_ind"]["critic"] != keys["omsd"]["critic"]
@@ -140,12 +151,15 @@ def test_restart_actor_training_resets_actors_and_sets_hyperparameters(buffer):
     assert np.isfinite(first["losses/actor_loss"])
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(beta=0.0), "beta must be > 0"),
-    (dict(t_min=0.5, t_max=0.1), "t_min < t_max"),
-    (dict(expectile=1.0), "expectile"),
-    (dict(score_weight="sigma"), "score_weight"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(beta=0.0), "beta must be > 0"),
+        (dict(t_min=0.5, t_max=0.1), "t_min < t_max"),
+        (dict(expectile=1.0), "expectile"),
+        (dict(score_weight="sigma"), "score_weight"),
+    ],
+)
 def test_bad_hyperparameters_are_clear_errors(bad, match):
     with pytest.raises(ValueError, match=match):
         load_system("omsd")(BanditEnvironment(), _Quiet(), **{**TINY, **bad})

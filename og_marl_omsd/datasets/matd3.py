@@ -40,8 +40,18 @@ from og_marl_omsd.datasets.matd3_learner import MATD3, FrozenActors, ReplayBuffe
 from og_marl_omsd.datasets.rollouts import run_episodes
 from og_marl_omsd.files import partial_dir, publish_dir, write_json, write_text
 
-__all__ = ["LATEST", "MATD3", "BehaviourTraining", "FrozenActors", "MATD3Config", "ReplayBuffer", "actor_sizes",
-           "medium_step", "run_episodes", "save_actor_weights"]
+__all__ = [
+    "LATEST",
+    "MATD3",
+    "BehaviourTraining",
+    "FrozenActors",
+    "MATD3Config",
+    "ReplayBuffer",
+    "actor_sizes",
+    "medium_step",
+    "run_episodes",
+    "save_actor_weights",
+]
 
 LATEST = "LATEST"
 
@@ -55,8 +65,15 @@ def _format_seconds(seconds: float) -> str:
 class BehaviourTraining:
     """A resumable MATD3 run in ``work_dir`` (see the module docstring for the layout)."""
 
-    def __init__(self, work_dir: str, make_env: Callable[[int], Any], config: MATD3Config, seed: int,
-                 run_identity: Optional[Dict[str, Any]] = None, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        work_dir: str,
+        make_env: Callable[[int], Any],
+        config: MATD3Config,
+        seed: int,
+        run_identity: Optional[Dict[str, Any]] = None,
+        log: Callable[[str], None] = print,
+    ):
         self.work_dir = work_dir
         self.make_env = make_env
         self.config = config
@@ -92,18 +109,29 @@ class BehaviourTraining:
         for file_name in sorted(os.listdir(self._path("replay"))):
             if not file_name.startswith("rows-") or file_name.endswith(".tmp.npz"):  # .tmp.npz: an older writer's
                 continue
-            start, stop = (int(part) for part in file_name[len("rows-"):-len(".npz")].split("-"))
+            start, stop = (int(part) for part in file_name[len("rows-") : -len(".npz")].split("-"))
             if start >= end:
                 continue
             with np.load(self._path("replay", file_name)) as stored:
-                parts.append((start, {key: stored[key][: end - start] for key in
-                                      ("observations", "actions", "rewards", "terminals", "truncations", "states")}))
+                parts.append(
+                    (
+                        start,
+                        {
+                            key: stored[key][: end - start]
+                            for key in ("observations", "actions", "rewards", "terminals", "truncations", "states")
+                        },
+                    )
+                )
         parts.sort(key=lambda part: part[0])
         covered = sum(part["actions"].shape[0] for _, part in parts)
         if covered != end:
-            raise RuntimeError(f"The saved replay rows in {self._path('replay')} cover {covered} of the first {end} steps.")
-        experience: Dict[str, Any] = {key: np.concatenate([part[key] for _, part in parts])
-                      for key in ("observations", "actions", "rewards", "terminals", "truncations")}
+            raise RuntimeError(
+                f"The saved replay rows in {self._path('replay')} cover {covered} of the first {end} steps."
+            )
+        experience: Dict[str, Any] = {
+            key: np.concatenate([part[key] for _, part in parts])
+            for key in ("observations", "actions", "rewards", "terminals", "truncations")
+        }
         experience["infos"] = {"state": np.concatenate([part["states"] for _, part in parts])}
         return experience
 
@@ -153,7 +181,7 @@ class BehaviourTraining:
             if not file_name.startswith("rows-") or file_name.endswith(".tmp.npz"):  # temporaries of a killed write
                 os.remove(path)
                 continue
-            start, end = (int(part) for part in file_name[len("rows-"):-len(".npz")].split("-"))
+            start, end = (int(part) for part in file_name[len("rows-") : -len(".npz")].split("-"))
             if end <= rows_saved:
                 replay.load_rows(path, start)
             else:
@@ -182,8 +210,9 @@ class BehaviourTraining:
             episode_return = self._play_episode(session)
             state["episodes"] += 1
             state["episode_returns"].append([state["step"], episode_return])
-            bar.update(state["step"], {"train_return": episode_return,
-                                       "evaluation_return": state["evaluations"][-1][1]})
+            bar.update(
+                state["step"], {"train_return": episode_return, "evaluation_return": state["evaluations"][-1][1]}
+            )
             self._after_episode(session, episode_return)
         bar.close()
         session.env.close()
@@ -208,20 +237,33 @@ class BehaviourTraining:
         replay = ReplayBuffer(config.total_steps + 1000 * 2, num_agents, observation_size, state_size, num_actions)
         state = self._restore(learner, replay)
         if state is None:
-            state = {"step": 0, "episodes": 0, "rows_saved": 0, "evaluations": [], "episode_returns": [],
-                     "stopped_early": False}
+            state = {
+                "step": 0,
+                "episodes": 0,
+                "rows_saved": 0,
+                "evaluations": [],
+                "episode_returns": [],
+                "stopped_early": False,
+            }
         else:
             rng.bit_generator.state = state["rng"]
             self.log(f"[matd3] resumed at step {state['step']} ({state['episodes']} episodes) from {self.work_dir}")
         training_env = self.make_env(self.seed)
         training_env._resets = state["episodes"]  # reset k uses seed + k: continue the sequence
         session = _Session(
-            learner=learner, replay=replay, rng=rng, state=state, env=training_env, agents=agents,
-            num_actions=num_actions, policy=FrozenActors(learner.actor_weights()),  # refreshed after every training call
+            learner=learner,
+            replay=replay,
+            rng=rng,
+            state=state,
+            env=training_env,
+            agents=agents,
+            num_actions=num_actions,
+            policy=FrozenActors(learner.actor_weights()),  # refreshed after every training call
             pending_updates=int(state.get("pending_updates", 0)),  # env steps not yet trained on
             next_evaluation=(state["step"] // config.evaluate_every + 1) * config.evaluate_every,
             next_checkpoint=(state["step"] // config.checkpoint_every + 1) * config.checkpoint_every,
-            started=time.time(), started_step=state["step"],
+            started=time.time(),
+            started_step=state["step"],
         )
         if state["step"] == 0:
             self._evaluate(learner, state)
@@ -250,9 +292,16 @@ class BehaviourTraining:
             reward = np.array([rewards[agent] for agent in agents], "float32")
             terminal = np.array([terminals[agent] for agent in agents], "float32")
             truncation = np.array([truncations[agent] for agent in agents], "float32")
-            session.replay.add(observations=observations, actions=actions, rewards=reward, terminals=terminal,
-                               truncations=truncation, states=global_state, next_observations=next_observations,
-                               next_states=info["state"])
+            session.replay.add(
+                observations=observations,
+                actions=actions,
+                rewards=reward,
+                terminals=terminal,
+                truncations=truncation,
+                states=global_state,
+                next_observations=next_observations,
+                next_states=info["state"],
+            )
             state["step"] += 1
             episode_return += float(team_reward(reward))
             observations, global_state = next_observations, info["state"]
@@ -302,8 +351,13 @@ class BehaviourTraining:
         the actors are saved as ``policies/step-<step>.npz``."""
         weights = learner.actor_weights()
         save_actor_weights(self.policy_path(state["step"]), weights)
-        returns, _ = run_episodes(self.make_env, FrozenActors(weights), self.config.evaluation_episodes,
-                                  seed=self.seed + 1_000_000, num_envs=self.config.evaluation_episodes)
+        returns, _ = run_episodes(
+            self.make_env,
+            FrozenActors(weights),
+            self.config.evaluation_episodes,
+            seed=self.seed + 1_000_000,
+            num_envs=self.config.evaluation_episodes,
+        )
         value = float(returns.mean())
         state["evaluations"].append([state["step"], value])
         write_json(self._path("evaluations.json"), state["evaluations"], indent=None)

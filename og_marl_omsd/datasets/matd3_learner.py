@@ -33,8 +33,14 @@ def _make_modules():
             self.weights, self.biases = [], []
             for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
                 bound = 1.0 / np.sqrt(fan_in)
-                self.weights.append(tf.Variable(rng.uniform(-bound, bound, (num_heads, fan_in, fan_out)).astype("float32"), name=f"w{layer}"))
-                self.biases.append(tf.Variable(rng.uniform(-bound, bound, (num_heads, fan_out)).astype("float32"), name=f"b{layer}"))
+                self.weights.append(
+                    tf.Variable(
+                        rng.uniform(-bound, bound, (num_heads, fan_in, fan_out)).astype("float32"), name=f"w{layer}"
+                    )
+                )
+                self.biases.append(
+                    tf.Variable(rng.uniform(-bound, bound, (num_heads, fan_out)).astype("float32"), name=f"b{layer}")
+                )
 
         def __call__(self, inputs):
             hidden = inputs
@@ -54,8 +60,15 @@ def actor_sizes(observation_size: int, num_actions: int, hidden_sizes: Sequence[
 class MATD3:
     """The MATD3 learner: networks, targets, optimisers and the compiled training step."""
 
-    def __init__(self, num_agents: int, observation_size: int, state_size: int, num_actions: int,
-                 config: MATD3Config, rng: np.random.Generator):
+    def __init__(
+        self,
+        num_agents: int,
+        observation_size: int,
+        state_size: int,
+        num_actions: int,
+        config: MATD3Config,
+        rng: np.random.Generator,
+    ):
         import sonnet as snt
         import tensorflow as tf
 
@@ -66,7 +79,9 @@ class MATD3:
         critic_input = state_size + num_agents * num_actions
         self.actors = AgentwiseMLP(num_agents, actor_sizes(observation_size, num_actions, hidden), rng, "actors")
         self.critics = AgentwiseMLP(2, [critic_input, *hidden, 1], rng, "twin_critic")
-        self.target_actors = AgentwiseMLP(num_agents, actor_sizes(observation_size, num_actions, hidden), rng, "target_actors")
+        self.target_actors = AgentwiseMLP(
+            num_agents, actor_sizes(observation_size, num_actions, hidden), rng, "target_actors"
+        )
         self.target_critics = AgentwiseMLP(2, [critic_input, *hidden, 1], rng, "target_twin_critic")
         for target, online in ((self.target_actors, self.actors), (self.target_critics, self.critics)):
             for target_variable, variable in zip(target.trainable_variables, online.trainable_variables):
@@ -77,9 +92,13 @@ class MATD3:
         self.critic_optimizer._initialize(self.critics.trainable_variables)
         self.updates = tf.Variable(0, dtype=tf.int64, name="updates")
         self.checkpoint = tf.train.Checkpoint(
-            actors=self.actors, critics=self.critics, target_actors=self.target_actors,
-            target_critics=self.target_critics, actor_optimizer=self.actor_optimizer,
-            critic_optimizer=self.critic_optimizer, updates=self.updates,
+            actors=self.actors,
+            critics=self.critics,
+            target_actors=self.target_actors,
+            target_critics=self.target_critics,
+            actor_optimizer=self.actor_optimizer,
+            critic_optimizer=self.critic_optimizer,
+            updates=self.updates,
         )
         self._train = tf.function(self._train_many, jit_compile=True)
 
@@ -159,8 +178,14 @@ class FrozenActors:
             return cls([stored[f"arr_{i}"] for i in range(len(stored.files))])
 
     @classmethod
-    def random(cls, observation_size: int, num_actions: int, num_agents: int, hidden_sizes: Sequence[int],
-               rng: np.random.Generator) -> "FrozenActors":
+    def random(
+        cls,
+        observation_size: int,
+        num_actions: int,
+        num_agents: int,
+        hidden_sizes: Sequence[int],
+        rng: np.random.Generator,
+    ) -> "FrozenActors":
         """A randomly initialised policy (the same initialisation as the trained actors)."""
         weights = []
         sizes = actor_sizes(observation_size, num_actions, hidden_sizes)
@@ -189,13 +214,29 @@ class ReplayBuffer:
     """All transitions of the run in order (capacity = total steps): nothing is evicted,
     so the buffer up to any step is that step's Medium-Replay."""
 
-    FIELDS = ("observations", "actions", "rewards", "terminals", "truncations", "states",
-              "next_observations", "next_states")
+    FIELDS = (
+        "observations",
+        "actions",
+        "rewards",
+        "terminals",
+        "truncations",
+        "states",
+        "next_observations",
+        "next_states",
+    )
 
     def __init__(self, capacity: int, num_agents: int, observation_size: int, state_size: int, num_actions: int):
         n, o, s, a = num_agents, observation_size, state_size, num_actions
-        shapes = {"observations": (n, o), "actions": (n, a), "rewards": (n,), "terminals": (n,),
-                  "truncations": (n,), "states": (s,), "next_observations": (n, o), "next_states": (s,)}
+        shapes = {
+            "observations": (n, o),
+            "actions": (n, a),
+            "rewards": (n,),
+            "terminals": (n,),
+            "truncations": (n,),
+            "states": (s,),
+            "next_observations": (n, o),
+            "next_states": (s,),
+        }
         self.data = {key: np.zeros((capacity, *shape), "float32") for key, shape in shapes.items()}
         self.size = 0
 
@@ -206,7 +247,10 @@ class ReplayBuffer:
 
     def sample(self, rng: np.random.Generator, num_batches: int, batch_size: int) -> Dict[str, np.ndarray]:
         index = rng.integers(0, self.size, (num_batches, batch_size))
-        batch = {key: self.data[key][index] for key in ("observations", "actions", "states", "next_observations", "next_states")}
+        batch = {
+            key: self.data[key][index]
+            for key in ("observations", "actions", "states", "next_observations", "next_states")
+        }
         from og_marl_omsd.losses import team_reward  # TensorFlow is imported on first use only
 
         batch["rewards"] = team_reward(self.data["rewards"][index])  # (K, B)
@@ -221,6 +265,6 @@ class ReplayBuffer:
         with np.load(path) as stored:
             count = stored["actions"].shape[0]
             for key in self.FIELDS:
-                self.data[key][start:start + count] = stored[key]
+                self.data[key][start : start + count] = stored[key]
         self.size = max(self.size, start + count)
         return count

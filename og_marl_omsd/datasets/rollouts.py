@@ -44,9 +44,16 @@ def run_episodes(
 RECORDED_KEYS = ("observations", "actions", "rewards", "terminals", "truncations", "state")
 
 
-def _play_lockstep(envs: List[Any], episode_ids: List[int], policy: Callable[[np.ndarray], np.ndarray], noise: float,
-                   rng: np.random.Generator, returns: np.ndarray, recorded: Optional[List[Dict[str, np.ndarray]]],
-                   progress: Optional[Callable[[int], None]]) -> None:
+def _play_lockstep(
+    envs: List[Any],
+    episode_ids: List[int],
+    policy: Callable[[np.ndarray], np.ndarray],
+    noise: float,
+    rng: np.random.Generator,
+    returns: np.ndarray,
+    recorded: Optional[List[Dict[str, np.ndarray]]],
+    progress: Optional[Callable[[int], None]],
+) -> None:
     """Play one episode in each of ``envs`` (episode ``episode_ids[i]`` in ``envs[i]``) until all
     have ended; adds each episode's team return to ``returns`` and, when ``recorded`` is given,
     stores its steps there."""
@@ -92,7 +99,9 @@ def _play_lockstep(envs: List[Any], episode_ids: List[int], policy: Callable[[np
 
 def _concatenated(recorded: List[Dict[str, np.ndarray]]) -> Dict[str, Any]:
     """Recorded episodes, in order, as OG-MARL experience arrays (float32, leading time axis)."""
-    experience: Dict[str, Any] = {key: np.concatenate([episode[key] for episode in recorded]).astype("float32")
-                                  for key in ("observations", "actions", "rewards", "terminals", "truncations")}
+    experience: Dict[str, Any] = {
+        key: np.concatenate([episode[key] for episode in recorded]).astype("float32")
+        for key in ("observations", "actions", "rewards", "terminals", "truncations")
+    }
     experience["infos"] = {"state": np.concatenate([episode["state"] for episode in recorded]).astype("float32")}
     return experience

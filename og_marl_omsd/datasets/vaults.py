@@ -87,8 +87,7 @@ def write_dataset(
     final_path = location.dataset_path(uid)
     if os.path.exists(final_path):
         raise FileExistsError(
-            f"Dataset {final_path} already exists; flashbax would append to it. Delete it "
-            "first or choose another uid."
+            f"Dataset {final_path} already exists; flashbax would append to it. Delete it first or choose another uid."
         )
     partial_uid = f"{PARTIAL_PREFIX}{uid}-{os.getpid()}"
     partial_path = location.dataset_path(partial_uid)

@@ -20,7 +20,9 @@ def action_update_direction(system: Any, state: tf.Tensor, actions: tf.Tensor, n
     system's own random stream; the actors follow it through their Jacobian.
     """
     if system.critic is None or system.behaviour_model is None:
-        raise RuntimeError("Call system.pretrain(replay_buffer) first: the direction needs the critic and behaviour model.")
+        raise RuntimeError(
+            "Call system.pretrain(replay_buffer) first: the direction needs the critic and behaviour model."
+        )
     points = tf.shape(actions)[0]
     repeated = tf.repeat(actions, num_samples, axis=0)
     repeated_state = tf.repeat(state, num_samples, axis=0)
@@ -30,6 +32,6 @@ def action_update_direction(system: Any, state: tf.Tensor, actions: tf.Tensor, n
     noisy = noised(repeated, alpha, sigma, noise)
     predicted = system.behaviour_model.noise_prediction(noisy, t, repeated_state, clean_actions=repeated)
     regulariser = score_regulariser(predicted, noise, system.subtract_noise)
-    weighted = (sigma ** system._weight_power)[:, None, None] * regulariser
+    weighted = (sigma**system._weight_power)[:, None, None] * regulariser
     score_term = tf.reduce_mean(tf.reshape(weighted, [points, num_samples, *actions.shape[1:]]), axis=1)
     return -(score_term - system._beta * system.critic.action_gradient(state, actions))

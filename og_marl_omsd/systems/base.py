@@ -181,7 +181,10 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self._weight_power = tf.Variable(config.weight_power, trainable=False, name="weight_power")
         tf.random.set_seed(derived_seed(self.seed, "actors"))
         self.actors = DeterministicActors(
-            self.num_agents, self.action_dim, config.hidden_sizes, shared=config.shared,
+            self.num_agents,
+            self.action_dim,
+            config.hidden_sizes,
+            shared=config.shared,
             centralised=self.centralised_actor,
         )
         self.actors(tf.zeros([1, self.num_agents, self.observation_dim]))  # create variables under the seed
@@ -252,8 +255,9 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     def _stage_checkpoint(self, stage: str, label: str, **kwargs: Any) -> Optional[StageCheckpoint]:
         if self._checkpointing is None:
             return None
-        return StageCheckpoint(self._checkpointing["directory"], stage, self._checkpointing["every"], label=label,
-                               **kwargs)
+        return StageCheckpoint(
+            self._checkpointing["directory"], stage, self._checkpointing["every"], label=label, **kwargs
+        )
 
     # ------------------------------------------------------------------ stage 1
     def build_critic(self) -> IQLCritic:
@@ -271,15 +275,24 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         config = self.behaviour_config
         tf.random.set_seed(derived_seed(self.seed, f"behaviour/{config.factorisation}"))
         model = BehaviourDiffusion(
-            config.factorisation, self.num_agents, self.action_dim, agent_order=config.agent_order,
-            shared=config.shared, width=config.width, hidden=config.hidden,
-            num_blocks=config.num_blocks, time_dim=config.time_dim, dropout=config.dropout,
+            config.factorisation,
+            self.num_agents,
+            self.action_dim,
+            agent_order=config.agent_order,
+            shared=config.shared,
+            width=config.width,
+            hidden=config.hidden,
+            num_blocks=config.num_blocks,
+            time_dim=config.time_dim,
+            dropout=config.dropout,
         )
         actions = tf.zeros([1, self.num_agents, self.action_dim])
         model.noise_prediction(actions, tf.ones([1]), tf.zeros([1, self.state_dim]), actions)
         return model
 
-    def pretrain(self, replay_buffer: Any, cache: Optional[PretrainedCache] = None, dataset_fingerprint: str = "") -> Dict[str, str]:
+    def pretrain(
+        self, replay_buffer: Any, cache: Optional[PretrainedCache] = None, dataset_fingerprint: str = ""
+    ) -> Dict[str, str]:
         """Train (or load from ``cache``) the critic and the behaviour model. Returns the cache keys."""
         keys = {}
         for stage, config, build, train in (
@@ -325,8 +338,15 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
                 v_loss = critic.value_loss(batch["state"], batch["actions"], config.expectile)
             v_optimizer.apply(tape.gradient(v_loss, critic.value_variables), critic.value_variables)
             with tf.GradientTape() as tape:
-                q_loss = critic.q_loss(batch["state"], batch["actions"], batch["reward"], batch["next_state"],
-                                       batch["done"], batch["mask"], config.discount)
+                q_loss = critic.q_loss(
+                    batch["state"],
+                    batch["actions"],
+                    batch["reward"],
+                    batch["next_state"],
+                    batch["done"],
+                    batch["mask"],
+                    config.discount,
+                )
             q_optimizer.apply(tape.gradient(q_loss, critic.q_variables), critic.q_variables)
             critic.update_targets(config.target_update_rate)
             logs = {"value_loss": v_loss, "q_loss": q_loss}
@@ -334,15 +354,28 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             return logs, batch["state"], batch["actions"]
 
         def steps(count):
-            initial = ({"value_loss": tf.zeros([]), "q_loss": tf.zeros([])},
-                       dataset.zeros("state"), dataset.zeros("actions"))
+            initial = (
+                {"value_loss": tf.zeros([]), "q_loss": tf.zeros([])},
+                dataset.zeros("state"),
+                dataset.zeros("actions"),
+            )
             logs, state, actions = repeat_steps(step, count, initial)
             q1, _ = critic.q_values(state, actions)  # logged only: once per call, on the last batch
             return logs | {"mean_q": tf.reduce_mean(q1)}
 
         self._run_pretraining_stage(
-            name, key, steps, config.steps, replay_buffer, guard,
-            trackables={"critic": critic, "q_optimizer": q_optimizer, "v_optimizer": v_optimizer, "batch_rng": batch_rng},
+            name,
+            key,
+            steps,
+            config.steps,
+            replay_buffer,
+            guard,
+            trackables={
+                "critic": critic,
+                "q_optimizer": q_optimizer,
+                "v_optimizer": v_optimizer,
+                "batch_rng": batch_rng,
+            },
             optimisers={q_optimizer: critic.q_variables, v_optimizer: critic.value_variables},
         )
 
@@ -372,24 +405,57 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             return repeat_steps(step, count, {"denoising_loss": tf.zeros([])})
 
         self._run_pretraining_stage(
-            name, key, steps, config.steps, replay_buffer, guard,
+            name,
+            key,
+            steps,
+            config.steps,
+            replay_buffer,
+            guard,
             trackables={"model": model, "optimizer": optimizer, "rng": rng, "batch_rng": batch_rng},
             optimisers={optimizer: model.trainable_variables},
         )
 
-    def _run_pretraining_stage(self, name: str, key: str, steps: Any, total: int, replay_buffer: Any,
-                               guard: FiniteGuard, trackables: Dict[str, Any], optimisers: Dict[Any, Any]) -> None:
+    def _run_pretraining_stage(
+        self,
+        name: str,
+        key: str,
+        steps: Any,
+        total: int,
+        replay_buffer: Any,
+        guard: FiniteGuard,
+        trackables: Dict[str, Any],
+        optimisers: Dict[Any, Any],
+    ) -> None:
         """Compile ``steps(count)`` and run it for ``total`` steps, checkpointed (``trackables``)
         and resumed in ``<name>-<key>``, logged every ``pretrain_log_every`` steps."""
         tf_steps = tf.function(steps, jit_compile=self._jit_compile, input_signature=[tf.TensorSpec([], tf.int32)])
-        checkpoint = self._stage_checkpoint(f"{name}-{key}", name, trackables=trackables, optimisers=optimisers,
-                                            replay_buffer=replay_buffer, guard=guard)
-        run_stage(name, total, lambda count: tf_steps(tf.constant(count, tf.int32)), self.logger,
-                  self.pretrain_log_every, checkpoint=checkpoint, guard=guard, steps_per_call=self.steps_per_call)
+        checkpoint = self._stage_checkpoint(
+            f"{name}-{key}",
+            name,
+            trackables=trackables,
+            optimisers=optimisers,
+            replay_buffer=replay_buffer,
+            guard=guard,
+        )
+        run_stage(
+            name,
+            total,
+            lambda count: tf_steps(tf.constant(count, tf.int32)),
+            self.logger,
+            self.pretrain_log_every,
+            checkpoint=checkpoint,
+            guard=guard,
+            steps_per_call=self.steps_per_call,
+        )
 
     # ------------------------------------------------------------------ stage 2
-    def train(self, replay_buffer: Any, training_steps: int = int(1e5), evaluation_every: Optional[int] = 5000,
-              num_eval_episodes: int = 32) -> None:
+    def train(
+        self,
+        replay_buffer: Any,
+        training_steps: int = int(1e5),
+        evaluation_every: Optional[int] = 5000,
+        num_eval_episodes: int = 32,
+    ) -> None:
         """OG-MARL's loop of :meth:`train_step` for ``training_steps`` more actor steps.
 
         With checkpointing enabled and a fresh actor stage, the stage first resumes from its
@@ -405,10 +471,18 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         checkpoint = None
         if self._checkpointing is not None and self.training_step_ctr == 0:
             checkpoint = self._stage_checkpoint(
-                "actors", "actors", trackables={"actors": self.actors, "optimizer": self.actor_optimizer, "rng": self._rng,
-                                                "batch_rng": self._batch_rng},
-                optimisers={self.actor_optimizer: self.actors.trainable_variables}, replay_buffer=replay_buffer,
-                guard=self._actor_guard, run_state=self._checkpointing["run_state"],
+                "actors",
+                "actors",
+                trackables={
+                    "actors": self.actors,
+                    "optimizer": self.actor_optimizer,
+                    "rng": self._rng,
+                    "batch_rng": self._batch_rng,
+                },
+                optimisers={self.actor_optimizer: self.actors.trainable_variables},
+                replay_buffer=replay_buffer,
+                guard=self._actor_guard,
+                run_state=self._checkpointing["run_state"],
             )
             assert checkpoint is not None  # checkpointing is enabled
             self.training_step_ctr = checkpoint.restore(total=steps)
@@ -421,16 +495,20 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             self._actor_checkpoint = None
             self._progress.close()
 
-    def _train_on_device(self, replay_buffer: Any, steps: int, evaluation_every: Optional[int],
-                         num_eval_episodes: int) -> None:
+    def _train_on_device(
+        self, replay_buffer: Any, steps: int, evaluation_every: Optional[int], num_eval_episodes: int
+    ) -> None:
         """OG-MARL's training loop (evaluate every ``evaluation_every`` steps and 10x the
         episodes at the end; log each call), with ``steps_per_call`` actor steps per compiled
         call on batches drawn on the device."""
         dataset = DeviceDataset.of(replay_buffer)
         run_steps = self._compiled_actor_steps.get(id(dataset))
         if run_steps is None:
-            run_steps = tf.function(lambda count: self._actor_steps(dataset, count), jit_compile=self._jit_compile,
-                                    input_signature=[tf.TensorSpec([], tf.int32)])
+            run_steps = tf.function(
+                lambda count: self._actor_steps(dataset, count),
+                jit_compile=self._jit_compile,
+                input_signature=[tf.TensorSpec([], tf.int32)],
+            )
             self._compiled_actor_steps = {id(dataset): run_steps}
         self._actor_total.assign(self._total_actor_steps)
         end = self.training_step_ctr + int(steps)
@@ -446,8 +524,14 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             train_logs = run_steps(tf.constant(count, tf.int32))
             elapsed = time.time() - start
             self.training_step_ctr += count
-            self.logger.write({**train_logs, "training_steps": self.training_step_ctr,
-                               "time_for_training_step": elapsed / count, "training_sps": count / max(elapsed, 1e-9)})
+            self.logger.write(
+                {
+                    **train_logs,
+                    "training_steps": self.training_step_ctr,
+                    "time_for_training_step": elapsed / count,
+                    "training_sps": count / max(elapsed, 1e-9),
+                }
+            )
             if self._progress is not None:
                 self._progress.update(self.training_step_ctr, train_logs)
             if self._actor_checkpoint is not None:
@@ -460,8 +544,13 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     def beta(self) -> float:
         return float(self._beta.numpy())
 
-    def restart_actor_training(self, beta: Optional[float] = None, t_min: Optional[float] = None,
-                               t_max: Optional[float] = None, score_weight: Optional[str] = None) -> None:
+    def restart_actor_training(
+        self,
+        beta: Optional[float] = None,
+        t_min: Optional[float] = None,
+        t_max: Optional[float] = None,
+        score_weight: Optional[str] = None,
+    ) -> None:
         """Start stage 2 afresh (initial actor weights, optimiser state, step counter and noise
         stream), optionally with new actor-stage hyperparameters; the pretrained critic and
         behaviour model and the compiled update are kept. This is how a beta sweep avoids
@@ -472,13 +561,20 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
                 checkpoint directory; give each sweep point its own run).
         """
         if self._checkpointing is not None:
-            raise RuntimeError("restart_actor_training cannot be combined with enable_checkpointing: give each "
-                               "actor run its own run directory.")
+            raise RuntimeError(
+                "restart_actor_training cannot be combined with enable_checkpointing: give each "
+                "actor run its own run directory."
+            )
         t_range = self._t_range.numpy()
         new_t = (t_range[0] if t_min is None else t_min, t_range[1] if t_max is None else t_max)
         new_beta = self.beta if beta is None else beta
-        actor = dataclasses.replace(self.actor_config, beta=new_beta, t_min=new_t[0], t_max=new_t[1],
-                                    score_weight=self.actor_config.score_weight if score_weight is None else score_weight)
+        actor = dataclasses.replace(
+            self.actor_config,
+            beta=new_beta,
+            t_min=new_t[0],
+            t_max=new_t[1],
+            score_weight=self.actor_config.score_weight if score_weight is None else score_weight,
+        )
         _raise_problems(actor.problems() + rule_problems({"beta": new_beta}, SYSTEM_RULES))
         self.actor_config = actor
         if score_weight is not None:
@@ -496,7 +592,9 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
 
     def _check_ready_for_actors(self) -> None:
         if self.critic is None or self.behaviour_model is None:
-            raise RuntimeError("Call pretrain(replay_buffer) before train(): the actors need the critic and behaviour model.")
+            raise RuntimeError(
+                "Call pretrain(replay_buffer) before train(): the actors need the critic and behaviour model."
+            )
 
     def actor_learning_rate(self, step: int) -> float:
         """Cosine decay from the initial rate to 0 over the actor steps."""
@@ -529,7 +627,12 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             predicted_noise = self.behaviour_model.noise_prediction(noisy, t, state, clean_actions=current)
             q_gradient = self.critic.action_gradient(state, current)
             loss, per_agent = score_regularised_actor_loss(
-                actions, predicted_noise, noise, q_gradient, sigma ** self._weight_power, self._beta,
+                actions,
+                predicted_noise,
+                noise,
+                q_gradient,
+                sigma**self._weight_power,
+                self._beta,
                 self.subtract_noise,
             )
         variables = self.actors.trainable_variables
@@ -558,9 +661,11 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     def _actor_steps(self, dataset: DeviceDataset, count: tf.Tensor) -> Dict[str, tf.Tensor]:
         """``count`` actor steps on device batches (one compiled call); the learning rate of
         each step follows :meth:`actor_learning_rate` from ``_actor_step_counter``."""
+
         def step():
-            progress = tf.minimum(tf.cast(self._actor_step_counter, tf.float64) / tf.cast(self._actor_total, tf.float64),
-                                  1.0)
+            progress = tf.minimum(
+                tf.cast(self._actor_step_counter, tf.float64) / tf.cast(self._actor_total, tf.float64), 1.0
+            )
             rate = self._actor_learning_rate * 0.5 * (1.0 + tf.cos(math.pi * progress))
             self._actor_lr.assign(tf.cast(rate, tf.float32))
             batch = dataset.sample(self._batch_rng)

@@ -38,8 +38,11 @@ def replay_signature(replay_buffer: Any) -> Dict[str, Any]:
     if replay_buffer is None:
         return {}
     kind = type(replay_buffer)
-    settings = {name.lstrip("_"): value for name, value in sorted(getattr(replay_buffer, "__dict__", {}).items())
-                if isinstance(value, (bool, int, float, str)) and "rng" not in name}
+    settings = {
+        name.lstrip("_"): value
+        for name, value in sorted(getattr(replay_buffer, "__dict__", {}).items())
+        if isinstance(value, (bool, int, float, str)) and "rng" not in name
+    }
     return {"class": f"{kind.__module__}.{kind.__qualname__}", **settings}
 
 
@@ -56,8 +59,13 @@ def stage_key(stage_config: Any, dataset_fingerprint: str, context: Optional[Dic
 
     if hasattr(stage_config, "cache_dict"):
         stage_config = stage_config.cache_dict()
-    payload = {"key_version": KEY_VERSION, "config": stage_config, "dataset": dataset_fingerprint,
-               "host": host.HOST, "context": context or {}}
+    payload = {
+        "key_version": KEY_VERSION,
+        "config": stage_config,
+        "dataset": dataset_fingerprint,
+        "host": host.HOST,
+        "context": context or {},
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -85,9 +93,13 @@ class PretrainedCache:
 
         if self.read_only:
             return contextlib.nullcontext()
+
         def waiting(holder: str) -> None:
-            print(f"[pretrain] {stage}: another process (pid {holder}) is training this stage for the cache "
-                  f"{self.path(stage, key)}; waiting for it, then loading its result", flush=True)
+            print(
+                f"[pretrain] {stage}: another process (pid {holder}) is training this stage for the cache "
+                f"{self.path(stage, key)}; waiting for it, then loading its result",
+                flush=True,
+            )
 
         return file_lock(os.path.join(self.root, ".locks", f"{stage}-{key}.lock"), waiting=waiting)
 
@@ -110,8 +122,11 @@ class PretrainedCache:
         except (OSError, ValueError, IndexError, RuntimeError, tf.errors.OpError) as error:  # truncated: IndexError
             problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if problem is not None:
-            print(f"[pretrain] {stage}: the cache entry {path} is damaged or incomplete ({problem}); treating it as "
-                  "a miss: training the stage and replacing the entry", flush=True)
+            print(
+                f"[pretrain] {stage}: the cache entry {path} is damaged or incomplete ({problem}); treating it as "
+                "a miss: training the stage and replacing the entry",
+                flush=True,
+            )
             if not self.read_only:
                 try:
                     discard(path)
@@ -143,9 +158,13 @@ class PretrainedCache:
             if partial is not None:
                 shutil.rmtree(partial, ignore_errors=True)
             if isinstance(error, (OSError, tf.errors.OpError)) and (
-                    is_disk_error(error) or isinstance(error, tf.errors.OpError)):
-                print(f"[pretrain] {stage}: could not write the cache entry {path} "
-                      f"({getattr(error, 'strerror', None) or error}); continuing without caching it", flush=True)
+                is_disk_error(error) or isinstance(error, tf.errors.OpError)
+            ):
+                print(
+                    f"[pretrain] {stage}: could not write the cache entry {path} "
+                    f"({getattr(error, 'strerror', None) or error}); continuing without caching it",
+                    flush=True,
+                )
                 return None
             raise
         return path
@@ -190,8 +209,11 @@ def run_stage(
                 if not np.isfinite(value):
                     raise NonFiniteLossError(f"Stage {name} stopped: non-finite {key} = {value} at step {step}.")
             logger.write(
-                values | {f"pretrain/{name}/step": step,
-                          f"pretrain/{name}/steps_per_second": (step - first + 1) / max(elapsed, 1e-9)},
+                values
+                | {
+                    f"pretrain/{name}/step": step,
+                    f"pretrain/{name}/steps_per_second": (step - first + 1) / max(elapsed, 1e-9),
+                },
                 force=True,
             )
     bar.close()

@@ -112,29 +112,44 @@ class BehaviourConfig:
         return dataclasses.asdict(self)
 
 
-def stage_configs(values: Mapping[str, Any], critic_kind: str, factorisation: str
-                  ) -> Tuple[ActorConfig, CriticConfig, BehaviourConfig]:
+def stage_configs(
+    values: Mapping[str, Any], critic_kind: str, factorisation: str
+) -> Tuple[ActorConfig, CriticConfig, BehaviourConfig]:
     """The three stage configs from the flat hyperparameters ``values`` (the constructor's keywords)."""
     seed = int(values["seed"])
     actor = ActorConfig(
-        beta=values["beta"], t_min=values["t_min"], t_max=values["t_max"], score_weight=values["score_weight"],
-        subtract_noise=bool(values["subtract_noise"]), hidden_sizes=tuple(values["actor_hidden_sizes"]),
-        learning_rate=float(values["actor_learning_rate"]), shared=bool(values["shared_actor"]),
+        beta=values["beta"],
+        t_min=values["t_min"],
+        t_max=values["t_max"],
+        score_weight=values["score_weight"],
+        subtract_noise=bool(values["subtract_noise"]),
+        hidden_sizes=tuple(values["actor_hidden_sizes"]),
+        learning_rate=float(values["actor_learning_rate"]),
+        shared=bool(values["shared_actor"]),
     )
     critic = CriticConfig(
-        kind=critic_kind, steps=int(values["critic_steps"]),
+        kind=critic_kind,
+        steps=int(values["critic_steps"]),
         hidden_sizes=[int(h) for h in values["critic_hidden_sizes"]],
-        learning_rate=float(values["critic_learning_rate"]), discount=float(values["discount"]),
-        expectile=float(values["expectile"]), target_update_rate=float(values["target_update_rate"]),
-        reward_scale=float(values["reward_scale"]), seed=seed,
+        learning_rate=float(values["critic_learning_rate"]),
+        discount=float(values["discount"]),
+        expectile=float(values["expectile"]),
+        target_update_rate=float(values["target_update_rate"]),
+        reward_scale=float(values["reward_scale"]),
+        seed=seed,
     )
     order = values["agent_order"]
     behaviour = BehaviourConfig(
-        factorisation=factorisation, steps=int(values["behaviour_steps"]),
-        learning_rate=float(values["behaviour_learning_rate"]), weight_decay=float(values["behaviour_weight_decay"]),
-        width=int(values["diffusion_width"]), hidden=int(values["diffusion_hidden"]),
-        num_blocks=int(values["diffusion_blocks"]), time_dim=int(values["diffusion_time_dim"]),
-        dropout=float(values["diffusion_dropout"]), shared=bool(values["shared_behaviour_model"]),
+        factorisation=factorisation,
+        steps=int(values["behaviour_steps"]),
+        learning_rate=float(values["behaviour_learning_rate"]),
+        weight_decay=float(values["behaviour_weight_decay"]),
+        width=int(values["diffusion_width"]),
+        hidden=int(values["diffusion_hidden"]),
+        num_blocks=int(values["diffusion_blocks"]),
+        time_dim=int(values["diffusion_time_dim"]),
+        dropout=float(values["diffusion_dropout"]),
+        shared=bool(values["shared_behaviour_model"]),
         # the order only matters for the sequential score
         agent_order=None if order is None or factorisation != "sequential" else [int(i) for i in order],
         seed=seed,

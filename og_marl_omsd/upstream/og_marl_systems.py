@@ -16,8 +16,10 @@ import os
 from typing import Any, Dict, NamedTuple, Optional, cast
 
 OFFLINE_DIR = "baselines/tf2_systems/offline"  # inside the og_marl package
-INSTALL_HINT = ("git clone https://github.com/instadeepai/og-marl && pip install --no-deps -e og-marl && "
-                "pip install wandb (OG-MARL is not on PyPI; its pinned requirements are not needed here)")
+INSTALL_HINT = (
+    "git clone https://github.com/instadeepai/og-marl && pip install --no-deps -e og-marl && "
+    "pip install wandb (OG-MARL is not on PyPI; its pinned requirements are not needed here)"
+)
 
 
 class OGMarlSystem(NamedTuple):
@@ -67,7 +69,7 @@ def replay_batch_size(package_dir: str) -> Optional[int]:
         if isinstance(node, ast.ClassDef) and node.name == "FlashbaxReplayBuffer":
             for item in node.body:
                 if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-                    arguments = item.args.args[-len(item.args.defaults):] if item.args.defaults else []
+                    arguments = item.args.args[-len(item.args.defaults) :] if item.args.defaults else []
                     for argument, default in zip(arguments, item.args.defaults):
                         if argument.arg == "batch_size" and isinstance(default, ast.Constant):
                             return int(default.value)  # type: ignore[arg-type]

@@ -41,6 +41,8 @@ def host_modules() -> Any:
     from og_marl_omsd import host
 
     return host
+
+
 # HOST END
 
 VaultPlace = Tuple[str, str, str, str]  # source, env_name, scenario, rel_dir
@@ -58,7 +60,7 @@ def command_line_system_keys() -> set:
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key.startswith("system."):
-            keys.add(key[len("system."):])
+            keys.add(key[len("system.") :])
     return keys
 
 
@@ -75,8 +77,9 @@ def offline_system_parameters(cfg: DictConfig, system_class: type) -> Dict[str, 
     explicit = command_line_system_keys()
     ignored = sorted(key for key in params if key not in accepted and key not in explicit)
     if ignored:
-        print(f"[run] {cfg.system.name} takes no {', '.join(ignored)} (env preset for other systems): ignored",
-              flush=True)
+        print(
+            f"[run] {cfg.system.name} takes no {', '.join(ignored)} (env preset for other systems): ignored", flush=True
+        )
     return system_parameters(system_class, {key: value for key, value in params.items() if key not in ignored})
 
 
@@ -94,8 +97,9 @@ def task_vault(cfg: DictConfig, dataset: str) -> VaultPlace:
     return place
 
 
-def run_offline_system(cfg: DictConfig, system_class: type,
-                       prepare_vault: Optional[Callable[[DictConfig, str], VaultPlace]] = None) -> Dict[str, Any]:
+def run_offline_system(
+    cfg: DictConfig, system_class: type, prepare_vault: Optional[Callable[[DictConfig, str], VaultPlace]] = None
+) -> Dict[str, Any]:
     """Train and evaluate ``system_class(environment, logger, **system.*)``; returns ``results.json``'s content.
 
     ``prepare_vault(cfg, dataset)`` finds (or generates) the dataset; the default is
@@ -113,19 +117,34 @@ def run_offline_system(cfg: DictConfig, system_class: type,
         print(f"Run already complete: {run_dir}", flush=True)
         print_summary(results)
         return results
-    host, environment, buffer = offline_environment_and_buffer(cfg, (prepare_vault or task_vault)(cfg, dataset), dataset)
+    host, environment, buffer = offline_environment_and_buffer(
+        cfg, (prepare_vault or task_vault)(cfg, dataset), dataset
+    )
     os.makedirs(run_dir, exist_ok=True)
     write_text(os.path.join(run_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
     logger = offline_logger(cfg, host, run_dir)
-    print(f"[run] {cfg.system.name} ({system_class.__module__}.{system_class.__name__}) on {cfg.task.name}/{dataset} "
-          f"seed {cfg.seed} (host: {host.HOST}); run dir {run_dir}", flush=True)
+    print(
+        f"[run] {cfg.system.name} ({system_class.__module__}.{system_class.__name__}) on {cfg.task.name}/{dataset} "
+        f"seed {cfg.seed} (host: {host.HOST}); run dir {run_dir}",
+        flush=True,
+    )
     system = system_class(environment, logger, **params)
-    system.train(buffer, training_steps=int(cfg.training_steps), evaluation_every=int(cfg.evaluation_every),
-                 num_eval_episodes=int(cfg.num_eval_episodes))
+    system.train(
+        buffer,
+        training_steps=int(cfg.training_steps),
+        evaluation_every=int(cfg.evaluation_every),
+        num_eval_episodes=int(cfg.num_eval_episodes),
+    )
     logger.write_absolute({k: v for k, v in logger.evaluations[-1].items() if k != "training_steps"})
     logger.close()
-    results = run_results(cfg, dataset, host.HOST, logger.evaluations, {"training": int(system.training_step_ctr)},
-                          wall_time_seconds=time.time() - start)
+    results = run_results(
+        cfg,
+        dataset,
+        host.HOST,
+        logger.evaluations,
+        {"training": int(system.training_step_ctr)},
+        wall_time_seconds=time.time() - start,
+    )
     write_json(results_path, results)
     print_summary(results)
     return results
@@ -142,8 +161,9 @@ def offline_environment_and_buffer(cfg: DictConfig, place: VaultPlace, dataset: 
     environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=int(cfg.seed))
     tf.random.set_seed(int(cfg.seed))
     np.random.seed(int(cfg.seed))
-    buffer = host.FlashbaxReplayBuffer(sequence_length=int(cfg.replay.sequence_length),
-                                       batch_size=int(cfg.replay.batch_size), seed=int(cfg.seed))
+    buffer = host.FlashbaxReplayBuffer(
+        sequence_length=int(cfg.replay.sequence_length), batch_size=int(cfg.replay.batch_size), seed=int(cfg.seed)
+    )
     source, env_name, scenario, rel_dir = place
     buffer.populate_from_vault(source, env_name, scenario, dataset, rel_dir=os.path.abspath(rel_dir))
     return host, environment, buffer
@@ -155,8 +175,9 @@ def offline_logger(cfg: DictConfig, host: Any, run_dir: str) -> EvaluationRecord
         loggers = [host.WandbLogger(project=cfg.logger.wandb_project, config=OmegaConf.to_container(cfg, resolve=True))]
     else:
         loggers = [host.TerminalLogger(log_every=cfg.logger.terminal_log_every)]
-    return EvaluationRecord(loggers, host.JsonWriter(run_dir, cfg.system.name, cfg.task.name, cfg.env.name,
-                                                     int(cfg.seed)))
+    return EvaluationRecord(
+        loggers, host.JsonWriter(run_dir, cfg.system.name, cfg.task.name, cfg.env.name, int(cfg.seed))
+    )
 
 
 def run_registered(cfg: DictConfig) -> Dict[str, Any]:
