@@ -172,38 +172,6 @@ def _whole(value: Any) -> bool:
     return _is_number(value) and np.isfinite(value) and float(value).is_integer()
 
 
-def _positive_sizes(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(_whole(v) and v >= 1 for v in value)
-
-
-def _permutation(value: Any) -> bool:
-    return value is None or (
-        isinstance(value, (list, tuple))
-        and all(_whole(v) for v in value)
-        and sorted(int(v) for v in value) == list(range(len(value)))
-    )
-
-
-# A setting's rule: (test, what it must be). Checked before anything is built or written;
-# every failing setting is listed in one message. Settings not present are not checked.
-SYSTEM_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
-    "beta": (lambda v: not _is_number(v) or not np.isinf(v), "finite (inf would drop the behaviour regulariser)"),
-    "actor_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
-    "critic_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
-    "behaviour_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
-    "behaviour_weight_decay": (lambda v: _is_number(v) and np.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "target_update_rate": (lambda v: _is_number(v) and 0 < v <= 1, "in (0, 1]"),
-    "diffusion_width": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "diffusion_hidden": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "diffusion_time_dim": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "diffusion_blocks": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
-    "diffusion_dropout": (lambda v: _is_number(v) and 0 <= v < 1, "in [0, 1)"),
-    "critic_hidden_sizes": (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]"),
-    "actor_hidden_sizes": (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]"),
-    "agent_order": (_permutation, "null or a permutation of 0..N-1, each agent once (e.g. [1,0])"),
-    "pretrain_log_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-}
-
 SEED_RANGE = (0, 2**31 - 1)  # what TF, NumPy and JAX all accept as a seed
 MAX_BATCH_SIZE = 1 << 20
 RUN_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {

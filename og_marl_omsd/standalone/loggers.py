@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, cast
 
 from og_marl_omsd.files import read_json, write_json
 
@@ -81,7 +81,7 @@ class WandbLogger(BaseLogger):
             group=group,
             id=run_id,
             dir=directory,
-            resume=resume if run_id is not None else None,
+            resume=cast(Any, resume if run_id is not None else None),  # a str; wandb types it as a Literal of modes
         )
         self.run.define_metric("training_steps")
         self.run.define_metric("losses/*", step_metric="training_steps")

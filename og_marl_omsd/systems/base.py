@@ -52,9 +52,9 @@ from og_marl_omsd.systems.stage_configs import (
     BehaviourConfig,
     CriticConfig,
     config_problems,
+    hyperparameter_problems,
     stage_configs,
 )
-from og_marl_omsd.validation import SYSTEM_RULES, rule_problems
 
 
 def derived_seed(seed: int, label: str) -> int:
@@ -153,7 +153,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         flat = {name: value for name, value in locals().items() if name not in ("self", "environment", "logger")}
         flat.pop("__class__", None)  # the cell super() uses
         super().__init__(environment=environment, logger=logger)
-        self.actor_config, self.critic_config, self.behaviour_config = self.stage_configs(flat)
+        self.actor_config, self.critic_config, self.behaviour_config = self.checked_stage_configs(flat)
         self.subtract_noise = self.actor_config.subtract_noise
         self.reward_scale = float(reward_scale)
         self.seed = int(seed)
@@ -204,14 +204,14 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self._tf_act = tf.function(self.actors, jit_compile=jit_compile)
 
     @classmethod
-    def stage_configs(cls, flat: Dict[str, Any]) -> Tuple[ActorConfig, CriticConfig, BehaviourConfig]:
+    def checked_stage_configs(cls, flat: Dict[str, Any]) -> Tuple[ActorConfig, CriticConfig, BehaviourConfig]:
         """The stage configs of the flat hyperparameters ``flat``, checked (beta's rule included).
 
         Raises:
             ValueError: listing every invalid hyperparameter.
         """
         configs = stage_configs(flat, cls.critic_kind, cls.factorisation)
-        _raise_problems(config_problems(*configs) + rule_problems({"beta": flat["beta"]}, SYSTEM_RULES))
+        _raise_problems(config_problems(*configs))
         return configs
 
     @classmethod
@@ -231,12 +231,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         signature = inspect.signature(cls.__init__).parameters
         values = {name: p.default for name, p in signature.items() if p.default is not inspect.Parameter.empty}
         values.update(params)
-        problems = rule_problems(values, SYSTEM_RULES)  # sizes, rates, dropout, agent_order, ...
-        try:
-            configs = stage_configs(values, cls.critic_kind, cls.factorisation)
-        except (TypeError, ValueError):  # a value of the wrong kind: its rule above names it
-            configs = None
-        _raise_problems(problems if configs is None else config_problems(*configs) + problems)
+        _raise_problems(hyperparameter_problems(values, cls.critic_kind, cls.factorisation))
 
     # ------------------------------------------------------------------ checkpoints
     def enable_checkpointing(self, directory: str, every: int, run_state: Any = None) -> None:
@@ -575,7 +570,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             t_max=new_t[1],
             score_weight=self.actor_config.score_weight if score_weight is None else score_weight,
         )
-        _raise_problems(actor.problems() + rule_problems({"beta": new_beta}, SYSTEM_RULES))
+        _raise_problems(actor.problems())
         self.actor_config = actor
         if score_weight is not None:
             self._weight_power.assign(actor.weight_power)

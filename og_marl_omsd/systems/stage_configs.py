@@ -4,7 +4,8 @@ behaviour model, the actors), built from the system's flat keyword hyperparamete
 The flat constructor of :class:`~og_marl_omsd.systems.base.ScoreRegularisedSystem` (OG-MARL's
 interface: ``cfg["system"]`` maps one-to-one onto it) declares each hyperparameter and its
 default once; :func:`stage_configs` sorts them into these configs, each of which checks its
-own values (:meth:`problems`). A pretraining stage builds and trains from its config alone,
+own values (``problems()``), and :data:`SYSTEM_RULES` holds each setting's own rule (type and
+range); :func:`hyperparameter_problems` reports both, for the runner's check before a run. A pretraining stage builds and trains from its config alone,
 and :meth:`CriticConfig.cache_dict` / :meth:`BehaviourConfig.cache_dict` are what its cache
 key hashes (:func:`~og_marl_omsd.systems.pretraining.stage_key`).
 """
@@ -12,11 +13,48 @@ key hashes (:func:`~og_marl_omsd.systems.pretraining.stage_key`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
 
 from og_marl_omsd.losses import SCORE_WEIGHT_POWERS
+from og_marl_omsd.validation import _is_number, _whole, rule_problems
 
 LAYOUT = "stacked"  # stacked per-head weights; batches drawn on the device (part of the cache key)
+
+
+def _positive_sizes(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(_whole(v) and v >= 1 for v in value)
+
+
+def _permutation(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, (list, tuple))
+        and all(_whole(v) for v in value)
+        and sorted(int(v) for v in value) == list(range(len(value)))
+    )
+
+
+# A setting's rule: (test, what it must be). Checked before anything is built or written;
+# every failing setting is listed in one message. Settings not present are not checked.
+# (The run's own settings have theirs in og_marl_omsd.validation.RUN_RULES.)
+SYSTEM_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "beta": (lambda v: not _is_number(v) or not np.isinf(v), "finite (inf would drop the behaviour regulariser)"),
+    "actor_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
+    "critic_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
+    "behaviour_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
+    "behaviour_weight_decay": (lambda v: _is_number(v) and np.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "target_update_rate": (lambda v: _is_number(v) and 0 < v <= 1, "in (0, 1]"),
+    "diffusion_width": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "diffusion_hidden": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "diffusion_time_dim": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "diffusion_blocks": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    "diffusion_dropout": (lambda v: _is_number(v) and 0 <= v < 1, "in [0, 1)"),
+    "critic_hidden_sizes": (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]"),
+    "actor_hidden_sizes": (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]"),
+    "agent_order": (_permutation, "null or a permutation of 0..N-1, each agent once (e.g. [1,0])"),
+    "pretrain_log_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +78,7 @@ class ActorConfig:
             problems.append(f"need 0 < t_min < t_max <= 1 (got t_min={self.t_min}, t_max={self.t_max})")
         if self.score_weight not in SCORE_WEIGHT_POWERS:
             problems.append(f"score_weight must be one of {', '.join(SCORE_WEIGHT_POWERS)} (got {self.score_weight!r})")
-        return problems
+        return problems + rule_problems({"beta": self.beta}, SYSTEM_RULES)
 
     @property
     def weight_power(self) -> float:
@@ -160,3 +198,14 @@ def stage_configs(
 def config_problems(actor: ActorConfig, critic: CriticConfig, behaviour: BehaviourConfig) -> List[str]:
     """Every stage's problems, actors first."""
     return actor.problems() + critic.problems() + behaviour.problems()
+
+
+def hyperparameter_problems(values: Mapping[str, Any], critic_kind: str, factorisation: str) -> List[str]:
+    """Every problem of the flat hyperparameters ``values`` (all of them given): the stage
+    configs' own checks, then each setting's rule in :data:`SYSTEM_RULES`."""
+    problems = rule_problems({name: value for name, value in values.items() if name != "beta"}, SYSTEM_RULES)
+    try:
+        configs = stage_configs(values, critic_kind, factorisation)
+    except (TypeError, ValueError):  # a value of the wrong kind: its rule names it
+        return rule_problems({"beta": values["beta"]}, SYSTEM_RULES) + problems
+    return config_problems(*configs) + problems

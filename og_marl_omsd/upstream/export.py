@@ -25,7 +25,7 @@ import ast
 import os
 import subprocess
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from og_marl_omsd.upstream.og_marl_systems import OFFLINE_DIR, OG_MARL_SYSTEMS, system_config
 
@@ -347,7 +347,7 @@ def _undo_export(target: str, changed: List[str], added: List[str], branches: Op
         _git(target, "branch", "-q", "-D", branches[1], check=False)
 
 
-def export(target: str, branch: str = DEFAULT_BRANCH, patch: Optional[str] = None) -> Dict[str, object]:
+def export(target: str, branch: str = DEFAULT_BRANCH, patch: Optional[str] = None) -> Dict[str, Any]:
     """Write the contribution into ``target`` as one commit on ``branch``; returns what it did."""
     target = os.path.abspath(target)
     check_target(target)
@@ -419,8 +419,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
         return 0
     print(f"Exported to {args.target}: commit {str(result['commit'])[:12]} on branch {result['branch']}")
-    for path in result["changed"]:  # type: ignore[attr-defined]
-        print(f"  {'added   ' if path in result['added'] else 'modified'} {path}")  # type: ignore[operator]
+    for path in result["changed"]:
+        print(f"  {'added   ' if path in result['added'] else 'modified'} {path}")
     if result["patch"]:
         print(f"Patch: {result['patch']} (git am {result['patch']})")
     print(
