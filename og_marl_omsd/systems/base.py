@@ -358,21 +358,9 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             q1, _ = critic.q_values(state, actions)  # logged only: once per call, on the last batch
             return logs | {"mean_q": tf.reduce_mean(q1)}
 
-        self._run_pretraining_stage(
-            name,
-            key,
-            steps,
-            config.steps,
-            replay_buffer,
-            guard,
-            trackables={
-                "critic": critic,
-                "q_optimizer": q_optimizer,
-                "v_optimizer": v_optimizer,
-                "batch_rng": batch_rng,
-            },
-            optimisers={q_optimizer: critic.q_variables, v_optimizer: critic.value_variables},
-        )
+        trackables = {"critic": critic, "q_optimizer": q_optimizer, "v_optimizer": v_optimizer, "batch_rng": batch_rng}
+        optimisers = {q_optimizer: critic.q_variables, v_optimizer: critic.value_variables}
+        self._run_pretraining_stage(name, key, steps, config.steps, replay_buffer, guard, trackables, optimisers)
 
     def _train_behaviour_model(self, model: BehaviourDiffusion, replay_buffer: Any, name: str, key: str) -> None:
         config = self.behaviour_config
@@ -399,16 +387,9 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         def steps(count):
             return repeat_steps(step, count, {"denoising_loss": tf.zeros([])})
 
-        self._run_pretraining_stage(
-            name,
-            key,
-            steps,
-            config.steps,
-            replay_buffer,
-            guard,
-            trackables={"model": model, "optimizer": optimizer, "rng": rng, "batch_rng": batch_rng},
-            optimisers={optimizer: model.trainable_variables},
-        )
+        trackables = {"model": model, "optimizer": optimizer, "rng": rng, "batch_rng": batch_rng}
+        optimisers = {optimizer: model.trainable_variables}
+        self._run_pretraining_stage(name, key, steps, config.steps, replay_buffer, guard, trackables, optimisers)
 
     def _run_pretraining_stage(
         self,

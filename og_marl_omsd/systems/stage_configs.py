@@ -5,9 +5,10 @@ The flat constructor of :class:`~og_marl_omsd.systems.base.ScoreRegularisedSyste
 interface: ``cfg["system"]`` maps one-to-one onto it) declares each hyperparameter and its
 default once; :func:`stage_configs` sorts them into these configs, each of which checks its
 own values (``problems()``), and :data:`SYSTEM_RULES` holds each setting's own rule (type and
-range); :func:`hyperparameter_problems` reports both, for the runner's check before a run. A pretraining stage builds and trains from its config alone,
-and :meth:`CriticConfig.cache_dict` / :meth:`BehaviourConfig.cache_dict` are what its cache
-key hashes (:func:`~og_marl_omsd.systems.pretraining.stage_key`).
+range); :func:`hyperparameter_problems` reports both, for the runner's check before a run.
+A pretraining stage builds and trains from its config alone, and
+:meth:`CriticConfig.cache_dict` / :meth:`BehaviourConfig.cache_dict` are what its cache key
+hashes (:func:`~og_marl_omsd.systems.pretraining.stage_key`).
 """
 
 from __future__ import annotations
