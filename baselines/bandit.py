@@ -25,8 +25,10 @@ from typing import Any, Dict, List
 
 import numpy as np
 
+from og_marl_omsd.files import write_json
+
 SYSTEMS = ("omsd", "brpo_ind", "brpo_fac", "brpo_jal")
-NOISE_SETTINGS = {  # ALGORITHM.md "Noise-level range"
+NOISE_SETTINGS = {  # README, Algorithm notes: "Noise-level range"
     "mode_seeking": {"t_min": 0.02, "t_max": 0.1, "score_weight": "one"},
     "srpo": {"t_min": 0.02, "t_max": 0.98, "score_weight": "sigma_squared"},
 }
@@ -42,36 +44,33 @@ def compose_run_config(system: str, overrides: List[str]) -> Any:
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> Dict[str, Any]:
-    """All systems, noise settings and betas for one seed; pretrained parts shared via the cache."""
-    from omegaconf import OmegaConf
+    """All systems, noise settings and betas for one seed; pretrained parts shared via the cache.
 
-    from og_marl_omsd.run import prepare_dataset, setup_devices, system_parameters
-
-    setup_devices()
+    Each system goes through the runner's steps (:mod:`og_marl_omsd.run_steps`) up to
+    pretraining; the actor stage is then swept in memory (no run directory)."""
     import tensorflow as tf
 
     from og_marl_omsd import host
-    from og_marl_omsd.datasets.vaults import fingerprint, read_dataset
-    from og_marl_omsd.registry import load_system
-    from og_marl_omsd.systems.pretraining import PretrainedCache
+    from og_marl_omsd import run_steps as steps
+    from og_marl_omsd.environments.bandit_analysis import action_update_direction
+    from og_marl_omsd.run import plan_run, prepare_dataset
 
     start = time.time()
     result: Dict[str, Any] = {"seed": seed, "systems": {}}
     for name in SYSTEMS:
-        cfg = compose_run_config(name, [f"seed={seed}", f"vault_dir={args.vault_dir}"] + args.override)
-        location = prepare_dataset(cfg, cfg.task.dataset)
-        if "fingerprint" not in result:
-            result["fingerprint"] = fingerprint(read_dataset(location, cfg.task.dataset))
-        tf.random.set_seed(seed)
-        environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=seed)
-        buffer = host.FlashbaxReplayBuffer(sequence_length=2, batch_size=cfg.replay.batch_size, seed=seed)
-        buffer.populate_from_vault(cfg.task.source, cfg.task.env_name, cfg.task.scenario, cfg.task.dataset,
-                                   rel_dir=os.path.abspath(args.vault_dir))
-        params = system_parameters(load_system(name), {k: v for k, v in OmegaConf.to_container(cfg.system).items() if k != "name"})
+        cfg = compose_run_config(
+            name,
+            [f"seed={seed}", f"vault_dir={args.vault_dir}", f"pretrained_dir={args.pretrained_dir}"] + args.override,
+        )
+        system_class, params, dataset, _ = plan_run(cfg)
         params["pretrain_log_every"] = 10**9
+        location = prepare_dataset(cfg, dataset)
+        environment = steps.make_environment(cfg)
+        data = steps.load_dataset(cfg, location, dataset, environment, params)
+        result.setdefault("fingerprint", data.fingerprint)
         logger = host.TerminalLogger(log_every=10**9)  # quiet: results go to JSON
-        system = load_system(name)(environment, logger, **params, seed=seed)
-        system.pretrain(buffer, PretrainedCache(args.pretrained_dir), result["fingerprint"])
+        system, buffer = steps.build_system_and_buffer(cfg, system_class, params, environment, logger, data)
+        steps.pretrain(system, buffer, cfg, data)
         steps = int(cfg.training_steps)
         runs: Dict[str, Any] = {}
         for setting, noise in NOISE_SETTINGS.items():
@@ -82,7 +81,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> Dict[str, Any]:
                 system.train(buffer, training_steps=steps, evaluation_every=args.trajectory_every, num_eval_episodes=1)
                 final = record.evaluations[-1]
                 runs[f"{setting}/beta={beta:g}"] = {
-                    "setting": setting, "beta": beta,
+                    "setting": setting,
+                    "beta": beta,
                     "final_action": [final["mean_action_agent_0"], final["mean_action_agent_1"]],
                     "reward": final["mean_episode_return"],
                     "coordinated": final["coordination_rate"] >= 0.5,
@@ -90,12 +90,18 @@ def run_seed(seed: int, args: argparse.Namespace) -> Dict[str, Any]:
                 }
                 if setting == DEFAULT_SETTING and beta == args.table_beta and seed == args.field_seed:
                     grid = np.stack(np.meshgrid(GRID, GRID, indexing="xy"), -1).reshape(-1, 2, 1).astype("float32")
-                    direction = system.action_update_direction(tf.ones([grid.shape[0], 1]), tf.constant(grid))
+                    direction = action_update_direction(system, tf.ones([grid.shape[0], 1]), tf.constant(grid))
                     runs[f"{setting}/beta={beta:g}"]["direction_field"] = direction.numpy().reshape(-1, 2).tolist()
         result["systems"][name] = runs
-        print(f"[bandit] seed {seed} {name}: " + ", ".join(
-            f"{k}: a=({v['final_action'][0]:+.2f},{v['final_action'][1]:+.2f})" for k, v in runs.items()
-            if k.startswith(DEFAULT_SETTING)), flush=True)
+        print(
+            f"[bandit] seed {seed} {name}: "
+            + ", ".join(
+                f"{k}: a=({v['final_action'][0]:+.2f},{v['final_action'][1]:+.2f})"
+                for k, v in runs.items()
+                if k.startswith(DEFAULT_SETTING)
+            ),
+            flush=True,
+        )
     result["wall_time_seconds"] = time.time() - start
     return result
 
@@ -106,7 +112,9 @@ class _RecordingLogger:
 
     def write(self, logs: Dict[str, Any], force: bool = False) -> None:
         if "evaluation/mean_episode_return" in logs:
-            self.evaluations.append({k.split("/", 1)[1]: float(v) for k, v in logs.items() if k.startswith("evaluation/")})
+            self.evaluations.append(
+                {k.split("/", 1)[1]: float(v) for k, v in logs.items() if k.startswith("evaluation/")}
+            )
 
     def close(self) -> None:
         return
@@ -121,33 +129,53 @@ def summarise(results: List[Dict[str, Any]], args: argparse.Namespace) -> Dict[s
                 runs = [r["systems"][name][key] for r in results]
                 rewards = np.array([run["reward"] for run in runs])
                 sweep.setdefault(name, {}).setdefault(setting, {})[f"{beta:g}"] = {
-                    "mean_reward": float(rewards.mean()), "std_reward": float(rewards.std()),
+                    "mean_reward": float(rewards.mean()),
+                    "std_reward": float(rewards.std()),
                     "coordination_rate": float(np.mean([run["coordinated"] for run in runs])),
-                    "coordinated_seeds": int(np.sum([run["coordinated"] for run in runs])), "seeds": len(runs),
+                    "coordinated_seeds": int(np.sum([run["coordinated"] for run in runs])),
+                    "seeds": len(runs),
                 }
-    table = {name: {k: v for k, v in sweep[name][DEFAULT_SETTING][f"{args.table_beta:g}"].items()
-                    if k in ("mean_reward", "std_reward", "coordination_rate", "seeds")} for name in SYSTEMS}
+    table = {
+        name: {
+            k: v
+            for k, v in sweep[name][DEFAULT_SETTING][f"{args.table_beta:g}"].items()
+            if k in ("mean_reward", "std_reward", "coordination_rate", "seeds")
+        }
+        for name in SYSTEMS
+    }
     return {"table1": table, "sweep": sweep}
 
 
 def write_report(results: List[Dict[str, Any]], args: argparse.Namespace) -> None:
     summary = summarise(results, args)
-    with open(os.path.join(args.out, "table1.json"), "w") as handle:
-        json.dump(summary["table1"], handle, indent=2)
-    with open(os.path.join(args.out, "sweep.json"), "w") as handle:
-        json.dump(summary["sweep"], handle, indent=2)
-    lines = [f"Bandit, {len(results)} seeds, {DEFAULT_SETTING} noise levels (t in [0.02, 0.1], w = 1), "
-             f"beta = {args.table_beta:g}", "",
-             "| system | mean reward | std | coordination rate |", "|---|---|---|---|"]
+    write_json(os.path.join(args.out, "table1.json"), summary["table1"])
+    write_json(os.path.join(args.out, "sweep.json"), summary["sweep"])
+    lines = [
+        f"Bandit, {len(results)} seeds, {DEFAULT_SETTING} noise levels (t in [0.02, 0.1], w = 1), "
+        f"beta = {args.table_beta:g}",
+        "",
+        "| system | mean reward | std | coordination rate |",
+        "|---|---|---|---|",
+    ]
     for name in SYSTEMS:
         row = summary["table1"][name]
-        lines.append(f"| {name} | {row['mean_reward']:.3f} | {row['std_reward']:.3f} | {row['coordination_rate']:.2f} |")
-    lines += ["", "Beta sweep (coordination rate / mean reward):", "",
-              "| setting | beta | " + " | ".join(SYSTEMS) + " |", "|---|---|" + "---|" * len(SYSTEMS)]
+        lines.append(
+            f"| {name} | {row['mean_reward']:.3f} | {row['std_reward']:.3f} | {row['coordination_rate']:.2f} |"
+        )
+    lines += [
+        "",
+        "Beta sweep (coordination rate / mean reward):",
+        "",
+        "| setting | beta | " + " | ".join(SYSTEMS) + " |",
+        "|---|---|" + "---|" * len(SYSTEMS),
+    ]
     for setting in NOISE_SETTINGS:
         for beta in args.betas:
-            cells = [f"{summary['sweep'][n][setting][f'{beta:g}']['coordination_rate']:.2f} / "
-                     f"{summary['sweep'][n][setting][f'{beta:g}']['mean_reward']:.2f}" for n in SYSTEMS]
+            cells = [
+                f"{summary['sweep'][n][setting][f'{beta:g}']['coordination_rate']:.2f} / "
+                f"{summary['sweep'][n][setting][f'{beta:g}']['mean_reward']:.2f}"
+                for n in SYSTEMS
+            ]
             lines.append(f"| {setting} | {beta:g} | " + " | ".join(cells) + " |")
     with open(os.path.join(args.out, "table1.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
@@ -171,21 +199,41 @@ def plot_fig2(results: List[Dict[str, Any]], args: argparse.Namespace) -> None:
     # Clipping to [-1, 1] piles mass into the edge bins: scale colours and contours by the interior.
     interior_max = density[1:-1, 1:-1].max()
     padded = np.pad(density, 1, mode="edge")
-    smooth = sum(padded[1 + i:padded.shape[0] - 1 + i, 1 + j:padded.shape[1] - 1 + j]
-                 for i in (-1, 0, 1) for j in (-1, 0, 1)) / 9.0
+    smooth = (
+        sum(
+            padded[1 + i : padded.shape[0] - 1 + i, 1 + j : padded.shape[1] - 1 + j]
+            for i in (-1, 0, 1)
+            for j in (-1, 0, 1)
+        )
+        / 9.0
+    )
     axes[0].imshow(density.T, origin="lower", extent=[-1, 1, -1, 1], cmap="viridis", vmax=interior_max)
     axes[0].set_title("behaviour data density (edges: clipped mass)", fontsize=10)
     field_seed = next((r for r in results if "direction_field" in r["systems"][SYSTEMS[0]][key]), None)
     for ax, name in zip(axes[1:], SYSTEMS):
-        ax.contour(0.5 * (xedges[1:] + xedges[:-1]), 0.5 * (yedges[1:] + yedges[:-1]), smooth.T,
-                   levels=interior_max * np.array([0.1, 0.3, 0.6]), colors="gray", linewidths=0.8)
+        ax.contour(
+            0.5 * (xedges[1:] + xedges[:-1]),
+            0.5 * (yedges[1:] + yedges[:-1]),
+            smooth.T,
+            levels=interior_max * np.array([0.1, 0.3, 0.6]),
+            colors="gray",
+            linewidths=0.8,
+        )
         if field_seed is not None:
             field = np.array(field_seed["systems"][name][key]["direction_field"])
             gx, gy = np.meshgrid(GRID, GRID, indexing="xy")
             norm = np.linalg.norm(field, axis=1, keepdims=True) + 1e-8
             unit = field / norm
-            ax.quiver(gx.ravel(), gy.ravel(), unit[:, 0], unit[:, 1], np.log10(norm[:, 0]), cmap="coolwarm",
-                      scale=25, width=0.004)
+            ax.quiver(
+                gx.ravel(),
+                gy.ravel(),
+                unit[:, 0],
+                unit[:, 1],
+                np.log10(norm[:, 0]),
+                cmap="coolwarm",
+                scale=25,
+                width=0.004,
+            )
         for result in results:
             trajectory = np.array(result["systems"][name][key]["trajectory"])
             ax.plot(trajectory[:, 0], trajectory[:, 1], "-", color="black", alpha=0.4, linewidth=0.8)
@@ -195,8 +243,10 @@ def plot_fig2(results: List[Dict[str, Any]], args: argparse.Namespace) -> None:
         ax.set_title(f"{name}: update field + trajectories")
         ax.set_xlabel("a_1")
     axes[0].set_ylabel("a_2")
-    fig.suptitle(f"Bandit: {DEFAULT_SETTING} noise levels, beta={args.table_beta:g}; field from seed {args.field_seed}, "
-                 f"trajectories of {len(results)} seeds (green end: coordinated)")
+    fig.suptitle(
+        f"Bandit: {DEFAULT_SETTING} noise levels, beta={args.table_beta:g}; field from seed {args.field_seed}, "
+        f"trajectories of {len(results)} seeds (green end: coordinated)"
+    )
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "fig2.png"), dpi=110)
     plt.close(fig)
@@ -237,8 +287,12 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--field-seed", type=int, default=0, help="seed whose direction fields Fig. 2 shows")
     parser.add_argument("--trajectory-every", type=int, default=20, help="actor steps between trajectory points")
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (seeds split among them)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="TF threads per worker (default: CPU cores // workers; oversubscribed TF is slower)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="TF threads per worker (default: CPU cores // workers; oversubscribed TF is slower)",
+    )
     parser.add_argument("--only-seeds", type=str, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--vault-dir", default="vaults")
     parser.add_argument("--pretrained-dir", default="runs/pretrained")
@@ -258,24 +312,38 @@ def main(argv: List[str] | None = None) -> None:
 
         ensure_datasets("bandit", rel_dir=args.vault_dir)
     if args.workers > 1 and args.only_seeds is None and len(todo) > 1:
-        chunks = [todo[k::args.workers] for k in range(args.workers)]
-        base = [sys.executable, os.path.abspath(__file__), "--out", args.out, "--vault-dir", args.vault_dir,
-                "--pretrained-dir", args.pretrained_dir, "--table-beta", str(args.table_beta), "--field-seed",
-                str(args.field_seed), "--trajectory-every", str(args.trajectory_every), "--betas",
-                *map(str, args.betas), "--only-seeds"]
+        chunks = [todo[k :: args.workers] for k in range(args.workers)]
+        base = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--out",
+            args.out,
+            "--vault-dir",
+            args.vault_dir,
+            "--pretrained-dir",
+            args.pretrained_dir,
+            "--table-beta",
+            str(args.table_beta),
+            "--field-seed",
+            str(args.field_seed),
+            "--trajectory-every",
+            str(args.trajectory_every),
+            "--betas",
+            *map(str, args.betas),
+            "--only-seeds",
+        ]
         threads = str(args.threads or max(1, (os.cpu_count() or 1) // args.workers))
         env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1"}
-        workers = [subprocess.Popen([*base, ",".join(map(str, chunk)), *args.override], env=env)
-                   for chunk in chunks if chunk]
+        workers = [
+            subprocess.Popen([*base, ",".join(map(str, chunk)), *args.override], env=env) for chunk in chunks if chunk
+        ]
         if any(worker.wait() != 0 for worker in workers):
             sys.exit("a worker failed; rerun to resume")
     else:
         for seed in todo:
             result = run_seed(seed, args)
             path = os.path.join(seed_dir, f"seed_{seed}.json")
-            with open(path + ".tmp", "w") as handle:
-                json.dump(result, handle)
-            os.replace(path + ".tmp", path)
+            write_json(path, result, indent=None)
             print(f"[bandit] seed {seed} done in {result['wall_time_seconds']:.0f} s", flush=True)
     if args.only_seeds is not None:
         return
@@ -284,8 +352,11 @@ def main(argv: List[str] | None = None) -> None:
         with open(os.path.join(seed_dir, f"seed_{seed}.json")) as handle:
             results.append(json.load(handle))
     write_report(results, args)
-    print(f"[bandit] {len(results)} seeds; this invocation took {time.time() - start:.0f} s; "
-          f"per-seed compute {sum(r['wall_time_seconds'] for r in results):.0f} s in all", flush=True)
+    print(
+        f"[bandit] {len(results)} seeds; this invocation took {time.time() - start:.0f} s; "
+        f"per-seed compute {sum(r['wall_time_seconds'] for r in results):.0f} s in all",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -48,13 +48,24 @@ SYSTEMS = ("omsd", "brpo_fac", "brpo_ind", "brpo_jal")
 STAGES = ("critic", "behaviour", "actors")
 # Which system measures each shared stage (the others reuse it).
 STAGE_OWNER = {
-    ("brpo_fac", "critic"): "omsd", ("brpo_jal", "critic"): "omsd", ("brpo_fac", "behaviour"): "brpo_ind",
+    ("brpo_fac", "critic"): "omsd",
+    ("brpo_jal", "critic"): "omsd",
+    ("brpo_fac", "behaviour"): "brpo_ind",
 }
 SIZES = {
     "preset": {"overrides": [], "batch_size": 256, "log_every": 100, "logs": 3},
-    "authors": {"overrides": ["system.diffusion_width=256", "system.diffusion_hidden=1024", "system.diffusion_blocks=3",
-                              "system.critic_hidden_sizes=[256,256]", "system.actor_hidden_sizes=[256,256]"],
-                "batch_size": 512, "log_every": 50, "logs": 3},
+    "authors": {
+        "overrides": [
+            "system.diffusion_width=256",
+            "system.diffusion_hidden=1024",
+            "system.diffusion_blocks=3",
+            "system.critic_hidden_sizes=[256,256]",
+            "system.actor_hidden_sizes=[256,256]",
+        ],
+        "batch_size": 512,
+        "log_every": 50,
+        "logs": 3,
+    },
 }
 LEGACY = {"log_every": 50, "logs": 3}
 DIFFUSION_STEPS = (5, 20, 50)
@@ -140,8 +151,9 @@ def _setup(spec: Dict[str, Any], system: str, extra: Dict[str, Any]):
     location = ensure_datasets("2halfcheetah-quick", ["Medium"], rel_dir=spec["vault_dir"])
     environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=0)
     buffer = host.FlashbaxReplayBuffer(sequence_length=2, batch_size=spec["batch_size"], seed=0)
-    buffer.populate_from_vault(location.source, location.env, location.scenario, "Medium",
-                               rel_dir=os.path.abspath(location.rel_dir))
+    buffer.populate_from_vault(
+        location.source, location.env, location.scenario, "Medium", rel_dir=os.path.abspath(location.rel_dir)
+    )
     cls = load_system(system)
     known = inspect.signature(cls.__init__).parameters
     params = {k: v for k, v in OmegaConf.to_container(cfg.system).items() if k != "name" and k in known}
@@ -196,9 +208,12 @@ def worker_train(spec: Dict[str, Any]) -> Dict[str, Any]:
     for system in spec.get("systems", SYSTEMS):
         owned = [stage for stage in STAGES if (system, stage) not in STAGE_OWNER]
         logger = _TimingLogger()
-        extra = {"critic_steps": steps if "critic" in owned else 0,
-                 "behaviour_steps": steps if "behaviour" in owned else 0,
-                 "pretrain_log_every": spec["log_every"], "seed": 0}
+        extra = {
+            "critic_steps": steps if "critic" in owned else 0,
+            "behaviour_steps": steps if "behaviour" in owned else 0,
+            "pretrain_log_every": spec["log_every"],
+            "seed": 0,
+        }
         if "steps_per_call" in spec:
             extra["steps_per_call"] = spec["steps_per_call"]
         cls, environment, buffer, params = _setup(spec, system, extra)
@@ -210,11 +225,18 @@ def worker_train(spec: Dict[str, Any]) -> Dict[str, Any]:
         instance.pretrain(buffer)
         instance.train(buffer, training_steps=steps, evaluation_every=None, num_eval_episodes=0)
         load["after"] = os.getloadavg()[0]
-        names = {"critic": f"critic_{instance.critic_config['kind']}",
-                 "behaviour": f"behaviour_{instance.behaviour_config['factorisation']}", "actors": "actors"}
+        names = {
+            "critic": f"critic_{instance.critic_config.kind}",
+            "behaviour": f"behaviour_{instance.behaviour_config.factorisation}",
+            "actors": "actors",
+        }
         rates = {stage: logger.rate(names[stage]) for stage in owned}
-        results["systems"][system] = {"steps_per_s": rates, "flops_per_step": _flops(instance, spec["batch_size"]),
-                                      "load_average_1min": load, "steps_timed": steps - spec["log_every"]}
+        results["systems"][system] = {
+            "steps_per_s": rates,
+            "flops_per_step": _flops(instance, spec["batch_size"]),
+            "load_average_1min": load,
+            "steps_timed": steps - spec["log_every"],
+        }
         del instance, buffer
     results["peak_memory_mib"] = _peak_memory_mib()
     results["numpy"] = np.__version__
@@ -251,20 +273,27 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
         def chained(fn, first, repeats):
             """``repeats`` actions in one compiled call, each input depending on the previous
             action (so nothing is hoisted out of the loop): the compute latency per action."""
+
             @tf.function(jit_compile=True)
             def run(x, *rest):
                 def body(i, carry):
                     return i + 1, carry + 1e-6 * tf.reduce_sum(fn(first(x, carry), *rest))
+
                 return tf.while_loop(lambda i, _: i < repeats, body, (tf.constant(0), tf.zeros([])))[1]
+
             return run
 
         latency = {"actors": median_us(act, observations)}
-        in_graph = {"actors": median_us(chained(instance.actors, lambda x, c: x + c, 200), observations, calls=30) / 200}
+        in_graph = {
+            "actors": median_us(chained(instance.actors, lambda x, c: x + c, 200), observations, calls=30) / 200
+        }
         for steps in DIFFUSION_STEPS:
-            sample = tf.function(lambda s, z, k=steps: instance.behaviour_model.sample(s, k, z), jit_compile=True)
+            sample = tf.function(lambda s, z, k=steps, m=instance: m.behaviour_model.sample(s, k, z), jit_compile=True)
             latency[f"diffusion_{steps}"] = median_us(sample, state, noise, calls=100 if steps < 50 else 40)
             repeats = max(200 // steps, 2)
-            loop = chained(lambda s, z, k=steps: instance.behaviour_model.sample(s, k, z), lambda x, c: x + c, repeats)
+            loop = chained(
+                lambda s, z, k=steps, m=instance: m.behaviour_model.sample(s, k, z), lambda x, c: x + c, repeats
+            )
             in_graph[f"diffusion_{steps}"] = median_us(loop, state, noise, calls=10) / repeats
         latency["speedup_vs_diffusion_20"] = latency["diffusion_20"] / latency["actors"]
         in_graph["speedup_vs_diffusion_20"] = in_graph["diffusion_20"] / in_graph["actors"]
@@ -275,10 +304,14 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
 
 def worker_og_marl(spec: Dict[str, Any]) -> Dict[str, Any]:
     if importlib.util.find_spec("og_marl") is None:
-        return {"skipped": "og_marl is not importable in this environment (OG-MARL is not on PyPI and is not "
-                           "installed here), so its iddpg_bc and omar were not measured."}
-    return {"skipped": "og_marl is importable, but its iddpg_bc/omar need OG-MARL's own vault layout and "
-                       "configs; not wired into this benchmark yet."}
+        return {
+            "skipped": "og_marl is not importable in this environment (OG-MARL is not on PyPI and is not "
+            "installed here), so its iddpg_bc and omar were not measured."
+        }
+    return {
+        "skipped": "og_marl is importable, but its iddpg_bc/omar need OG-MARL's own vault layout and "
+        "configs; not wired into this benchmark yet."
+    }
 
 
 WORKERS = {"matmul": worker_matmul, "train": worker_train, "latency": worker_latency, "og_marl": worker_og_marl}
@@ -293,15 +326,22 @@ def run_worker(kind: str, spec: Dict[str, Any], pythonpath: Optional[str] = None
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     start = time.time()
-    process = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", kind, "--spec", json.dumps(spec)],
-                             capture_output=True, text=True, env=env)
+    process = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", kind, "--spec", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     lines = [line for line in process.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
     if process.returncode != 0 or not lines:
         raise RuntimeError(f"bench worker {kind} failed ({process.returncode}):\n{process.stderr[-4000:]}")
-    result = json.loads(lines[-1][len("BENCH_RESULT "):])
+    result = json.loads(lines[-1][len("BENCH_RESULT ") :])
     result["wall_seconds"] = time.time() - start
-    print(f"[bench] {kind}{' (legacy)' if pythonpath else ''} done in {result['wall_seconds']:.0f} s "
-          f"(load {os.getloadavg()[0]:.2f})", flush=True)
+    print(
+        f"[bench] {kind}{' (legacy)' if pythonpath else ''} done in {result['wall_seconds']:.0f} s "
+        f"(load {os.getloadavg()[0]:.2f})",
+        flush=True,
+    )
     return result
 
 
@@ -313,8 +353,10 @@ def stage_table(train: Dict[str, Any]) -> Dict[str, Dict[str, Dict[str, float]]]
         for stage in STAGES:
             owner = STAGE_OWNER.get((system, stage), system)
             data = train["systems"][owner]
-            table[system][stage] = {"steps_per_s": data["steps_per_s"][stage],
-                                    "flops_per_step": data["flops_per_step"][stage]}
+            table[system][stage] = {
+                "steps_per_s": data["steps_per_s"][stage],
+                "flops_per_step": data["flops_per_step"][stage],
+            }
     return table
 
 
@@ -322,7 +364,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="output directory (bench.json)")
     parser.add_argument("--legacy-src", default=None, help="a checkout of the code to compare with (e.g. /work/main)")
-    parser.add_argument("--vault-dir", default=None, help="vault root for the quick 2halfcheetah vault (default OUT/vaults)")
+    parser.add_argument(
+        "--vault-dir", default=None, help="vault root for the quick 2halfcheetah vault (default OUT/vaults)"
+    )
     parser.add_argument("--sizes", default="preset,authors", help="comma-separated: preset, authors")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--spec", default=None, help=argparse.SUPPRESS)
@@ -337,8 +381,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     vault_dir = os.path.abspath(args.vault_dir or os.path.join(args.out, "vaults"))
     start = time.time()
     sizes = [s for s in args.sizes.split(",") if s]
-    report: Dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                              "matmul": [], "train": {}, "legacy": {}, "load_average_1min_start": os.getloadavg()[0]}
+    report: Dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "matmul": [],
+        "train": {},
+        "legacy": {},
+        "load_average_1min_start": os.getloadavg()[0],
+    }
+
     def matmul() -> float:
         report["matmul"].append(run_worker("matmul", {}))
         return report["matmul"][-1]["gflops"]
@@ -349,7 +399,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     before = matmul()
     preset = {**SIZES["preset"], "vault_dir": vault_dir}
     if args.legacy_src:  # old and new back to back
-        report["legacy"]["preset"] = run_worker("train", {**preset, **LEGACY}, pythonpath=os.path.abspath(args.legacy_src))
+        report["legacy"]["preset"] = run_worker(
+            "train", {**preset, **LEGACY}, pythonpath=os.path.abspath(args.legacy_src)
+        )
         report["legacy"]["source"] = os.path.abspath(args.legacy_src)
         after = matmul()
         adjacent["old/preset"], before = max(before, after), after
@@ -365,10 +417,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     summary: Dict[str, Any] = {}
     for label, source in [(f"new/{s}", report["train"][s]) for s in sizes] + (
-            [("old/preset", report["legacy"]["preset"])] if args.legacy_src else []):
+        [("old/preset", report["legacy"]["preset"])] if args.legacy_src else []
+    ):
         table = stage_table(source)
         for system in table:
-            for stage, row in table[system].items():
+            for row in table[system].values():
                 rate = row["steps_per_s"]
                 row["gflops_achieved"] = None if rate is None else rate * row["flops_per_step"] / 1e9
                 row["matmul_fraction"] = None if rate is None else row["gflops_achieved"] / peak
@@ -384,34 +437,58 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def print_table(report: Dict[str, Any]) -> None:
     peak = report["matmul_gflops"]
-    print(f"\nDense matmul ({report['matmul'][0]['size']}^3, XLA, float32): "
-          + ", ".join(f"{m['gflops']:.1f}" for m in report["matmul"]) + f" GFLOP/s (best {peak:.1f})")
-    print("Beside each measurement: " + ", ".join(f"{k} {v:.1f}" for k, v in report["matmul_gflops_adjacent"].items())
-          + " GFLOP/s (the better of the matmuls just before and after it)")
-    print(f"{'code/sizes':<15} {'system':<9} {'stage':<10} {'steps/s':>9} {'MFLOP/step':>11} {'GFLOP/s':>8} "
-          f"{'of best':>8} {'of beside':>9}")
+    print(
+        f"\nDense matmul ({report['matmul'][0]['size']}^3, XLA, float32): "
+        + ", ".join(f"{m['gflops']:.1f}" for m in report["matmul"])
+        + f" GFLOP/s (best {peak:.1f})"
+    )
+    print(
+        "Beside each measurement: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in report["matmul_gflops_adjacent"].items())
+        + " GFLOP/s (the better of the matmuls just before and after it)"
+    )
+    print(
+        f"{'code/sizes':<15} {'system':<9} {'stage':<10} {'steps/s':>9} {'MFLOP/step':>11} {'GFLOP/s':>8} "
+        f"{'of best':>8} {'of beside':>9}"
+    )
     for label, table in report["train_steps_per_s"].items():
         for system, stages in table.items():
             for stage, row in stages.items():
                 rate = row["steps_per_s"]
                 if rate is None:
                     continue
-                print(f"{label:<15} {system:<9} {stage:<10} {rate:>9.1f} {row['flops_per_step'] / 1e6:>11.1f} "
-                      f"{row['gflops_achieved']:>8.1f} {100 * row['matmul_fraction']:>7.0f}% "
-                      f"{100 * row['matmul_fraction_adjacent']:>8.0f}%")
-    for kind, title in (("call", "per Python call of a compiled function"),
-                        ("in_graph", "compute only: many actions chained in one compiled call")):
+                print(
+                    f"{label:<15} {system:<9} {stage:<10} {rate:>9.1f} {row['flops_per_step'] / 1e6:>11.1f} "
+                    f"{row['gflops_achieved']:>8.1f} {100 * row['matmul_fraction']:>7.0f}% "
+                    f"{100 * row['matmul_fraction_adjacent']:>8.0f}%"
+                )
+    for kind, title in (
+        ("call", "per Python call of a compiled function"),
+        ("in_graph", "compute only: many actions chained in one compiled call"),
+    ):
         print(f"\nAction latency, microseconds ({title})")
-        print(f"{'system':<9} {'actors':>8} " + " ".join(f"{f'diff{k}':>8}" for k in DIFFUSION_STEPS) + f" {'x diff20':>9}")
+        print(
+            f"{'system':<9} {'actors':>8} "
+            + " ".join(f"{f'diff{k}':>8}" for k in DIFFUSION_STEPS)
+            + f" {'x diff20':>9}"
+        )
         for system, row in report["latency"]["systems"].items():
             row = row if kind == "call" else row["in_graph"]
-            print(f"{system:<9} {row['actors']:>8.0f} " + " ".join(f"{row[f'diffusion_{k}']:>8.0f}" for k in DIFFUSION_STEPS)
-                  + f" {row['speedup_vs_diffusion_20']:>9.1f}")
+            print(
+                f"{system:<9} {row['actors']:>8.0f} "
+                + " ".join(f"{row[f'diffusion_{k}']:>8.0f}" for k in DIFFUSION_STEPS)
+                + f" {row['speedup_vs_diffusion_20']:>9.1f}"
+            )
     memory = {label: report["train"][label]["peak_memory_mib"] for label in report["train"]}
     if report.get("legacy"):
         memory["old/preset"] = report["legacy"]["preset"]["peak_memory_mib"]
-    print("\nPeak memory (MiB): " + ", ".join(f"{k}: {v['process_rss_mib']:.0f}" + (
-        f" (GPU {v['gpu_mib']:.0f})" if "gpu_mib" in v else "") for k, v in memory.items()))
+    print(
+        "\nPeak memory (MiB): "
+        + ", ".join(
+            f"{k}: {v['process_rss_mib']:.0f}" + (f" (GPU {v['gpu_mib']:.0f})" if "gpu_mib" in v else "")
+            for k, v in memory.items()
+        )
+    )
     print(f"OG-MARL: {report['og_marl'].get('skipped', report['og_marl'])}")
     print(f"Bench wall time: {report['wall_seconds']:.0f} s")
 

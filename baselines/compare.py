@@ -144,7 +144,7 @@ def _run_phase(name: str, jobs: Sequence[Any], common: Sequence[str], args: argp
     pending = [job for job in jobs if not comparison_jobs.is_finished(directories[job])]
     print(f"[compare] phase {name}: {len(jobs)} runs, {len(jobs) - len(pending)} already finished", flush=True)
     with comparison_jobs.Progress(directories, every=args.progress_every):
-        for index, block in enumerate(comparison_jobs.blocks(pending)):
+        for block in comparison_jobs.blocks(pending):
             first = block[0]
             label = "-".join(dict.fromkeys(job.system for job in block)) + (f"-{first.variant}" if first.variant else "")
             log = os.path.join(args.out, "logs", f"{label}.log")

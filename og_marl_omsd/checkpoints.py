@@ -29,8 +29,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from og_marl_omsd.files import remove_leftovers, write_text
 from og_marl_omsd.errors import CheckpointWriteError, NonFiniteLossError, StageStopped
+from og_marl_omsd.files import remove_leftovers, write_text
 
 LATEST = "LATEST"
 STATE_FILE = "state.json"
@@ -213,8 +213,11 @@ class StageCheckpoint:
         if not candidates:
             return 0
         if self._latest_name() is not None and not self._latest_name():
-            print(f"[resume] {os.path.join(self.path, LATEST)} is empty or damaged; looking for the newest complete "
-                  f"{self.label} checkpoint instead", flush=True)
+            print(
+                f"[resume] {os.path.join(self.path, LATEST)} is empty or damaged; looking for the newest complete "
+                f"{self.label} checkpoint instead",
+                flush=True,
+            )
         failures = []
         for candidate in candidates:
             try:
@@ -222,12 +225,23 @@ class StageCheckpoint:
                 int(state["step"]), int(state["total_steps"])
                 create_optimiser_state(self._optimisers)
                 self._checkpoint.read(os.path.join(candidate, "ckpt")).assert_consumed()
-            except (OSError, ValueError, KeyError, TypeError, IndexError, AssertionError, RuntimeError,
-                    tf.errors.OpError) as error:  # a truncated data file raises IndexError
+            except (
+                OSError,
+                ValueError,
+                KeyError,
+                TypeError,
+                IndexError,
+                AssertionError,
+                RuntimeError,
+                tf.errors.OpError,
+            ) as error:  # a truncated data file raises IndexError
                 reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 failures.append(f"{candidate}: {reason}")
-                print(f"[resume] the {self.label} checkpoint {candidate} cannot be read ({reason}); trying the "
-                      "previous one", flush=True)
+                print(
+                    f"[resume] the {self.label} checkpoint {candidate} cannot be read ({reason}); trying the "
+                    "previous one",
+                    flush=True,
+                )
                 continue
             return self._resume_from(candidate, state, total, fallback=bool(failures))
         raise StageStopped(
@@ -273,8 +287,12 @@ class StageCheckpoint:
         if latest is not None and os.path.basename(latest) == name:
             return final  # this step is already the newest checkpoint
         temporary = os.path.join(self.path, f"{_TEMPORARY_PREFIX}{name}-{os.getpid()}")
-        state = {"stage": self.label, "step": int(step), "total_steps": int(total),
-                 "sampler_key": sampler_key(self._replay_buffer)}
+        state = {
+            "stage": self.label,
+            "step": int(step),
+            "total_steps": int(total),
+            "sampler_key": sampler_key(self._replay_buffer),
+        }
         if self._run_state is not None:
             state["run_state"] = self._run_state.checkpoint_state()
         try:

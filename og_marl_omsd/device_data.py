@@ -24,6 +24,8 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import tensorflow as tf
 
+from og_marl_omsd.losses import team_reward
+
 # JAX only serves the host replay buffer (CPU); keep it off the GPU TF trains on.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -84,7 +86,7 @@ def buffer_transitions(replay_buffer: Any) -> Dict[str, np.ndarray]:
         "actions": np.clip(take(experience["actions"], physical).astype(np.float32), -1.0, 1.0),
         "state": take(experience["infos"]["state"], physical).astype(np.float32),
         "next_state": take(experience["infos"]["state"], following).astype(np.float32),
-        "reward": take(experience["rewards"], physical).astype(np.float32).mean(axis=-1),
+        "reward": team_reward(take(experience["rewards"], physical).astype(np.float32)),
         "done": terminal,
         "mask": 1.0 - truncation * (1.0 - terminal),
     }
@@ -115,7 +117,7 @@ class DeviceDataset(tf.Module):
         cached = getattr(replay_buffer, "_omsd_device_dataset", None)
         if cached is not None and cached[0] is state:
             return cached[1]
-        dataset = cls(buffer_transitions(replay_buffer), int(getattr(replay_buffer, "_batch_size")))
+        dataset = cls(buffer_transitions(replay_buffer), int(replay_buffer._batch_size))
         replay_buffer._omsd_device_dataset = (state, dataset)
         return dataset
 
@@ -140,6 +142,7 @@ def repeat_steps(step_fn: Callable[[], Any], count: tf.Tensor, initial: Any) -> 
     The loop body is compiled once, so any ``count`` runs the same program: K steps in one
     call give exactly the numbers of K calls of one step.
     """
+
     def body(i, _):
         return i + 1, step_fn()
 

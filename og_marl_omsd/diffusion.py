@@ -12,12 +12,12 @@ factorisation the prefix is the joint action zero-padded and masked to the prefi
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import sonnet as snt
 import tensorflow as tf
 
-from og_marl_omsd.losses import ddim_update, denoising_loss, vp_schedule
+from og_marl_omsd.losses import ddim_update, denoising_loss, noised, vp_schedule
 from og_marl_omsd.stacked import StackedLayerNorm, StackedLinear, StackedMLP
 
 FACTORISATIONS = ("independent", "sequential", "joint")
@@ -27,8 +27,14 @@ class GaussianFourierTime(snt.Module):
     """Fixed random Fourier features of the diffusion time, then an MLP to ``time_dim``
     (one set of frequencies and one MLP per group)."""
 
-    def __init__(self, time_dim: int = 128, num_frequencies: int = 32, scale: float = 30.0, groups: int = 1,
-                 name: Optional[str] = None):
+    def __init__(
+        self,
+        time_dim: int = 128,
+        num_frequencies: int = 32,
+        scale: float = 30.0,
+        groups: int = 1,
+        name: Optional[str] = None,
+    ):
         super().__init__(name=name)
         self._frequencies = tf.Variable(
             tf.random.normal([groups, num_frequencies]) * scale, trainable=False, name="frequencies"
@@ -73,14 +79,24 @@ class ScoreNet(snt.Module):
         self._time = GaussianFourierTime(time_dim, groups=groups)
         self._input = StackedLinear(groups, width, padding=padding, name="input")
         self._blocks = [
-            (StackedLayerNorm(groups, name=f"norm_{k}"), StackedLinear(groups, hidden, name=f"expand_{k}"),
-             StackedLinear(groups, width, name=f"contract_{k}"))
+            (
+                StackedLayerNorm(groups, name=f"norm_{k}"),
+                StackedLinear(groups, hidden, name=f"expand_{k}"),
+                StackedLinear(groups, width, name=f"contract_{k}"),
+            )
             for k in range(num_blocks)
         ]
         self._output = StackedLinear(groups, output_dim, name="output")
 
-    def __call__(self, noisy: tf.Tensor, t: tf.Tensor, condition: tf.Tensor, is_training: bool = False,
-                 dropout_seed: Optional[tf.Tensor] = None, padded: Optional[tf.Tensor] = None) -> tf.Tensor:
+    def __call__(
+        self,
+        noisy: tf.Tensor,
+        t: tf.Tensor,
+        condition: tf.Tensor,
+        is_training: bool = False,
+        dropout_seed: Optional[tf.Tensor] = None,
+        padded: Optional[tf.Tensor] = None,
+    ) -> tf.Tensor:
         """``noisy (G, B, a)``, ``t (B,)``, ``condition (G, B, c)``, ``padded (G, B, p)`` -> ``(G, B, out)``.
 
         ``dropout_seed`` (shape ``[2]``) makes the dropout masks a function of the seed
@@ -133,7 +149,9 @@ class BehaviourDiffusion(snt.Module):
         self.agent_order = order
         self.shared = shared and factorisation != "joint"
         self.dropout = float(dropout)
-        net = dict(width=width, hidden=hidden, num_blocks=num_blocks, time_dim=time_dim, dropout=dropout)
+        net: Dict[str, Any] = dict(
+            width=width, hidden=hidden, num_blocks=num_blocks, time_dim=time_dim, dropout=dropout
+        )
         if factorisation == "joint":
             self._net = ScoreNet(num_agents * action_dim, name="joint_score", **net)
         elif self.shared:
@@ -142,12 +160,19 @@ class BehaviourDiffusion(snt.Module):
             # One network per agent, stacked (group g = agent g). Sequential: agent i reads the
             # clean actions of the agents before it, zero-padded to N - 1 agents.
             position = {agent: p for p, agent in enumerate(order)}
-            prefix_widths = [position[i] * action_dim if factorisation == "sequential" else 0
-                             for i in range(num_agents)]
+            prefix_widths = [
+                position[i] * action_dim if factorisation == "sequential" else 0 for i in range(num_agents)
+            ]
             self._prefix_widths = prefix_widths
-            self._net = ScoreNet(action_dim, groups=num_agents, name="agent_scores", **net,
-                                 padding=[(num_agents - 1) * action_dim - w for w in prefix_widths]
-                                 if factorisation == "sequential" else None)
+            self._net = ScoreNet(
+                action_dim,
+                groups=num_agents,
+                name="agent_scores",
+                **net,
+                padding=[(num_agents - 1) * action_dim - w for w in prefix_widths]
+                if factorisation == "sequential"
+                else None,
+            )
 
     def noise_prediction(
         self,
@@ -183,6 +208,7 @@ class BehaviourDiffusion(snt.Module):
             if self.factorisation == "sequential":
                 position = {agent: p for p, agent in enumerate(self.agent_order)}
                 masks = tf.constant([[1.0 if position[j] < position[i] else 0.0 for j in range(n)] for i in range(n)])
+                assert clean_actions is not None  # checked above
                 masked = clean_actions[None] * masks[:, None, :, None]  # (N,B,N,A)
                 condition += [tf.reshape(masked, [n, batch, n * d]), tf.tile(masks[:, None, :], [1, batch, 1])]
             flat = lambda x: tf.reshape(x, [1, n * batch, x.shape[-1]])  # noqa: E731 (all agents as one batch)
@@ -242,8 +268,9 @@ class BehaviourDiffusion(snt.Module):
         t = rng.uniform([tf.shape(actions)[0]], 1e-3, 1.0)
         alpha, sigma = vp_schedule(t)
         noise = rng.normal(tf.shape(actions))
-        noisy = alpha[:, None, None] * actions + sigma[:, None, None] * noise
+        noisy = noised(actions, alpha, sigma, noise)
         dropout_seed = rng.make_seeds(1)[:, 0] if self.dropout > 0 else None
-        predicted = self.noise_prediction(noisy, t, state, clean_actions=actions, is_training=True,
-                                          dropout_seed=dropout_seed)
+        predicted = self.noise_prediction(
+            noisy, t, state, clean_actions=actions, is_training=True, dropout_seed=dropout_seed
+        )
         return denoising_loss(predicted, noise, mask)

@@ -26,10 +26,11 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from og_marl_omsd.errors import UserError
+from og_marl_omsd.files import write_json
+from og_marl_omsd.losses import team_step_reward
 
 OPTIONS = {"num_eval_episodes": int, "seed": int, "first_episode": int, "video": bool}
-USAGE = ("python -m og_marl_omsd.evaluate <run_dir> [num_eval_episodes=N] [seed=S] [first_episode=K] "
-         "[video=true]")
+USAGE = "python -m og_marl_omsd.evaluate <run_dir> [num_eval_episodes=N] [seed=S] [first_episode=K] [video=true]"
 
 
 def parse_arguments(argv: List[str]) -> Dict[str, Any]:
@@ -100,22 +101,42 @@ def record_videos(scenario: str, seed: int, first_episode: int, episode_actions:
     try:
         import moviepy  # noqa: F401  (RecordVideo writes with it)
     except ImportError:
-        raise UserError("video=true needs moviepy, which gymnasium's RecordVideo writes videos with: "
-                        "pip install \"og-marl-omsd[video]\" (or pip install moviepy), then run again.") from None
+        raise UserError(
+            "video=true needs moviepy, which gymnasium's RecordVideo writes videos with: "
+            'pip install "og-marl-omsd[video]" (or pip install moviepy), then run again.'
+        ) from None
     os.makedirs(folder, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         actions_path = os.path.join(scratch, "actions.npz")
         np.savez(actions_path, *episode_actions)
-        child = subprocess.run([sys.executable, "-m", "og_marl_omsd.evaluate", "--render-videos", scenario, str(seed),
-                                str(first_episode), actions_path, folder], capture_output=True, text=True)
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "og_marl_omsd.evaluate",
+                "--render-videos",
+                scenario,
+                str(seed),
+                str(first_episode),
+                actions_path,
+                folder,
+            ],
+            capture_output=True,
+            text=True,
+        )
     if child.returncode == 0:
         return
     backend = os.environ.get("MUJOCO_GL", "<unset: glfw, needs a display>")
-    how = (f"crashed (signal {-child.returncode})" if child.returncode < 0 else
-           f"failed: {(child.stderr.strip().splitlines() or ['no message'])[-1]}")
-    raise UserError(f"video=true: rendering with MUJOCO_GL={backend} {how}. Set MUJOCO_GL=egl (a GPU, or Mesa's "
-                    "software EGL) or MUJOCO_GL=osmesa (OSMesa installed), or run on a machine with a display. The "
-                    "evaluation itself finished and was written.")
+    how = (
+        f"crashed (signal {-child.returncode})"
+        if child.returncode < 0
+        else f"failed: {(child.stderr.strip().splitlines() or ['no message'])[-1]}"
+    )
+    raise UserError(
+        f"video=true: rendering with MUJOCO_GL={backend} {how}. Set MUJOCO_GL=egl (a GPU, or Mesa's "
+        "software EGL) or MUJOCO_GL=osmesa (OSMesa installed), or run on a machine with a display. The "
+        "evaluation itself finished and was written."
+    )
 
 
 def _render_videos(scenario: str, seed: int, first_episode: int, actions_path: str, folder: str) -> None:
@@ -127,11 +148,16 @@ def _render_videos(scenario: str, seed: int, first_episode: int, actions_path: s
 
     environment = MaMuJoCoEnvironment(scenario, seed=seed)
     gym_scenario, agent_conf = scenario_spec(scenario)
-    parallel = gymnasium_robotics.mamujoco_v1.parallel_env(gym_scenario, agent_conf, agent_obsk=AGENT_OBSK,
-                                                            render_mode="rgb_array", camera_name="track")  # follows the body
+    parallel = gymnasium_robotics.mamujoco_v1.parallel_env(
+        gym_scenario, agent_conf, agent_obsk=AGENT_OBSK, render_mode="rgb_array", camera_name="track"
+    )  # follows the body
     parallel.single_agent_env = gymnasium.wrappers.RecordVideo(
-        parallel.single_agent_env, folder, episode_trigger=lambda _: True,
-        name_prefix=f"seed{seed}-first{first_episode}", disable_logger=True)
+        parallel.single_agent_env,
+        folder,
+        episode_trigger=lambda _: True,
+        name_prefix=f"seed{seed}-first{first_episode}",
+        disable_logger=True,
+    )
     environment._environment.close()
     environment._environment = parallel
     environment._resets = first_episode
@@ -140,14 +166,16 @@ def _render_videos(scenario: str, seed: int, first_episode: int, actions_path: s
         environment.reset()
         for joint in stored[f"arr_{index}"]:
             _, _, terminals, truncations, _ = environment.step(
-                {agent: joint[i] for i, agent in enumerate(environment.agents)})
+                {agent: joint[i] for i, agent in enumerate(environment.agents)}
+            )
             if all(terminals.values()) or all(truncations.values()):
                 break
     parallel.single_agent_env.close()  # writes the last video
 
 
-def evaluate_policy(policy: Any, environment: Any, num_episodes: int,
-                    actions_out: Optional[List[np.ndarray]] = None) -> Dict[str, Any]:
+def evaluate_policy(
+    policy: Any, environment: Any, num_episodes: int, actions_out: Optional[List[np.ndarray]] = None
+) -> Dict[str, Any]:
     """OG-MARL's evaluation loop (team reward = mean over agents) plus the environment's ``get_stats``;
     with ``actions_out`` each episode's joint actions ``(T, N, A)`` are appended to it."""
     get_stats = getattr(environment, "get_stats", None)
@@ -163,20 +191,29 @@ def evaluate_policy(policy: Any, environment: Any, num_episodes: int,
             if actions_out is not None:
                 played.append(np.stack([np.asarray(actions[agent], "float32").reshape(-1) for agent in policy.agents]))
             observations, rewards, terminals, truncations, infos = environment.step(actions)
-            episode_return += float(np.mean(list(rewards.values())))
+            episode_return += team_step_reward(rewards)
             done = all(terminals.values()) or all(truncations.values())
         returns.append(episode_return)
         if actions_out is not None:
             actions_out.append(np.stack(played))
-    logs = {"mean_episode_return": float(np.mean(returns)), "max_episode_return": float(np.max(returns)),
-            "min_episode_return": float(np.min(returns)), "episode_returns": [float(r) for r in returns]}
+    logs = {
+        "mean_episode_return": float(np.mean(returns)),
+        "max_episode_return": float(np.max(returns)),
+        "min_episode_return": float(np.min(returns)),
+        "episode_returns": [float(r) for r in returns],
+    }
     if callable(get_stats):
         logs.update({key: float(value) for key, value in get_stats().items()})
     return logs
 
 
-def evaluate_run(run_dir: str, num_eval_episodes: Optional[int] = None, seed: Optional[int] = None,
-                 first_episode: Optional[int] = None, video: bool = False) -> Dict[str, Any]:
+def evaluate_run(
+    run_dir: str,
+    num_eval_episodes: Optional[int] = None,
+    seed: Optional[int] = None,
+    first_episode: Optional[int] = None,
+    video: bool = False,
+) -> Dict[str, Any]:
     """Evaluate a finished run's exported actors (defaults: the run's final evaluation). Returns the record written."""
     finished = load_finished_run(run_dir)
     config, results = finished["config"], finished["results"]
@@ -196,8 +233,10 @@ def evaluate_run(run_dir: str, num_eval_episodes: Optional[int] = None, seed: Op
     from og_marl_omsd.environments.mamujoco import MaMuJoCoEnvironment
 
     if video and not isinstance(environment, MaMuJoCoEnvironment):
-        raise UserError("video=true records MaMuJoCo tasks only (through gymnasium's RecordVideo); this run's "
-                        f"environment is {type(environment).__name__}. Drop video=true.")
+        raise UserError(
+            "video=true records MaMuJoCo tasks only (through gymnasium's RecordVideo); this run's "
+            f"environment is {type(environment).__name__}. Drop video=true."
+        )
     if hasattr(environment, "_resets"):
         environment._resets = first  # reset k uses seed + k
     policy = load_policy(run_dir)
@@ -206,19 +245,23 @@ def evaluate_run(run_dir: str, num_eval_episodes: Optional[int] = None, seed: Op
     close = getattr(environment, "close", None)
     if callable(close):
         close()
-    record = {"run_dir": run_dir, "seed": seed, "episodes": episodes, "first_episode": first, "evaluation": logs,
-              "run_final_mean_episode_return": results.get("final_evaluation", {}).get("mean_episode_return")}
+    record = {
+        "run_dir": run_dir,
+        "seed": seed,
+        "episodes": episodes,
+        "first_episode": first,
+        "evaluation": logs,
+        "run_final_mean_episode_return": results.get("final_evaluation", {}).get("mean_episode_return"),
+    }
     from og_marl_omsd.provenance import collect
 
     record["provenance"] = collect()
     out_dir = os.path.join(run_dir, "evaluations")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"seed{seed}-episodes{episodes}-first{first}.json")
-    with open(f"{path}.tmp", "w") as handle:
-        json.dump(record, handle, indent=2)
-    os.replace(f"{path}.tmp", path)
+    write_json(path, record)
     record["path"] = path
-    if video:
+    if played is not None:  # video
         folder = os.path.join(run_dir, "videos")
         record_videos(environment.scenario, seed, first, played, folder)
         record["videos"] = folder
@@ -240,9 +283,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"Error: {error}", file=sys.stderr)
         return 2
     logs = record["evaluation"]
-    line = (f"Evaluation of {record['run_dir']}: mean return {logs['mean_episode_return']:.4f} "
-            f"(min {logs['min_episode_return']:.4f}, max {logs['max_episode_return']:.4f}) over {record['episodes']} "
-            f"episodes, seed {record['seed']}, first episode {record['first_episode']}")
+    line = (
+        f"Evaluation of {record['run_dir']}: mean return {logs['mean_episode_return']:.4f} "
+        f"(min {logs['min_episode_return']:.4f}, max {logs['max_episode_return']:.4f}) over {record['episodes']} "
+        f"episodes, seed {record['seed']}, first episode {record['first_episode']}"
+    )
     if "coordination_rate" in logs:
         line += f" | coordination rate {logs['coordination_rate']:.2f}"
     print(line, flush=True)

@@ -2,13 +2,15 @@
 
 Every file a run writes goes through here:
 
-- :func:`write_text` / :func:`write_json`: atomic replacement (a temporary file in the same
-  directory, flushed and fsync'ed, then ``os.replace``): a reader sees the old file or the
-  new one, never a truncated one, whatever kills the writer (Ctrl-C, ``kill -9``, a full disk).
+- :func:`atomic_file` (any content, e.g. ``np.savez``), :func:`write_text` / :func:`write_json`:
+  atomic replacement (a temporary file in the same directory, flushed and fsync'ed, then
+  ``os.replace``): a reader sees the old file or the new one, never a truncated one, whatever
+  kills the writer (Ctrl-C, ``kill -9``, a full disk).
 - :func:`partial_dir` / :func:`publish_dir`: build a directory under a temporary name and
   rename it into place when complete (cache entries, checkpoints, datasets).
 - :func:`file_lock`: an exclusive ``flock`` held while one process generates or trains what
-  others would wait for (released by the kernel when its holder dies, even by SIGKILL).
+  others would wait for (released by the kernel when its holder dies, even by SIGKILL);
+  :func:`try_lock`: the same lock taken without waiting (a run directory has one run).
 - :func:`remove_leftovers`: deletes the temporaries of writers that are gone.
 - :func:`read_json`: a JSON file, or ``None`` with the reason when it is missing or damaged.
 
@@ -25,13 +27,14 @@ import os
 import re
 import shutil
 import time
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import IO, Any, Callable, Iterator, List, Optional, Tuple
 
 TEMPORARY_MARK = ".tmp-"
 PARTIAL_MARK = ".partial-"
 # Errors that come from the disk or the file system rather than from the program.
-DISK_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO")
-                        if hasattr(errno, name))
+DISK_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO") if hasattr(errno, name)
+)
 _LEFTOVER = re.compile(rf"(?:{re.escape(TEMPORARY_MARK)}|{re.escape(PARTIAL_MARK)})(\d+)$")
 
 
@@ -40,15 +43,17 @@ def _temporary_path(path: str) -> str:
     return os.path.join(directory, f".{name}{TEMPORARY_MARK}{os.getpid()}")
 
 
-def write_text(path: str, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (temporary file, fsync, ``os.replace``).
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str = "w") -> Iterator[IO[Any]]:
+    """A handle whose content replaces ``path`` atomically when the ``with`` block ends
+    (temporary file beside it, fsync, ``os.replace``, fsync of the directory).
 
     On any failure the temporary file is removed and the previous ``path`` is left intact.
     """
     temporary = _temporary_path(path)
     try:
-        with open(temporary, "w") as handle:
-            handle.write(text)
+        with open(temporary, mode) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -59,7 +64,13 @@ def write_text(path: str, text: str) -> None:
     _sync_directory(os.path.dirname(os.path.abspath(path)))
 
 
-def write_json(path: str, data: Any, indent: int = 2) -> None:
+def write_text(path: str, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as handle:
+        handle.write(text)
+
+
+def write_json(path: str, data: Any, indent: Optional[int] = 2) -> None:
     """:func:`write_text` of ``json.dumps(data)``."""
     write_text(path, json.dumps(data, indent=indent, default=str))
 
@@ -125,7 +136,7 @@ def process_alive(pid: int) -> bool:
 def remove_leftovers(directory: str) -> List[str]:
     """Delete the temporaries (``*.tmp-<pid>``, ``*.partial-<pid>[-old]``) in ``directory`` whose
     writer is no longer alive; returns what was removed. Missing directories are fine."""
-    removed = []
+    removed: List[str] = []
     try:
         names = os.listdir(directory)
     except OSError:
@@ -142,6 +153,21 @@ def remove_leftovers(directory: str) -> List[str]:
                 os.remove(path)
         removed.append(path)
     return removed
+
+
+def try_lock(handle: IO[Any]) -> bool:
+    """Take an exclusive lock on the open file ``handle`` without waiting: whether it was free.
+    Where locks are not available (no ``fcntl``) there is nothing to take: ``True``. The kernel
+    releases the lock when the handle is closed or its process exits (even by SIGKILL)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return True
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -167,19 +193,13 @@ def file_lock(path: str, waiting: Optional[Callable[[str], None]] = None, poll_s
             return
         raise
     with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not try_lock(handle):
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             if waiting is not None:
                 waiting(holder)
-            while True:  # polled, so that Ctrl-C still interrupts the wait
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    time.sleep(poll_seconds)
+            while not try_lock(handle):  # polled, so that Ctrl-C still interrupts the wait
+                time.sleep(poll_seconds)
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -50,7 +50,7 @@ else:
     from og_marl_omsd.standalone.replay_buffers import FlashbaxReplayBuffer
 
 
-def WandbLogger(**kwargs: Any) -> BaseLogger:  # noqa: N802 (mirrors OG-MARL's class name)
+def WandbLogger(**kwargs: Any) -> BaseLogger:  # mirrors OG-MARL's class name
     """A wandb logger, imported only when asked for.
 
     With OG-MARL's arguments only it is OG-MARL's ``WandbLogger`` (or the plugin's). Given
@@ -72,7 +72,9 @@ def WandbLogger(**kwargs: Any) -> BaseLogger:  # noqa: N802 (mirrors OG-MARL's c
 def og_marl_system(module: str, class_name: str) -> type:
     """One of OG-MARL's own system classes (``og_marl.baselines...``); needs the og_marl host."""
     if HOST != "og_marl":
-        raise ImportError(f"OG-MARL's {class_name} needs OG-MARL ({HOST_ENV_VAR}={os.environ.get(HOST_ENV_VAR, 'auto')}).")
+        raise ImportError(
+            f"OG-MARL's {class_name} needs OG-MARL ({HOST_ENV_VAR}={os.environ.get(HOST_ENV_VAR, 'auto')})."
+        )
     import importlib
 
     return getattr(importlib.import_module(module), class_name)

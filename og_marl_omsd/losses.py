@@ -1,12 +1,14 @@
-"""The formulas, written once: noise schedule, expectile loss, diffusion loss, actor surrogate.
+"""The formulas, written once: noise schedule, noising, expectile loss, diffusion loss, actor
+surrogate and its update direction, AdamW's decoupled decay, and the team reward.
 
 Pure functions of tensors; the modules and systems call these and nothing else for maths.
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Mapping, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 BETA_MIN = 0.1  # VP-SDE linear beta schedule (SRPO's)
@@ -24,6 +26,32 @@ def vp_schedule(t: tf.Tensor, beta_min: float = BETA_MIN, beta_max: float = BETA
     alpha = tf.exp(log_alpha)
     sigma = tf.sqrt(-tf.math.expm1(2.0 * log_alpha))  # sqrt(1 - alpha^2), accurate near t = 0
     return alpha, sigma
+
+
+def noised(actions: tf.Tensor, alpha: tf.Tensor, sigma: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+    """The VP forward process ``x_t = alpha_t x + sigma_t z`` for ``(B, N, A)`` actions and ``(B,)``
+    coefficients (from :func:`vp_schedule`)."""
+    return alpha[:, None, None] * actions + sigma[:, None, None] * noise
+
+
+def team_reward(rewards: Any) -> Any:
+    """The team reward: the mean over agents (the last axis) of per-agent rewards, for TF
+    tensors and NumPy arrays alike (the dtype is kept)."""
+    if isinstance(rewards, (tf.Tensor, tf.Variable)):
+        return tf.reduce_mean(rewards, axis=-1)
+    return np.asarray(rewards).mean(axis=-1)
+
+
+def team_step_reward(rewards: Mapping[str, Any]) -> float:
+    """The team reward of one environment step given as ``{agent: reward}`` (mean over agents)."""
+    return float(np.mean(list(rewards.values())))
+
+
+def decoupled_weight_decay(variables: Sequence[tf.Variable], decay: float) -> None:
+    """AdamW's decoupled weight decay ``v <- v - decay v`` (``decay`` = learning rate x weight
+    decay), applied before the Adam step."""
+    for variable in variables:
+        variable.assign_sub(decay * variable)
 
 
 def expectile_loss(diff: tf.Tensor, expectile: float) -> tf.Tensor:
@@ -59,6 +87,12 @@ def ddim_update(noisy: tf.Tensor, predicted_noise: tf.Tensor, t: tf.Tensor, s: t
 SCORE_WEIGHT_POWERS = {"sigma_squared": 2.0, "one": 0.0}
 
 
+def score_regulariser(predicted_noise: tf.Tensor, noise: tf.Tensor, subtract_noise: bool = True) -> tf.Tensor:
+    """The behaviour term of the actor update before its weight: ``e_i - z_i`` (the paper's form)
+    or ``e_i`` (SRPO's code)."""
+    return predicted_noise - noise if subtract_noise else predicted_noise
+
+
 def score_regularised_actor_loss(
     actions: tf.Tensor,
     predicted_noise: tf.Tensor,
@@ -86,10 +120,10 @@ def score_regularised_actor_loss(
     Returns:
         ``(total, per_agent)``: the sum over agents, and the ``(N,)`` per-agent losses.
     """
-    regulariser = predicted_noise - noise if subtract_noise else predicted_noise
-    per_sample = weight[:, None, None] * tf.stop_gradient(regulariser) * actions - beta * tf.stop_gradient(
-        q_gradient
-    ) * actions  # (B,N,A)
+    regulariser = score_regulariser(predicted_noise, noise, subtract_noise)
+    per_sample = (
+        weight[:, None, None] * tf.stop_gradient(regulariser) * actions - beta * tf.stop_gradient(q_gradient) * actions
+    )  # (B,N,A)
     per_agent = tf.reduce_mean(tf.reduce_sum(per_sample, axis=-1), axis=0)  # (N,)
     return tf.reduce_sum(per_agent), per_agent
 

@@ -58,7 +58,7 @@ class IQLCritic(snt.Module):
         """Both Q heads, each ``(B, K)``."""
         out = (self._q_target if target else self._q)(self._inputs(state, actions))[..., 0]  # (2K,B)
         out = tf.transpose(out)  # (B,2K)
-        return out[:, : self.heads], out[:, self.heads:]
+        return out[:, : self.heads], out[:, self.heads :]
 
     def values(self, state: tf.Tensor) -> tf.Tensor:
         """``V(s)``, ``(B, K)``."""

@@ -40,8 +40,14 @@ class _ExportedActors(tf.Module):
         return self.actors(observations)
 
 
-def export_actors(actors: tf.Module, path: str, agents: Sequence[str], observation_dim: int, action_dim: int,
-                  info: Optional[Dict[str, Any]] = None) -> str:
+def export_actors(
+    actors: tf.Module,
+    path: str,
+    agents: Sequence[str],
+    observation_dim: int,
+    action_dim: int,
+    info: Optional[Dict[str, Any]] = None,
+) -> str:
     """Save ``actors`` (``(B, N, O) -> (B, N, A)``) as a SavedModel at ``path``, atomically
     (written beside it and renamed; an existing export is replaced).
 
@@ -60,9 +66,14 @@ def export_actors(actors: tf.Module, path: str, agents: Sequence[str], observati
             return {"actions": module.__call__(observations)}
 
         tf.saved_model.save(module, partial, signatures={"serving_default": serving})
-        record = {"agents": list(agents), "observation_shape": [int(observation_dim)], "action_dim": int(action_dim),
-                  "input": "observations (B, N, O) float32, agents in this order",
-                  "output": "actions (B, N, A) float32 in [-1, 1]", **(info or {})}
+        record = {
+            "agents": list(agents),
+            "observation_shape": [int(observation_dim)],
+            "action_dim": int(action_dim),
+            "input": "observations (B, N, O) float32, agents in this order",
+            "output": "actions (B, N, A) float32 in [-1, 1]",
+            **(info or {}),
+        }
         write_json(os.path.join(partial, POLICY_INFO), record)
         publish_dir(partial, path)
     except BaseException:
@@ -77,17 +88,30 @@ def actor_architecture(actors: Any) -> Optional[Dict[str, Any]]:
     layers = getattr(mlps[0], "_layers", None) if mlps else None  # sonnet's MLP keeps its Linear layers here
     if not layers:
         return None
-    return {"num_agents": int(actors.num_agents), "action_dim": int(actors.action_dim),
-            "hidden_sizes": [int(layer.output_size) for layer in layers[:-1]], "shared": bool(actors.shared),
-            "centralised": bool(actors.centralised)}
+    return {
+        "num_agents": int(actors.num_agents),
+        "action_dim": int(actors.action_dim),
+        "hidden_sizes": [int(layer.output_size) for layer in layers[:-1]],
+        "shared": bool(actors.shared),
+        "centralised": bool(actors.centralised),
+    }
 
 
 def export_system(system: Any, run_dir: str, info: Optional[Dict[str, Any]] = None) -> str:
     """Export a trained score-regularised system's actors to ``<run_dir>/policy``."""
-    info = {**(info or {}), "actor": actor_architecture(system.actors),
-            "jit_compile": bool(getattr(system, "_jit_compile", False))}
-    return export_actors(system.actors, os.path.join(run_dir, POLICY_DIR), list(system.agents),
-                         system.observation_dim, system.action_dim, info)
+    info = {
+        **(info or {}),
+        "actor": actor_architecture(system.actors),
+        "jit_compile": bool(getattr(system, "_jit_compile", False)),
+    }
+    return export_actors(
+        system.actors,
+        os.path.join(run_dir, POLICY_DIR),
+        list(system.agents),
+        system.observation_dim,
+        system.action_dim,
+        info,
+    )
 
 
 class LoadedPolicy:
@@ -108,7 +132,8 @@ class LoadedPolicy:
             actors = DeterministicActors(**self.info["actor"])
             actors(tf.zeros([1, len(self.agents), *self.info["observation_shape"]]))
             tf.train.Checkpoint(actors=actors).read(
-                os.path.join(path, "variables", "variables")).assert_existing_objects_matched().expect_partial()
+                os.path.join(path, "variables", "variables")
+            ).assert_existing_objects_matched().expect_partial()
             self.actors = actors
         # Act as the run did: its evaluation called the actors XLA-compiled when it trained with jit_compile.
         act = self.actors or self.module

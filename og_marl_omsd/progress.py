@@ -14,7 +14,7 @@ One call per logging point::
   most every ``every`` seconds (default 30; ``logger.progress_every=`` of the runner or
   ``OG_MARL_OMSD_PROGRESS_EVERY``) and always at the last step::
 
-    [critic_joint] 12000/20000 (60%) | 812 steps/s | ETA 0:00:10 | elapsed 0:00:15 | q_loss 0.0123 | run 45% ETA ~0:06:12
+    [critic_joint] 12000/20000 (60%) | 812 steps/s | ETA 0:00:10 | elapsed 0:00:15 | q_loss 0.01 | run 45% ETA ~0:06:12
 
 ``OG_MARL_OMSD_PROGRESS`` forces a mode: ``bar``, ``plain`` or ``off``.
 
@@ -169,7 +169,7 @@ class Progress:
         self._closed = False
         self._metrics: Optional[Mapping[str, Any]] = None
         self._run_stage = _run_plan.match(name) if _run_plan is not None else None
-        if self._run_stage is not None:
+        if _run_plan is not None and self._run_stage is not None:
             _run_plan.enter(self._run_stage, self.start)
         self._bar = None
         if self.mode == "bar":
@@ -178,8 +178,17 @@ class Progress:
             except ImportError:
                 self.mode, self.every = "plain", 0.5
             else:
-                self._bar = tqdm(total=self.total, initial=min(self.start, self.total), desc=name, unit=" " + unit,
-                                 dynamic_ncols=True, mininterval=0.5, smoothing=0.05, leave=True, file=self.stream)
+                self._bar = tqdm(
+                    total=self.total,
+                    initial=min(self.start, self.total),
+                    desc=name,
+                    unit=" " + unit,
+                    dynamic_ncols=True,
+                    mininterval=0.5,
+                    smoothing=0.05,
+                    leave=True,
+                    file=self.stream,
+                )
 
     # -- numbers
     @property
@@ -200,9 +209,12 @@ class Progress:
     def line(self) -> str:
         """The plain progress line for the current step."""
         percent = 100.0 * self.step / self.total if self.total else 100.0
-        parts = [f"[{self.name}] {self.step}/{self.total} ({percent:.0f}%)", f"{self.rate:.1f} {self.unit}/s",
-                 f"ETA {format_duration(self.eta) if self.step < self.total else '0:00:00'}",
-                 f"elapsed {format_duration(time.time() - self._started)}"]
+        parts = [
+            f"[{self.name}] {self.step}/{self.total} ({percent:.0f}%)",
+            f"{self.rate:.1f} {self.unit}/s",
+            f"ETA {format_duration(self.eta) if self.step < self.total else '0:00:00'}",
+            f"elapsed {format_duration(time.time() - self._started)}",
+        ]
         if self._metrics:
             parts.append(" ".join(f"{_short(key)} {_format_value(value)}" for key, value in self._metrics.items()))
         run = self._run_text()
@@ -225,7 +237,7 @@ class Progress:
             self._first = (time.time(), self.step)
         if metrics is not None:
             self._metrics = metrics
-        if self._run_stage is not None:
+        if _run_plan is not None and self._run_stage is not None:
             _run_plan.done[self._run_stage] = min(self.step, self.total)
         now = time.time()
         final = self.step >= self.total
@@ -238,7 +250,7 @@ class Progress:
                     postfix.update({_short(key): _format_value(value) for key, value in self._metrics.items()})
                 run = self._run_text()
                 if run:
-                    postfix["run"] = run[len("run "):]
+                    postfix["run"] = run[len("run ") :]
                 self._bar.set_postfix(postfix, refresh=False)
             if final:
                 self.close()
@@ -283,14 +295,20 @@ class EvaluationPrinter:
         if "evaluation/mean_episode_return" not in logs:
             return
         step = logs.get("evaluation/training_steps")
-        where = "" if step is None else f" actors step {int(step)}" + (
-            f"/{self.total_steps}" if self.total_steps else "")
-        line = (f"[evaluation]{where}: mean return {_format_value(logs['evaluation/mean_episode_return'])} "
-                f"(min {_format_value(logs.get('evaluation/min_episode_return', float('nan')))}, "
-                f"max {_format_value(logs.get('evaluation/max_episode_return', float('nan')))})")
-        others = [f"{_short(key)} {_format_value(value)}" for key, value in logs.items()
-                  if key.startswith("evaluation/") and _short(key) not in (
-                      "mean_episode_return", "min_episode_return", "max_episode_return", "training_steps")]
+        where = (
+            "" if step is None else f" actors step {int(step)}" + (f"/{self.total_steps}" if self.total_steps else "")
+        )
+        line = (
+            f"[evaluation]{where}: mean return {_format_value(logs['evaluation/mean_episode_return'])} "
+            f"(min {_format_value(logs.get('evaluation/min_episode_return', float('nan')))}, "
+            f"max {_format_value(logs.get('evaluation/max_episode_return', float('nan')))})"
+        )
+        others = [
+            f"{_short(key)} {_format_value(value)}"
+            for key, value in logs.items()
+            if key.startswith("evaluation/")
+            and _short(key) not in ("mean_episode_return", "min_episode_return", "max_episode_return", "training_steps")
+        ]
         if others:
             line += " | " + " ".join(others)
         print(line, file=self.stream or sys.stdout, flush=True)

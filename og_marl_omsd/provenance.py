@@ -23,8 +23,17 @@ from importlib import metadata
 from typing import Any, Dict, Optional
 
 PACKAGE = "og-marl-omsd"
-LIBRARIES = ("tensorflow", "dm-sonnet", "flashbax", "jax", "numpy", "mujoco", "gymnasium", "gymnasium-robotics",
-             "og-marl")
+LIBRARIES = (
+    "tensorflow",
+    "dm-sonnet",
+    "flashbax",
+    "jax",
+    "numpy",
+    "mujoco",
+    "gymnasium",
+    "gymnasium-robotics",
+    "og-marl",
+)
 
 
 def package_version(distribution: str) -> Optional[str]:

@@ -38,7 +38,7 @@ def load_registered_system(name: str) -> type:
         raise UnknownSystemError(
             f"Unknown system {name!r}. Registered systems ({GROUP} entry points): {known}. "
             "A distribution registers more in its packaging metadata (setup.cfg [options.entry_points] or "
-            f"pyproject.toml [project.entry-points.\"{GROUP}\"]); reinstall it after adding one."
+            f'pyproject.toml [project.entry-points."{GROUP}"]); reinstall it after adding one.'
         )
     return systems[name].load()
 
@@ -52,11 +52,16 @@ def load_system(name: str) -> type:
         try:
             return load_registered_system(name)
         except UnknownSystemError as error:
-            raise UnknownSystemError(f"{error} OG-MARL's own systems (run here when OG-MARL is installed): "
-                                     f"{', '.join(sorted(OG_MARL_SYSTEMS))}.") from None
+            raise UnknownSystemError(
+                f"{error} OG-MARL's own systems (run here when OG-MARL is installed): "
+                f"{', '.join(sorted(OG_MARL_SYSTEMS))}."
+            ) from None
     if og_marl_package_dir() is None:
-        why = ("OG_MARL_OMSD_HOST=standalone keeps it out of this process"
-               if os.environ.get("OG_MARL_OMSD_HOST", "").strip().lower() == "standalone" else "it is not installed")
+        why = (
+            "OG_MARL_OMSD_HOST=standalone keeps it out of this process"
+            if os.environ.get("OG_MARL_OMSD_HOST", "").strip().lower() == "standalone"
+            else "it is not installed"
+        )
         raise UnknownSystemError(
             f"System {name!r} is OG-MARL's ({OG_MARL_SYSTEMS[name].description}), and OG-MARL cannot be used here: "
             f"{why}. Install OG-MARL from its repository: {INSTALL_HINT}; then run the same command "

@@ -25,16 +25,15 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 import hydra
 import numpy as np
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
-
 from og_marl_omsd.errors import StageStopped, UserError
-from og_marl_omsd.files import read_json, remove_leftovers, write_json, write_text
+from og_marl_omsd.files import try_lock, write_json
 from og_marl_omsd.upstream.og_marl_systems import register_configs as register_og_marl_system_configs
 from og_marl_omsd.validation import RUN_RULES, rule_problems, unknown_keys
 
@@ -94,30 +93,44 @@ def setup_devices() -> None:
 
 def system_parameters(system_class: type, params: Dict[str, Any]) -> Dict[str, Any]:
     """Check ``system.*`` against the constructor: unknown names and wrong types are errors."""
-    signature = inspect.signature(system_class.__init__)
-    known = {name: p.default for name, p in signature.parameters.items() if name not in ("self", "environment", "logger")}
+    signature = inspect.signature(system_class.__init__)  # type: ignore[misc]
+    known = {
+        name: p.default for name, p in signature.parameters.items() if name not in ("self", "environment", "logger")
+    }
     reserved = {"reward_scale", "seed"}  # set by the runner
     problems = []
     for name, value in params.items():
         if name in reserved:
-            problems.append(f"system.{name} is set by the runner (use {'seed=' if name == 'seed' else 'task.reward_normalisation='})")
+            setting = "seed=" if name == "seed" else "task.reward_normalisation="
+            problems.append(f"system.{name} is set by the runner (use {setting})")
         elif name not in known:
             problems.append(f"unknown parameter system.{name}")
         else:
             default = known[name]
             if isinstance(default, bool) and not isinstance(value, bool):
                 problems.append(f"system.{name} must be true or false, got {value!r}")
-            elif isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, (int, float))
+            elif (
+                isinstance(default, (int, float))
+                and not isinstance(default, bool)
+                and (isinstance(value, bool) or not isinstance(value, (int, float)))
             ):
                 problems.append(f"system.{name} must be a number, got {value!r}")
-            elif isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) and not value.is_integer():
+            elif (
+                isinstance(default, int)
+                and not isinstance(default, bool)
+                and isinstance(value, float)
+                and not value.is_integer()
+            ):
                 problems.append(f"system.{name} must be an integer, got {value!r}")
     if problems:
         choices = ", ".join(sorted(set(known) - reserved))
-        raise UserError("Bad system configuration: " + "; ".join(problems) + f". Parameters of {system_class.__name__}: {choices}.")
-    params = {k: (int(v) if isinstance(known[k], int) and not isinstance(known[k], bool) and isinstance(v, float) else v)
-              for k, v in params.items()}
+        raise UserError(
+            "Bad system configuration: " + "; ".join(problems) + f". Parameters of {system_class.__name__}: {choices}."
+        )
+    params = {
+        k: (int(v) if isinstance(known[k], int) and not isinstance(known[k], bool) and isinstance(v, float) else v)
+        for k, v in params.items()
+    }
     check = getattr(system_class, "check_parameters", None)
     if check is not None:
         try:
@@ -170,9 +183,11 @@ def run_identity(resolved: Dict[str, Any], dataset: Optional[str] = None) -> Dic
 
 def default_run_dir(cfg: DictConfig, dataset: str) -> str:
     """``runs/<system>/<env>-<task>/<dataset>/seed<seed>-<hash>``: the same command finds its run."""
-    resolved = run_identity(OmegaConf.to_container(cfg, resolve=True), dataset)
+    resolved = run_identity(cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=True)), dataset)
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return os.path.join(cfg.runs_root, cfg.system.name, f"{cfg.env.name}-{cfg.task.name}", dataset, f"seed{cfg.seed}-{digest}")
+    return os.path.join(
+        cfg.runs_root, cfg.system.name, f"{cfg.env.name}-{cfg.task.name}", dataset, f"seed{cfg.seed}-{digest}"
+    )
 
 
 def reward_scale(task: DictConfig, returns: np.ndarray) -> float:
@@ -182,7 +197,9 @@ def reward_scale(task: DictConfig, returns: np.ndarray) -> float:
     if task.reward_normalisation == "episode_return_range":
         spread = float(returns.max() - returns.min()) if returns.size else 0.0
         return 1000.0 / spread if spread > 0 else 1.0
-    raise UserError(f"task.reward_normalisation must be 'none' or 'episode_return_range', got {task.reward_normalisation!r}.")
+    raise UserError(
+        f"task.reward_normalisation must be 'none' or 'episode_return_range', got {task.reward_normalisation!r}."
+    )
 
 
 def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
@@ -193,8 +210,10 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
     try:
         vault_config = load_vault_config(cfg.task.vault_config)
     except FileNotFoundError as error:
-        raise UserError(f"Task {cfg.task.name} names vault config {cfg.task.vault_config!r}, which does not exist: "
-                        f"{error} Add it to vault_configs/ or set task.vault_config=<name or path>.") from None
+        raise UserError(
+            f"Task {cfg.task.name} names vault config {cfg.task.vault_config!r}, which does not exist: "
+            f"{error} Add it to vault_configs/ or set task.vault_config=<name or path>."
+        ) from None
     location = location_of(vault_config, cfg.vault_dir)
     if location.exists(dataset):
         return location
@@ -231,18 +250,25 @@ def vault_of_task(cfg: DictConfig, dataset: str) -> Any:
 
 def check_run_settings(cfg: DictConfig) -> None:
     """The run's own numbers and the task/env pairing (before anything is loaded or written)."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     unknown = unknown_keys(resolved, {"": RunSchema, "replay": ReplaySchema, "logger": LoggerSchema})
     if unknown:
-        raise UserError(f"Unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (added with +?): it "
-                        "would be ignored. Settings: " + ", ".join(f.name for f in fields(RunSchema)) + "; replay."
-                        + ", replay.".join(f.name for f in fields(ReplaySchema)) + ". Remove it or fix its name.")
+        raise UserError(
+            f"Unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} (added with +?): it "
+            "would be ignored. Settings: "
+            + ", ".join(f.name for f in fields(RunSchema))
+            + "; replay."
+            + ", replay.".join(f.name for f in fields(ReplaySchema))
+            + ". Remove it or fix its name."
+        )
     problems = rule_problems(_flatten(resolved), RUN_RULES)
     if problems:
         raise UserError("Bad run settings: " + "; ".join(problems) + ".")
     if cfg.logger.wandb and importlib.util.find_spec("wandb") is None:
-        raise UserError("logger.wandb=true needs the wandb package, which is not installed. Install it with "
-                        "`pip install wandb` (or `pip install og-marl-omsd[wandb]`), or run with logger.wandb=false.")
+        raise UserError(
+            "logger.wandb=true needs the wandb package, which is not installed. Install it with "
+            "`pip install wandb` (or `pip install og-marl-omsd[wandb]`), or run with logger.wandb=false."
+        )
     if cfg.task.env != cfg.env.name:
         raise UserError(
             f"Task {cfg.task.name!r} belongs to env {cfg.task.env!r}, not {cfg.env.name!r}. Pick a task of "
@@ -256,17 +282,21 @@ def check_same_run(cfg: DictConfig, dataset: str, run_dir: str) -> None:
     if not os.path.isfile(stored_path):
         return
     try:
-        stored = run_identity(OmegaConf.to_container(OmegaConf.load(stored_path), resolve=True))
-    except Exception as error:  # noqa: BLE001 (any parse failure: the file is damaged)
-        print(f"[resume] {stored_path} is damaged ({type(error).__name__}); it is written again for this run",
-              flush=True)
+        stored = run_identity(cast(Dict[str, Any], OmegaConf.to_container(OmegaConf.load(stored_path), resolve=True)))
+    except Exception as error:  # any parse failure: the file is damaged
+        print(
+            f"[resume] {stored_path} is damaged ({type(error).__name__}); it is written again for this run", flush=True
+        )
         return
-    current = run_identity(OmegaConf.to_container(cfg, resolve=True), dataset)
+    current = run_identity(cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=True)), dataset)
     if stored == current:
         return
     flat_stored, flat_current = _flatten(stored), _flatten(current)
-    differences = [f"{key}: {flat_stored.get(key, '<unset>')!r} there, {flat_current.get(key, '<unset>')!r} now"
-                   for key in sorted(set(flat_stored) | set(flat_current)) if flat_stored.get(key) != flat_current.get(key)]
+    differences = [
+        f"{key}: {flat_stored.get(key, '<unset>')!r} there, {flat_current.get(key, '<unset>')!r} now"
+        for key in sorted(set(flat_stored) | set(flat_current))
+        if flat_stored.get(key) != flat_current.get(key)
+    ]
     raise UserError(
         f"Run directory {run_dir} holds a different run ({'; '.join(differences[:8])}"
         f"{'; ...' if len(differences) > 8 else ''}). Resuming it with other settings would mix two runs. Run with "
@@ -288,16 +318,11 @@ def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 def _lock_run_dir(run_dir: str) -> Any:
     """Hold ``run_dir/.lock`` for this process (released when it ends, even by SIGKILL)."""
     handle = open(os.path.join(run_dir, ".lock"), "w")
-    try:
-        import fcntl
-
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:  # not POSIX: no lock
-        pass
-    except BlockingIOError:
+    if not try_lock(handle):
         handle.close()
-        raise UserError(f"Another process is running in {run_dir}. Wait for it to finish, or choose another "
-                        "run_dir=<path>.") from None
+        raise UserError(
+            f"Another process is running in {run_dir}. Wait for it to finish, or choose another run_dir=<path>."
+        ) from None
     _HELD_LOCKS.append(handle)
     return handle
 
@@ -323,133 +348,58 @@ def _releases_run_lock(function: Any) -> Any:
 
 @_releases_run_lock
 def run(cfg: DictConfig) -> Dict[str, Any]:
-    """Run one configured experiment (or resume it); returns the results written to ``results.json``."""
-    from og_marl_omsd.validation import check_writable_directory
+    """Run one configured experiment (or resume it); returns the results written to ``results.json``.
+
+    The steps are :mod:`og_marl_omsd.run_steps` (its docstring shows the sequence)."""
+    from og_marl_omsd import run_steps as steps
 
     start = time.time()
-    system_class, params, dataset, run_dir = plan_run(cfg)
-    if not hasattr(system_class, "pretrain"):  # OG-MARL's own systems: no pretraining stage
+    plan = steps.prepare_run(cfg)
+    if not plan.pretrains:  # OG-MARL's own systems: no pretraining stage
         from og_marl_omsd.upstream.runner import run_offline_system
 
-        return run_offline_system(cfg, system_class, prepare_vault=vault_of_task)
-    check_same_run(cfg, dataset, run_dir)
-    results_path = os.path.join(run_dir, "results.json")
-    results, problem = read_json(results_path)
-    if problem is None and isinstance(results, dict) and "final_evaluation" in results:
-        print(f"Run already complete: {run_dir}", flush=True)
-        print_summary(results)
-        return results
-    if problem != "missing":
-        print(f"[resume] {results_path} is damaged ({problem or 'incomplete'}); the run resumes from its checkpoints "
-              "to write it again", flush=True)
-    check_writable_directory(run_dir, "run directory", "run_dir")
-    try:
-        check_writable_directory(cfg.pretrained_dir, "pretrained cache directory", "pretrained_dir")
-        cache_read_only = False
-    except UserError:  # an existing read-only (shared) cache still serves the stages it holds
-        if not os.path.isdir(cfg.pretrained_dir):
-            raise
-        print(f"[run] the pretrained cache {cfg.pretrained_dir} is not writable: it is used read-only (stages it holds "
-              "are loaded; a stage it lacks is trained for this run and not cached)", flush=True)
-        cache_read_only = True
-    location = prepare_dataset(cfg, dataset)
-
-    setup_devices()
-    import tensorflow as tf
-
-    from og_marl_omsd import host
-    from og_marl_omsd.datasets.vaults import episode_returns, fingerprint
-    from og_marl_omsd.run_logger import RunLogger
-    from og_marl_omsd.standalone.loggers import JsonWriter
-    from og_marl_omsd.systems.pretraining import PretrainedCache
-    from og_marl_omsd.validation import read_checked_dataset, validate_experience
-
-    environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed)
-    order = params.get("agent_order")
-    if order is not None and len(order) != len(environment.agents):
-        raise UserError(f"Bad system configuration: system.agent_order={list(order)} orders {len(order)} agents, but "
-                        f"{cfg.task.name} has {len(environment.agents)} ({', '.join(environment.agents)}). Give a "
-                        "permutation of 0..N-1 or leave it null.")
-    experience = read_checked_dataset(location, dataset)
-    checked = validate_experience(experience, environment, location.dataset_path(dataset),
-                                  f"{cfg.env.name} ({cfg.task.env_name}/{cfg.task.scenario})", cfg.clip_actions)
-    if cfg.replay.batch_size > checked["timesteps"]:
-        raise UserError(f"Bad run settings: replay.batch_size={cfg.replay.batch_size} is larger than dataset "
-                        f"{dataset}'s {checked['timesteps']} timesteps. Choose replay.batch_size <= "
-                        f"{checked['timesteps']} (the default is 256).")
-    returns = episode_returns(experience)
-    dataset_key = fingerprint(experience)
-    scale = reward_scale(cfg.task, returns)
-    del experience
-
-    os.makedirs(run_dir, exist_ok=True)
-    lock = _lock_run_dir(run_dir)
-    remove_leftovers(run_dir)  # temporaries of an interrupted process
-    if not cache_read_only:
-        remove_leftovers(cfg.pretrained_dir)
-    config_path = os.path.join(run_dir, "config.yaml")
-    try:
-        stored_config = OmegaConf.load(config_path) if os.path.isfile(config_path) else None
-    except Exception:  # noqa: BLE001 (damaged: reported by check_same_run, written again here)
-        stored_config = None
-    if stored_config is None:
-        write_text(config_path, OmegaConf.to_yaml(cfg, resolve=True))
-    print(f"[run] {cfg.system.name} on {cfg.task.name}/{dataset} seed {cfg.seed} (host: {host.HOST}); run dir {run_dir}",
-          flush=True)
-    print(f"[run] dataset {location.dataset_path(dataset)}: {checked['timesteps']} steps, "
-          f"{returns.size} episodes, return {returns.mean():.3f} +- {returns.std():.3f}; fingerprint {dataset_key}; "
-          f"reward scale {scale:.4g}", flush=True)
-    if checked["actions_outside"]:
-        print(f"[run] clip_actions=true: {checked['actions_outside']} action values outside [-1, 1] are clipped for "
-              "training", flush=True)
-
-    tf.random.set_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    buffer = host.FlashbaxReplayBuffer(sequence_length=cfg.replay.sequence_length, batch_size=cfg.replay.batch_size,
-                                       seed=cfg.seed)
-    # Read where the vault config wrote it (a quick config has its own source).
-    buffer.populate_from_vault(location.source, location.env, location.scenario, dataset,
-                               rel_dir=os.path.abspath(location.rel_dir))
-    from og_marl_omsd import tracking
-
-    loggers = tracking.make_loggers(cfg, run_dir, dataset)  # readable evaluation lines (+ wandb)
-    # The plugin's marl-eval writer in both host modes: it writes metrics.json atomically.
-    json_writer = JsonWriter(run_dir, cfg.system.name, cfg.task.name, cfg.env.name, cfg.seed)
-    logger = RunLogger(loggers, json_writer, environment=environment)
-
-    system = system_class(environment, logger, **params, reward_scale=scale, seed=cfg.seed)
-    system.enable_checkpointing(os.path.join(run_dir, "checkpoints"), int(cfg.checkpoint_every), run_state=logger)
-    tracking.plan_stages(system, int(cfg.training_steps))
-    cache_keys = system.pretrain(buffer, PretrainedCache(cfg.pretrained_dir, read_only=cache_read_only), dataset_key)
+        return run_offline_system(cfg, plan.system_class, prepare_vault=vault_of_task)
+    if plan.completed is not None:
+        return plan.completed
+    location = prepare_dataset(cfg, plan.dataset)
+    environment = steps.make_environment(cfg)
+    data = steps.load_dataset(cfg, location, plan.dataset, environment, plan.params)
+    lock = steps.open_run_dir(cfg, plan, data)
+    logger = steps.make_run_logger(cfg, plan, environment)
+    system, buffer = steps.build_system_and_buffer(cfg, plan.system_class, plan.params, environment, logger, data)
+    steps.enable_checkpoints(system, cfg, plan.run_dir, logger)
+    cache_keys = steps.pretrain(system, buffer, cfg, data, plan.cache_read_only)
     pretrain_seconds = time.time() - start
-    system.train(buffer, training_steps=int(cfg.training_steps), evaluation_every=int(cfg.evaluation_every),
-                 num_eval_episodes=int(cfg.num_eval_episodes))
-    final = logger.evaluations[-1]
-    artefacts = tracking.finish_run(system, environment, run_dir, cfg, dataset)  # policy/, provenance
-    logger.write_absolute({k: v for k, v in final.items() if k != "training_steps"})
-    logger.close()
-    results = {
+    steps.train_and_evaluate(system, buffer, cfg)
+    results = steps.finish_run(cfg, plan, data, system, environment, logger, cache_keys, start, pretrain_seconds)
+    write_json(plan.results_path, results)
+    lock.close()
+    print_summary(results)
+    return results
+
+
+def run_results(
+    cfg: DictConfig,
+    dataset: str,
+    host_name: str,
+    evaluations: List[Dict[str, float]],
+    stage_steps: Dict[str, int],
+    **extra: Any,
+) -> Dict[str, Any]:
+    """``results.json``'s content: the run's identity, its final evaluation and evaluation
+    curve, the steps of each stage, then ``extra`` (in the order given)."""
+    return {
         "system": cfg.system.name,
         "env": cfg.env.name,
         "task": cfg.task.name,
         "dataset": dataset,
         "seed": int(cfg.seed),
-        "host": host.HOST,
-        "final_evaluation": final,
-        "evaluation_curve": logger.evaluations,
-        "stage_steps": {**system.stage_steps, "actors": int(system.training_step_ctr)},
-        "dataset_statistics": {"episodes": int(returns.size), "mean_return": float(returns.mean()),
-                               "std_return": float(returns.std()), "fingerprint": dataset_key},
-        "reward_scale": scale,
-        "pretrained_cache_keys": cache_keys,
-        "wall_time_seconds": time.time() - start,
-        "pretrain_wall_time_seconds": pretrain_seconds,
-        **artefacts,
+        "host": host_name,
+        "final_evaluation": evaluations[-1],
+        "evaluation_curve": evaluations,
+        "stage_steps": stage_steps,
+        **extra,
     }
-    write_json(results_path, results)
-    lock.close()
-    print_summary(results)
-    return results
 
 
 def print_summary(results: Dict[str, Any]) -> None:
@@ -457,8 +407,11 @@ def print_summary(results: Dict[str, Any]) -> None:
     line = f"Final mean return: {final['mean_episode_return']:.4f}"
     if "coordination_rate" in final:
         line += f" | coordination rate: {final['coordination_rate']:.2f}"
-    print(f"{line} | wall time {results['wall_time_seconds']:.1f} s | results: {results['system']} "
-          f"{results['task']}/{results['dataset']} seed {results['seed']}", flush=True)
+    print(
+        f"{line} | wall time {results['wall_time_seconds']:.1f} s | results: {results['system']} "
+        f"{results['task']}/{results['dataset']} seed {results['seed']}",
+        flush=True,
+    )
     if "stage_steps" in results:
         print("Steps: " + ", ".join(f"{stage} {steps}" for stage, steps in results["stage_steps"].items()), flush=True)
 
@@ -475,10 +428,13 @@ def failure_report(error: BaseException) -> Optional[Tuple[int, str]]:
     if isinstance(error, StageStopped):
         return 3, f"Stopped: {error}"
     if is_disk_error(error):
-        where = f" {error.filename}" if getattr(error, "filename", None) else ""
-        return 3, (f"Stopped: could not write{where}: {error.strerror or error}. Free disk space (or fix the "
-                   "permissions) and run the same command again: it resumes from its last checkpoint, and the "
-                   "temporary files this run left behind are removed then.")
+        filename, strerror = getattr(error, "filename", None), getattr(error, "strerror", None)
+        where = f" {filename}" if filename else ""
+        return 3, (
+            f"Stopped: could not write{where}: {strerror or error}. Free disk space (or fix the "
+            "permissions) and run the same command again: it resumes from its last checkpoint, and the "
+            "temporary files this run left behind are removed then."
+        )
     return None
 
 
@@ -500,7 +456,7 @@ def main(cfg: DictConfig) -> None:
             raise
         print(INTERRUPTED, file=sys.stderr, flush=True)
         sys.exit(130)
-    except Exception as error:  # noqa: BLE001 (reported, then re-raised unless the user can act on it)
+    except Exception as error:  # reported, then re-raised unless the user can act on it
         report = failure_report(error)
         if full_error or (report is None and not multirun):
             raise
@@ -511,7 +467,7 @@ def main(cfg: DictConfig) -> None:
             report = (1, f"Failed: {type(error).__name__}: {error}")
         code, message = report
         print(message, file=sys.stderr, flush=True)
-        if not multirun:
+        if not multirun or hydra_config is None:
             sys.exit(code)
         sweep.record_failure(hydra_config.job.num, " ".join(hydra_config.overrides.task), code, message)
 

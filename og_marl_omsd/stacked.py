@@ -33,8 +33,9 @@ class StackedLinear(snt.Module):
             for that group; default: none.
     """
 
-    def __init__(self, groups: int, output_size: int, padding: Optional[Sequence[int]] = None,
-                 name: Optional[str] = None):
+    def __init__(
+        self, groups: int, output_size: int, padding: Optional[Sequence[int]] = None, name: Optional[str] = None
+    ):
         super().__init__(name=name)
         self.groups = int(groups)
         self.output_size = int(output_size)
@@ -62,11 +63,19 @@ class StackedMLP(snt.Module):
     """``G`` MLPs of the same sizes as one stack of :class:`StackedLinear` (activation between
     layers, none after the last), like ``snt.nets.MLP`` per group."""
 
-    def __init__(self, groups: int, output_sizes: Sequence[int], activation: Callable = tf.nn.relu,
-                 padding: Optional[Sequence[int]] = None, name: Optional[str] = None):
+    def __init__(
+        self,
+        groups: int,
+        output_sizes: Sequence[int],
+        activation: Callable = tf.nn.relu,
+        padding: Optional[Sequence[int]] = None,
+        name: Optional[str] = None,
+    ):
         super().__init__(name=name)
-        self._layers = [StackedLinear(groups, size, padding=padding if k == 0 else None, name=f"linear_{k}")
-                        for k, size in enumerate(output_sizes)]
+        self._layers = [
+            StackedLinear(groups, size, padding=padding if k == 0 else None, name=f"linear_{k}")
+            for k, size in enumerate(output_sizes)
+        ]
         self._activation = activation
 
     def __call__(self, inputs: tf.Tensor) -> tf.Tensor:

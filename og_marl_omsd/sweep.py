@@ -51,6 +51,8 @@ class SweepReport(Callback):
             print(f"[sweep] all {jobs} jobs finished", flush=True)
             return
         lines = [f"[sweep] {len(_FAILURES)} of {jobs} jobs failed:"]
-        lines += [f"[sweep]   job {job} ({overrides}): exit {code}: {message}" for job, overrides, code, message in _FAILURES]
+        lines += [
+            f"[sweep]   job {job} ({overrides}): exit {code}: {message}" for job, overrides, code, message in _FAILURES
+        ]
         print("\n".join(lines), file=sys.stderr, flush=True)
         sys.exit(max(code for _, _, code, _ in _FAILURES))

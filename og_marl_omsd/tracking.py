@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import uuid
-from typing import Any, Dict, List
+from typing import Any, Dict, List, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -48,7 +48,7 @@ def wandb_settings(cfg: DictConfig, run_dir: str, dataset: str) -> Dict[str, Any
     """Keyword arguments of the host's ``WandbLogger`` for this run (see the module docstring)."""
     from og_marl_omsd.run import run_identity
 
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     identity = run_identity(resolved, dataset)
     identity.pop("seed", None)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -82,10 +82,12 @@ def plan_stages(system: Any, training_steps: int) -> None:
     from og_marl_omsd import progress
 
     stages = {}
-    for stage, config in (("critic", getattr(system, "critic_config", None)),
-                          ("behaviour", getattr(system, "behaviour_config", None))):
+    for stage, config in (
+        ("critic", getattr(system, "critic_config", None)),
+        ("behaviour", getattr(system, "behaviour_config", None)),
+    ):
         if config is not None:
-            stages[stage] = int(config["steps"])
+            stages[stage] = int(config.steps)
     stages["actors"] = int(training_steps)
     progress.plan_run(stages)
 
@@ -100,12 +102,19 @@ def finish_run(system: Any, environment: Any, run_dir: str, cfg: DictConfig, dat
     progress.plan_run(None)
     provenance = collect()
     extra: Dict[str, Any] = {
-        "final_evaluation_episodes": final_evaluation_record(environment, 10 * int(cfg.num_eval_episodes),
-                                                            int(cfg.seed)),
+        "final_evaluation_episodes": final_evaluation_record(
+            environment, 10 * int(cfg.num_eval_episodes), int(cfg.seed)
+        ),
         "provenance": provenance,
     }
     if hasattr(system, "actors"):
-        info = {"system": cfg.system.name, "env": cfg.env.name, "task": cfg.task.name, "dataset": dataset,
-                "seed": int(cfg.seed), "provenance": provenance}
+        info = {
+            "system": cfg.system.name,
+            "env": cfg.env.name,
+            "task": cfg.task.name,
+            "dataset": dataset,
+            "seed": int(cfg.seed),
+            "provenance": provenance,
+        }
         extra["policy"] = os.path.relpath(export_system(system, run_dir, info), run_dir)  # relative to the run dir
     return extra

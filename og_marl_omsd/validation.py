@@ -87,44 +87,29 @@ def validate_experience(
             count, observation, action or state shape; expected vs found), NaN or inf in any
             field (with counts), or actions outside [-1, 1] unless ``clip_actions``.
     """
-    hint = ("The dataset must be recorded in this environment: pick another with dataset=<name>, or delete it and "
-            "let the runner generate it again from its vault config.")
+    hint = (
+        "The dataset must be recorded in this environment: pick another with dataset=<name>, or delete it and "
+        "let the runner generate it again from its vault config."
+    )
     expected = expected_field_shapes(environment)
     arrays = {name: _field(experience, name) for name in expected}
     timesteps = {name: int(array.shape[0]) if array.ndim else 0 for name, array in arrays.items() if array is not None}
     if max(timesteps.values(), default=0) == 0:
-        raise UserError(f"Dataset {dataset} is empty (0 timesteps). Delete it and generate it again, or choose "
-                        "another with dataset=<name>.")
+        raise UserError(
+            f"Dataset {dataset} is empty (0 timesteps). Delete it and generate it again, or choose "
+            "another with dataset=<name>."
+        )
     missing = [name for name, array in arrays.items() if array is None]
     if missing:
-        raise UserError(f"Dataset {dataset} has no field {', '.join(missing)} (an OG-MARL vault has "
-                        f"{', '.join(expected)}). {hint}")
-    problems: List[str] = []
-    if len(set(timesteps.values())) > 1:
-        problems.append("fields have different lengths (" + ", ".join(f"{k} {v}" for k, v in timesteps.items()) + ")")
-    agents = len(environment.agents)
-    found_agents = {name: int(array.shape[1]) for name, array in arrays.items()
-                    if name != "infos.state" and array.ndim >= 2}
-    if any(count != agents for count in found_agents.values()):
-        found = sorted(set(found_agents.values()))
-        problems.append(f"agent count: expected {agents} ({', '.join(environment.agents)}), found "
-                        f"{' / '.join(map(str, found))}")
-    for name, shape in expected.items():
-        found_shape = tuple(int(d) for d in arrays[name].shape[1:])
-        if found_shape != shape:
-            problems.append(f"{name}: expected per-step shape {shape}, found {found_shape}")
+        raise UserError(
+            f"Dataset {dataset} has no field {', '.join(missing)} (an OG-MARL vault has {', '.join(expected)}). {hint}"
+        )
+    problems = _shape_problems(arrays, timesteps, expected, environment)
     if problems:
-        raise UserError(f"Dataset {dataset} does not match environment {environment_name}: " + "; ".join(problems)
-                        + f". {hint}")
-    non_finite = []
-    for name, array in arrays.items():
-        if np.issubdtype(array.dtype, np.floating):
-            nans, infs = int(np.isnan(array).sum()), int(np.isinf(array).sum())
-            if nans or infs:
-                non_finite.append(f"{name}: {nans} NaN, {infs} inf of {array.size} values")
-    if non_finite:
-        raise UserError(f"Dataset {dataset} has non-finite values (" + "; ".join(non_finite) + "). Training on them "
-                        "makes every loss NaN. Regenerate or repair the dataset, or choose another with dataset=<name>.")
+        raise UserError(
+            f"Dataset {dataset} does not match environment {environment_name}: " + "; ".join(problems) + f". {hint}"
+        )
+    _check_finite(arrays, dataset)
     actions = arrays["actions"]
     outside = int(np.count_nonzero(np.abs(actions) > 1.0))
     if outside and not clip_actions:
@@ -137,6 +122,47 @@ def validate_experience(
     return {"timesteps": timesteps["actions"], "actions_outside": outside}
 
 
+def _shape_problems(
+    arrays: Mapping[str, np.ndarray],
+    timesteps: Mapping[str, int],
+    expected: Mapping[str, Tuple[int, ...]],
+    environment: Any,
+) -> List[str]:
+    """Lengths, agent count and per-step shapes that do not match the environment."""
+    problems: List[str] = []
+    if len(set(timesteps.values())) > 1:
+        problems.append("fields have different lengths (" + ", ".join(f"{k} {v}" for k, v in timesteps.items()) + ")")
+    agents = len(environment.agents)
+    found_agents = {
+        name: int(array.shape[1]) for name, array in arrays.items() if name != "infos.state" and array.ndim >= 2
+    }
+    if any(count != agents for count in found_agents.values()):
+        found = sorted(set(found_agents.values()))
+        problems.append(
+            f"agent count: expected {agents} ({', '.join(environment.agents)}), found {' / '.join(map(str, found))}"
+        )
+    for name, shape in expected.items():
+        found_shape = tuple(int(d) for d in arrays[name].shape[1:])
+        if found_shape != shape:
+            problems.append(f"{name}: expected per-step shape {shape}, found {found_shape}")
+    return problems
+
+
+def _check_finite(arrays: Mapping[str, np.ndarray], dataset: str) -> None:
+    """NaN or inf in any float field is an error (with counts per field)."""
+    non_finite = []
+    for name, array in arrays.items():
+        if np.issubdtype(array.dtype, np.floating):
+            nans, infs = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+            if nans or infs:
+                non_finite.append(f"{name}: {nans} NaN, {infs} inf of {array.size} values")
+    if non_finite:
+        raise UserError(
+            f"Dataset {dataset} has non-finite values (" + "; ".join(non_finite) + "). Training on them "
+            "makes every loss NaN. Regenerate or repair the dataset, or choose another with dataset=<name>."
+        )
+
+
 # ---------------------------------------------------------------------- settings
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
@@ -146,35 +172,6 @@ def _whole(value: Any) -> bool:
     return _is_number(value) and np.isfinite(value) and float(value).is_integer()
 
 
-def _positive_sizes(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(_whole(v) and v >= 1 for v in value)
-
-
-def _permutation(value: Any) -> bool:
-    return value is None or (isinstance(value, (list, tuple)) and all(_whole(v) for v in value)
-                             and sorted(int(v) for v in value) == list(range(len(value))))
-
-
-# A setting's rule: (test, what it must be). Checked before anything is built or written;
-# every failing setting is listed in one message. Settings not present are not checked.
-SYSTEM_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
-    "beta": (lambda v: not _is_number(v) or not np.isinf(v), "finite (inf would drop the behaviour regulariser)"),
-    "actor_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
-    "critic_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
-    "behaviour_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
-    "behaviour_weight_decay": (lambda v: _is_number(v) and np.isfinite(v) and v >= 0, "a finite number >= 0"),
-    "target_update_rate": (lambda v: _is_number(v) and 0 < v <= 1, "in (0, 1]"),
-    "diffusion_width": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "diffusion_hidden": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "diffusion_time_dim": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "diffusion_blocks": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
-    "diffusion_dropout": (lambda v: _is_number(v) and 0 <= v < 1, "in [0, 1)"),
-    "critic_hidden_sizes": (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]"),
-    "actor_hidden_sizes": (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]"),
-    "agent_order": (_permutation, "null or a permutation of 0..N-1, each agent once (e.g. [1,0])"),
-    "pretrain_log_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-}
-
 SEED_RANGE = (0, 2**31 - 1)  # what TF, NumPy and JAX all accept as a seed
 MAX_BATCH_SIZE = 1 << 20
 RUN_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
@@ -183,16 +180,21 @@ RUN_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "evaluation_every": (lambda v: _whole(v) and v >= 1, "> 0"),
     "num_eval_episodes": (lambda v: _whole(v) and v >= 1, "> 0"),
     "checkpoint_every": (lambda v: _whole(v) and v >= 1, "> 0"),
-    "replay.sequence_length": (lambda v: _whole(v) and v >= 2, "a whole number >= 2 (a transition needs its "
-                               "successor)"),
-    "replay.batch_size": (lambda v: _whole(v) and 1 <= v <= MAX_BATCH_SIZE,
-                          f"a whole number in [1, {MAX_BATCH_SIZE}] (and at most the dataset's timesteps)"),
+    "replay.sequence_length": (
+        lambda v: _whole(v) and v >= 2,
+        "a whole number >= 2 (a transition needs its successor)",
+    ),
+    "replay.batch_size": (
+        lambda v: _whole(v) and 1 <= v <= MAX_BATCH_SIZE,
+        f"a whole number in [1, {MAX_BATCH_SIZE}] (and at most the dataset's timesteps)",
+    ),
     "logger.terminal_log_every": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (seconds)"),
 }
 
 
-def rule_problems(values: Mapping[str, Any], rules: Mapping[str, Tuple[Callable[[Any], bool], str]],
-                  prefix: str = "") -> List[str]:
+def rule_problems(
+    values: Mapping[str, Any], rules: Mapping[str, Tuple[Callable[[Any], bool], str]], prefix: str = ""
+) -> List[str]:
     """``"<prefix><name> must be <what> (got <value>)"`` for every value in ``values`` that breaks its rule."""
     problems = []
     for name, (test, what) in rules.items():
@@ -213,7 +215,7 @@ def unknown_keys(config: Mapping[str, Any], schemas: Mapping[str, Any]) -> List[
     e.g. a ``+foo=1`` that would otherwise be ignored silently."""
     import dataclasses
 
-    unknown = []
+    unknown: List[str] = []
     for section, schema in schemas.items():
         node = config if not section else config.get(section, {})
         if not isinstance(node, Mapping):
@@ -249,7 +251,7 @@ def read_checked_dataset(location: Any, uid: str) -> Dict[str, Any]:
         return read_dataset(location, uid)
     except MemoryError:
         raise
-    except Exception as error:  # noqa: BLE001 (flashbax/tensorstore raise many kinds)
+    except Exception as error:  # flashbax/tensorstore raise many kinds
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         raise UserError(
             f"Dataset {path} cannot be read: {reason}. Its files are damaged or incomplete (the vault's checksums "

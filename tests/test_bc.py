@@ -14,9 +14,17 @@ from test_cli import run_cli
 def bc_run(tmp_path, vault_dir, *extra):
     from og_marl_omsd import run as runner
 
-    overrides = ["system=bc", "training_steps=400", "evaluation_every=400", "num_eval_episodes=2",
-                 "system.actor_learning_rate=3e-3", f"vault_dir={vault_dir}", f"runs_root={tmp_path / 'runs'}",
-                 f"pretrained_dir={tmp_path / 'pretrained'}", *extra]
+    overrides = [
+        "system=bc",
+        "training_steps=400",
+        "evaluation_every=400",
+        "num_eval_episodes=2",
+        "system.actor_learning_rate=3e-3",
+        f"vault_dir={vault_dir}",
+        f"runs_root={tmp_path / 'runs'}",
+        f"pretrained_dir={tmp_path / 'pretrained'}",
+        *extra,
+    ]
     return runner.run(run_config(*overrides))
 
 
@@ -43,7 +51,8 @@ def test_bc_learns_the_mode_of_one_mode_data(tmp_path, one_mode_vault_dir):
     assert final["coordination_rate"] == 1.0
     assert results["stage_steps"] == {"actors": 400} and results["pretrained_cache_keys"] == {}
     assert not os.path.isdir(tmp_path / "pretrained") or not [
-        name for name in os.listdir(tmp_path / "pretrained") if not name.startswith(".")]  # nothing pretrained
+        name for name in os.listdir(tmp_path / "pretrained") if not name.startswith(".")
+    ]  # nothing pretrained
 
 
 def test_bc_regresses_to_the_mean_between_two_modes(tmp_path, small_vault_dir):
@@ -64,12 +73,15 @@ def test_bc_takes_no_beta_and_an_env_preset_beta_is_left_out(tmp_path, small_vau
     _, params, _, run_dir = runner.plan_run(cfg)
     assert "beta" not in params and "beta" not in cfg.system and "critic_steps" not in cfg.system
     assert params["actor_hidden_sizes"] == [64, 64]  # the preset's actor size, as every system gets
-    assert runner.plan_run(run_config("system=bc", f"vault_dir={small_vault_dir}",
-                                      f"runs_root={tmp_path / 'runs'}"))[3] == run_dir
+    assert (
+        runner.plan_run(run_config("system=bc", f"vault_dir={small_vault_dir}", f"runs_root={tmp_path / 'runs'}"))[3]
+        == run_dir
+    )
     # On the command line a key BC does not take is an error, preset or not.
     for override in ("+system.betta=1", "system.beta=0.1"):
-        result = run_cli("system=bc", override, f"vault_dir={small_vault_dir}", f"runs_root={tmp_path / 'cli'}",
-                         cwd=tmp_path)
+        result = run_cli(
+            "system=bc", override, f"vault_dir={small_vault_dir}", f"runs_root={tmp_path / 'cli'}", cwd=tmp_path
+        )
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert f"unknown parameter system.{override.split('=')[0].split('.')[-1]}" in result.stderr
     assert not (tmp_path / "cli").exists()

@@ -12,9 +12,19 @@ from og_marl_omsd.comparison.ood import JointActionSupport
 
 
 def record(system, dataset, seed, beta, final, variant="", curve=None, dataset_mean=100.0, ood=None):
-    return {"system": system, "variant": variant, "env": "mamujoco", "task": "2halfcheetah", "dataset": dataset,
-            "seed": seed, "beta": beta, "final_return": final, "curve": curve or [[10, final / 2], [20, final]],
-            "dataset_mean": dataset_mean, "ood_share": ood}
+    return {
+        "system": system,
+        "variant": variant,
+        "env": "mamujoco",
+        "task": "2halfcheetah",
+        "dataset": dataset,
+        "seed": seed,
+        "beta": beta,
+        "final_return": final,
+        "curve": curve or [[10, final / 2], [20, final]],
+        "dataset_mean": dataset_mean,
+        "ood_share": ood,
+    }
 
 
 def group(system, dataset, variant=""):
@@ -23,9 +33,12 @@ def group(system, dataset, variant=""):
 
 def test_beta_rule_uses_first_seed_and_breaks_ties_to_smaller_beta():
     records = [
-        record("omsd", "Medium", 0, 0.01, 50.0), record("omsd", "Medium", 0, 0.1, 70.0),
-        record("omsd", "Medium", 1, 0.01, 500.0), record("omsd", "Medium", 1, 0.1, 10.0),  # later seeds do not vote
-        record("brpo_fac", "Medium", 0, 0.3, 40.0), record("brpo_fac", "Medium", 0, 0.03, 40.0),  # tie
+        record("omsd", "Medium", 0, 0.01, 50.0),
+        record("omsd", "Medium", 0, 0.1, 70.0),
+        record("omsd", "Medium", 1, 0.01, 500.0),
+        record("omsd", "Medium", 1, 0.1, 10.0),  # later seeds do not vote
+        record("brpo_fac", "Medium", 0, 0.3, 40.0),
+        record("brpo_fac", "Medium", 0, 0.03, 40.0),  # tie
         record("bc", "Medium", 0, None, 30.0),
         record("omsd", "Medium", 0, 0.3, 90.0, variant="mode_seeking"),
     ]
@@ -35,16 +48,24 @@ def test_beta_rule_uses_first_seed_and_breaks_ties_to_smaller_beta():
     assert choices[group("bc", "Medium")] is None
     assert choices[group("omsd", "Medium", "mode_seeking")] == 0.3
     kept = report.chosen(records, choices)
-    assert sorted((r["system"], r["variant"], r["seed"], r["beta"]) for r in kept) == sorted([
-        ("omsd", "", 0, 0.1), ("omsd", "", 1, 0.1), ("brpo_fac", "", 0, 0.03), ("bc", "", 0, None),
-        ("omsd", "mode_seeking", 0, 0.3)])
+    assert sorted((r["system"], r["variant"], r["seed"], r["beta"]) for r in kept) == sorted(
+        [
+            ("omsd", "", 0, 0.1),
+            ("omsd", "", 1, 0.1),
+            ("brpo_fac", "", 0, 0.03),
+            ("bc", "", 0, None),
+            ("omsd", "mode_seeking", 0, 0.3),
+        ]
+    )
     with pytest.raises(ValueError, match="some runs have a beta"):
         report.select_beta([record("bc", "Medium", 0, None, 1.0), record("bc", "Medium", 1, 0.1, 1.0)])
 
 
 def test_table_from_a_small_fake_result_set():
-    records = [record("omsd", "Medium", seed, 0.1, final, dataset_mean=2566.1, ood=share)
-               for seed, final, share in ((0, 1.0, 0.0), (1, 2.0, 0.1), (2, 3.0, 0.2))]
+    records = [
+        record("omsd", "Medium", seed, 0.1, final, dataset_mean=2566.1, ood=share)
+        for seed, final, share in ((0, 1.0, 0.0), (1, 2.0, 0.1), (2, 3.0, 0.2))
+    ]
     records += [record("omsd", "Medium", 0, 1.0, -5.0, dataset_mean=2566.1)]  # not chosen: must not count
     records += [record("bc", "Expert", seed, None, 10.0 * (seed + 1), dataset_mean=4845.2) for seed in range(2)]
     rows = report.summary_rows(records, report.select_beta(records))
@@ -72,9 +93,12 @@ def test_bootstrap_ci_of_the_mean():
 
 
 def test_marl_eval_layout_keeps_datasets_and_betas_apart(tmp_path):
-    records = [record("omsd", dataset, seed, beta, final)
-               for dataset in ("Medium", "Expert") for seed in range(2)
-               for beta, final in ((0.01, 10.0 + seed), (0.1, 20.0 + seed))]
+    records = [
+        record("omsd", dataset, seed, beta, final)
+        for dataset in ("Medium", "Expert")
+        for seed in range(2)
+        for beta, final in ((0.01, 10.0 + seed), (0.1, 20.0 + seed))
+    ]
     records += [record("bc", dataset, seed, None, 5.0) for dataset in ("Medium", "Expert") for seed in range(2)]
     choices = report.select_beta(records)
     report.write_marl_eval(records, choices, str(tmp_path))
@@ -123,8 +147,9 @@ def test_rliable_aggregate_orders_algorithms():
         for seed in range(3):
             records.append(record("omsd", dataset, seed, 0.1, 90.0 + seed))
             records.append(record("bc", dataset, seed, None, 10.0 + seed))
-    aggregate = aggregate_scores(records, report.select_beta(records), {("mamujoco", "2halfcheetah"): (0.0, 100.0)},
-                                 reps=200)
+    aggregate = aggregate_scores(
+        records, report.select_beta(records), {("mamujoco", "2halfcheetah"): (0.0, 100.0)}, reps=200
+    )
     assert aggregate["datasets"] == ["2halfcheetah/Expert", "2halfcheetah/Medium"]
     assert aggregate["iqm"]["omsd"]["value"] == pytest.approx(0.91, abs=0.011)
     assert aggregate["iqm"]["bc"]["value"] == pytest.approx(0.11, abs=0.011)
@@ -135,8 +160,13 @@ def test_rliable_aggregate_orders_algorithms():
 def jobs_of(has_beta=lambda system: system != "bc"):
     from og_marl_omsd.comparison.jobs import Comparison
 
-    comparison = Comparison(systems=["omsd", "brpo_fac", "bc"], datasets=["Medium", "Expert"], seeds=[0, 1, 2],
-                            betas=[0.01, 0.1], variants={"mode_seeking": ["Medium"]})
+    comparison = Comparison(
+        systems=["omsd", "brpo_fac", "bc"],
+        datasets=["Medium", "Expert"],
+        seeds=[0, 1, 2],
+        betas=[0.01, 0.1],
+        variants={"mode_seeking": ["Medium"]},
+    )
     return comparison, comparison.select_jobs(has_beta)
 
 
@@ -144,22 +174,34 @@ def test_select_phase_runs_the_first_seed_at_every_beta():
     _, select = jobs_of()
     assert {job.seed for job in select} == {0}
     assert len(select) == 2 * 2 * 2 + 2 + 2 * 2  # beta systems x datasets x betas, bc per dataset, variant
-    assert sorted(job.beta for job in select if job.system == "omsd" and job.dataset == "Medium" and not job.variant) \
-        == [0.01, 0.1]
+    assert sorted(
+        job.beta for job in select if job.system == "omsd" and job.dataset == "Medium" and not job.variant
+    ) == [0.01, 0.1]
     assert all(job.beta is None for job in select if job.system == "bc")
     assert {(job.system, job.dataset) for job in select if job.variant == "mode_seeking"} == {
-        ("omsd", "Medium"), ("brpo_fac", "Medium")}
+        ("omsd", "Medium"),
+        ("brpo_fac", "Medium"),
+    }
 
 
 def test_seed_phase_runs_other_seeds_at_the_chosen_beta_only():
     comparison, _ = jobs_of()
-    chosen = {("omsd", "", "Medium"): 0.1, ("omsd", "", "Expert"): 0.01, ("brpo_fac", "", "Medium"): 0.01,
-              ("omsd", "mode_seeking", "Medium"): 0.01}  # brpo_fac on Expert: every select run failed
+    chosen = {
+        ("omsd", "", "Medium"): 0.1,
+        ("omsd", "", "Expert"): 0.01,
+        ("brpo_fac", "", "Medium"): 0.01,
+        ("omsd", "mode_seeking", "Medium"): 0.01,
+    }  # brpo_fac on Expert: every select run failed
     seeds = comparison.seed_jobs(lambda system: system != "bc", lambda *key: chosen.get(key))
     assert {job.seed for job in seeds} == {1, 2}
     assert {(job.system, job.variant, job.dataset, job.beta) for job in seeds} == {
-        ("omsd", "", "Medium", 0.1), ("omsd", "", "Expert", 0.01), ("brpo_fac", "", "Medium", 0.01),
-        ("omsd", "mode_seeking", "Medium", 0.01), ("bc", "", "Medium", None), ("bc", "", "Expert", None)}
+        ("omsd", "", "Medium", 0.1),
+        ("omsd", "", "Expert", 0.01),
+        ("brpo_fac", "", "Medium", 0.01),
+        ("omsd", "mode_seeking", "Medium", 0.01),
+        ("bc", "", "Medium", None),
+        ("bc", "", "Expert", None),
+    }
 
 
 def test_blocks_are_products_and_commands_carry_every_setting():
@@ -174,24 +216,41 @@ def test_blocks_are_products_and_commands_carry_every_setting():
         assert len(block) == len(seeds) * len(betas)  # a hydra sweep is a product
     command = sweep_command([job for job in jobs if job.seed > 0], ["env=mamujoco", "training_steps=5"], "joblib", 2)
     assert command[1:4] == ["-m", "og_marl_omsd.run", "-m"]
-    for part in ("system=omsd", "dataset=Medium", "seed=1,2", "system.beta=0.03", "system.t_max=0.1",
-                 "system.score_weight=one", "system.critic_steps=7", "env=mamujoco", "hydra/launcher=joblib",
-                 "hydra.launcher.n_jobs=2"):
+    for part in (
+        "system=omsd",
+        "dataset=Medium",
+        "seed=1,2",
+        "system.beta=0.03",
+        "system.t_max=0.1",
+        "system.score_weight=one",
+        "system.critic_steps=7",
+        "env=mamujoco",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    ):
         assert part in command
     assert "hydra/launcher=basic" not in sweep_command(jobs[:1], [], "basic", 1)
     assert threads_per_job(2, cores=2) == 1 and threads_per_job(1, cores=2) == 2 and threads_per_job(4, cores=2) == 1
 
 
-@pytest.mark.parametrize("launcher, target", [
-    ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
-    ("submitit_slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
-])
+@pytest.mark.parametrize(
+    "launcher, target",
+    [
+        ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"),
+        ("submitit_slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"),
+    ],
+)
 def test_launcher_configs_compose(launcher, target):
     pytest.importorskip(f"hydra_plugins.hydra_{launcher.split('_')[0]}_launcher")
     from og_marl_omsd.comparison.jobs import compose
 
-    cfg = compose([f"hydra/launcher={launcher}", "hydra.launcher.timeout_min=60" if launcher != "joblib"
-                   else "hydra.launcher.n_jobs=2"], hydra_node=True)
+    cfg = compose(
+        [
+            f"hydra/launcher={launcher}",
+            "hydra.launcher.timeout_min=60" if launcher != "joblib" else "hydra.launcher.n_jobs=2",
+        ],
+        hydra_node=True,
+    )
     assert cfg.hydra.launcher._target_ == target
 
 
@@ -199,8 +258,12 @@ def test_blocks_sweep_systems_and_datasets_together_when_they_form_a_product():
     from og_marl_omsd.comparison.jobs import Job, blocks, sweep_command
 
     settings = ("system.critic_steps=7",)
-    select = [Job(system, dataset, 0, beta, "", settings) for system in ("omsd", "brpo_fac")
-              for dataset in ("Medium", "Expert") for beta in (0.01, 0.1)]
+    select = [
+        Job(system, dataset, 0, beta, "", settings)
+        for system in ("omsd", "brpo_fac")
+        for dataset in ("Medium", "Expert")
+        for beta in (0.01, 0.1)
+    ]
     select += [Job("bc", dataset, 0, None, "", ()) for dataset in ("Medium", "Expert")]
     grouped = blocks(select)
     assert sorted(len(block) for block in grouped) == [2, 8]
@@ -211,7 +274,9 @@ def test_blocks_sweep_systems_and_datasets_together_when_they_form_a_product():
     seeds += [Job("omsd", "Expert", seed, 0.01, "", settings) for seed in (1, 2)]
     grouped = blocks(seeds)
     assert sorted(sorted((job.dataset, job.seed, job.beta) for job in block) for block in grouped) == [
-        [("Expert", 1, 0.01), ("Expert", 2, 0.01)], [("Medium", 1, 0.1), ("Medium", 2, 0.1)]]
+        [("Expert", 1, 0.01), ("Expert", 2, 0.01)],
+        [("Medium", 1, 0.1), ("Medium", 2, 0.1)],
+    ]
     for jobs in (select, seeds):
         assert sorted(map(repr, (job for block in blocks(jobs) for job in block))) == sorted(map(repr, jobs))
 

@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, run_config
 from og_marl_omsd import progress
 from og_marl_omsd.errors import UserError
+
+from conftest import REPO_ROOT, run_config
+
+pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
 
 MAMUJOCO_TASKS = ("2halfcheetah", "6halfcheetah", "2ant", "4ant", "3hopper", "2walker")
 PROGRESS_LINE = r"\[{stage}\] {done}/{total} \(\d+%\) \| [\d.]+ steps/s \| ETA \d+:\d\d:\d\d"
@@ -24,8 +27,9 @@ PROGRESS_LINE = r"\[{stage}\] {done}/{total} \(\d+%\) \| [\d.]+ steps/s \| ETA \
 def cli(module, *arguments, cwd, extra_env=None):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(extra_env or {})}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([sys.executable, "-m", module, *arguments], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", module, *arguments], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
 
 
 # ---------------------------------------------------------------------------- progress
@@ -68,10 +72,20 @@ def finished_run(tmp_path_factory, small_vault_dir):
     """One captured CLI run (stdout is a pipe, as in a cluster log) on the 20k-step bandit vault."""
     tmp_path = tmp_path_factory.mktemp("finished")
     run_dir = tmp_path / "run"
-    result = cli("og_marl_omsd.run", "seed=2", "training_steps=20", "evaluation_every=10", "num_eval_episodes=3",
-                 "system.critic_steps=20", "system.behaviour_steps=20", "system.pretrain_log_every=10",
-                 f"vault_dir={small_vault_dir}", f"pretrained_dir={tmp_path / 'pretrained'}", f"run_dir={run_dir}",
-                 cwd=tmp_path)
+    result = cli(
+        "og_marl_omsd.run",
+        "seed=2",
+        "training_steps=20",
+        "evaluation_every=10",
+        "num_eval_episodes=3",
+        "system.critic_steps=20",
+        "system.behaviour_steps=20",
+        "system.pretrain_log_every=10",
+        f"vault_dir={small_vault_dir}",
+        f"pretrained_dir={tmp_path / 'pretrained'}",
+        f"run_dir={run_dir}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir, result.stdout
 
@@ -113,17 +127,20 @@ def test_evaluate_reproduces_the_final_return_and_takes_options(finished_run, tm
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((run_dir / "evaluations" / "seed2-episodes30-first0.json").read_text())
     assert record["evaluation"]["mean_episode_return"] == pytest.approx(
-        results["final_evaluation"]["mean_episode_return"], abs=1e-6)
+        results["final_evaluation"]["mean_episode_return"], abs=1e-6
+    )
     assert record["evaluation"]["coordination_rate"] == results["final_evaluation"]["coordination_rate"]
     assert f"mean return {results['final_evaluation']['mean_episode_return']:.4f}" in result.stdout
 
     other = evaluate_run(str(run_dir), num_eval_episodes=4, seed=7)
     assert other["path"].endswith("seed7-episodes4-first0.json") and len(other["evaluation"]["episode_returns"]) == 4
     capsys.readouterr()
-    for arguments, message in (([str(tmp_path)], "is not a finished run"), ([str(run_dir), "episodes=3"],
-                                                                              "Unknown argument 'episodes=3'"),
-                               ([str(run_dir), "seed=x"], "seed must be an integer"),
-                               ([str(run_dir), "video=true"], "MaMuJoCo tasks only")):
+    for arguments, message in (
+        ([str(tmp_path)], "is not a finished run"),
+        ([str(run_dir), "episodes=3"], "Unknown argument 'episodes=3'"),
+        ([str(run_dir), "seed=x"], "seed must be an integer"),
+        ([str(run_dir), "video=true"], "MaMuJoCo tasks only"),
+    ):
         assert main(arguments) == 2
         assert message in capsys.readouterr().err
 
@@ -161,12 +178,26 @@ def test_evaluate_replays_a_mamujoco_runs_final_evaluation_bit_for_bit(tmp_path)
 
     vault_dir = str(tmp_path / "vaults")
     ensure_datasets("2halfcheetah-quick", ["Random"], vault_dir)  # no MATD3 needed for Random
-    results = run(run_config("env=mamujoco", "task.vault_config=2halfcheetah-quick", "dataset=Random", "seed=1",
-                             "training_steps=2", "evaluation_every=2", "num_eval_episodes=1",
-                             "system.critic_steps=2", "system.behaviour_steps=2", "system.actor_hidden_sizes=[16]",
-                             "system.critic_hidden_sizes=[16]", "system.diffusion_width=16",
-                             "system.diffusion_hidden=16", f"vault_dir={vault_dir}", f"run_dir={tmp_path / 'run'}",
-                             f"pretrained_dir={tmp_path / 'pretrained'}"))
+    results = run(
+        run_config(
+            "env=mamujoco",
+            "task.vault_config=2halfcheetah-quick",
+            "dataset=Random",
+            "seed=1",
+            "training_steps=2",
+            "evaluation_every=2",
+            "num_eval_episodes=1",
+            "system.critic_steps=2",
+            "system.behaviour_steps=2",
+            "system.actor_hidden_sizes=[16]",
+            "system.critic_hidden_sizes=[16]",
+            "system.diffusion_width=16",
+            "system.diffusion_hidden=16",
+            f"vault_dir={vault_dir}",
+            f"run_dir={tmp_path / 'run'}",
+            f"pretrained_dir={tmp_path / 'pretrained'}",
+        )
+    )
     assert results["final_evaluation_episodes"] == {"episodes": 10, "seed": 1, "first_episode": 1}
     again = evaluate_run(str(tmp_path / "run"))
     assert again["first_episode"] == 1 and again["episodes"] == 10
@@ -188,9 +219,19 @@ def test_saved_model_gives_the_actors_actions(name, options, tmp_path):
     from og_marl_omsd.policy import export_system, load_policy
     from og_marl_omsd.registry import load_system
 
-    system = load_system(name)(_StubEnvironment(), None, seed=3, actor_hidden_sizes=(8,), jit_compile=False,
-                               critic_hidden_sizes=(8,), diffusion_width=8, diffusion_hidden=8, diffusion_blocks=1,
-                               diffusion_time_dim=8, **options)
+    system = load_system(name)(
+        _StubEnvironment(),
+        None,
+        seed=3,
+        actor_hidden_sizes=(8,),
+        jit_compile=False,
+        critic_hidden_sizes=(8,),
+        diffusion_width=8,
+        diffusion_hidden=8,
+        diffusion_blocks=1,
+        diffusion_time_dim=8,
+        **options,
+    )
     export_system(system, str(tmp_path))
     observations = np.random.default_rng(0).normal(size=(4, 3, 5)).astype("float32")
     expected = system.actors(tf.constant(observations)).numpy()
@@ -213,8 +254,15 @@ def test_task_without_generated_data_stops_with_the_generate_command(task, tmp_p
 
     vault_dir = tmp_path / "vaults"
     with pytest.raises(UserError) as error:
-        run(run_config("env=mamujoco", f"task={task}", f"vault_dir={vault_dir}", f"runs_root={tmp_path / 'runs'}",
-                       f"pretrained_dir={tmp_path / 'runs' / 'pretrained'}"))
+        run(
+            run_config(
+                "env=mamujoco",
+                f"task={task}",
+                f"vault_dir={vault_dir}",
+                f"runs_root={tmp_path / 'runs'}",
+                f"pretrained_dir={tmp_path / 'runs' / 'pretrained'}",
+            )
+        )
     assert f"python -m og_marl_omsd.datasets generate {task} --vault-dir {vault_dir}" in str(error.value)
     assert not vault_dir.exists() and not (tmp_path / "runs").exists()  # nothing generated or written
 
@@ -249,10 +297,20 @@ def test_wandb_keeps_one_run_across_a_kill_and_resume_with_group_and_name(tmp_pa
 
     from og_marl_omsd.tracking import wandb_settings
 
-    overrides = ["seed=4", "training_steps=40", "evaluation_every=20", "num_eval_episodes=1", "checkpoint_every=10",
-                 "system.critic_steps=20", "system.behaviour_steps=20", "system.pretrain_log_every=10",
-                 "logger.wandb=true", f"vault_dir={small_vault_dir}", f"pretrained_dir={tmp_path / 'pretrained'}",
-                 f"run_dir={tmp_path / 'run'}"]
+    overrides = [
+        "seed=4",
+        "training_steps=40",
+        "evaluation_every=20",
+        "num_eval_episodes=1",
+        "checkpoint_every=10",
+        "system.critic_steps=20",
+        "system.behaviour_steps=20",
+        "system.pretrain_log_every=10",
+        "logger.wandb=true",
+        f"vault_dir={small_vault_dir}",
+        f"pretrained_dir={tmp_path / 'pretrained'}",
+        f"run_dir={tmp_path / 'run'}",
+    ]
     monkeypatch.setenv("WANDB_MODE", "offline")
     kill_at_checkpoint(overrides, "actors", tmp_path)
     resumed = cli("og_marl_omsd.run", *overrides, cwd=tmp_path)

@@ -21,6 +21,8 @@ from og_marl_omsd.datasets.vaults import (
     write_dataset,
 )
 
+pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
+
 QUICK = "2halfcheetah-quick"
 DATASETS = ("Random", "Medium", "Medium-Replay", "Expert")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -139,7 +141,9 @@ def test_behaviour_training_resumes_from_its_checkpoint(quick_vaults, tmp_path, 
     assert logs[0].startswith("[matd3] resumed at step 2000")
     assert result == reference.final_result()
     assert not os.path.exists(orphan)
-    np.testing.assert_array_equal(resumed.replay_experience(3000)["actions"], reference.replay_experience(3000)["actions"])
+    np.testing.assert_array_equal(
+        resumed.replay_experience(3000)["actions"], reference.replay_experience(3000)["actions"]
+    )
     final, expected = np.load(resumed.policy_path(None)), np.load(reference.policy_path(None))
     for key in expected.files:
         np.testing.assert_array_equal(final[key], expected[key])
@@ -161,8 +165,7 @@ def test_updates_per_step_sets_the_updates_of_each_training_call(tmp_path, monke
     from og_marl_omsd.datasets import matd3
 
     config = load_vault_config(QUICK)
-    config["behaviour"] = {**config["behaviour"], "total_steps": 1400, "updates_per_step": 0.1,
-                           "evaluate_every": 1400}
+    config["behaviour"] = {**config["behaviour"], "total_steps": 1400, "updates_per_step": 0.1, "evaluate_every": 1400}
     counts = []
     original_train = matd3.MATD3.train
 
@@ -209,7 +212,9 @@ def test_killed_write_leaves_no_usable_dataset_and_is_redone(tmp_path):
         "os.rename = die\n"
         f"ensure_datasets({QUICK!r}, ['Random'], rel_dir={str(tmp_path)!r})\n"
     )
-    completed = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert completed.returncode == 9, completed.stderr[-2000:]
     location = location_of(load_vault_config(QUICK), str(tmp_path))
     leftovers = [name for name in os.listdir(location.path) if name.startswith(PARTIAL_PREFIX)]
@@ -289,9 +294,13 @@ def test_describe_prints_the_data_card_and_writes_the_plot(quick_vaults, tmp_pat
     # One dataset directory works too, and so does the command line.
     single = describe_path(location.dataset_path("Medium"), plot_path=str(tmp_path / "m.png"), print_fn=lines.append)
     assert list(single) == ["Medium"]
-    completed = subprocess.run([sys.executable, "-m", "og_marl_omsd.datasets", "describe", location.path,
-                                "--plot", str(tmp_path / "cli.png")], cwd=REPO_ROOT, capture_output=True, text=True,
-                               timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-m", "og_marl_omsd.datasets", "describe", location.path, "--plot", str(tmp_path / "cli.png")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "Medium-Replay" in completed.stdout and os.path.isfile(tmp_path / "cli.png")
 
@@ -322,11 +331,30 @@ def test_runner_trains_on_a_quick_vault_and_evaluates_in_mamujoco(quick_vaults, 
     run_dir = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     completed = subprocess.run(
-        [sys.executable, "-m", "og_marl_omsd.run", "system=omsd", "env=mamujoco", "task=2halfcheetah",
-         f"task.vault_config={QUICK}", "dataset=Medium", "training_steps=10", "evaluation_every=10",
-         "num_eval_episodes=1", "system.critic_steps=10", "system.behaviour_steps=10", f"vault_dir={vault_dir}",
-         f"pretrained_dir={tmp_path / 'pretrained'}", f"run_dir={run_dir}"],
-        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "og_marl_omsd.run",
+            "system=omsd",
+            "env=mamujoco",
+            "task=2halfcheetah",
+            f"task.vault_config={QUICK}",
+            "dataset=Medium",
+            "training_steps=10",
+            "evaluation_every=10",
+            "num_eval_episodes=1",
+            "system.critic_steps=10",
+            "system.behaviour_steps=10",
+            f"vault_dir={vault_dir}",
+            f"pretrained_dir={tmp_path / 'pretrained'}",
+            f"run_dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert location.dataset_path("Medium") in completed.stdout  # the quick vault, not a freshly generated full one
     results = json.loads((run_dir / "results.json").read_text())

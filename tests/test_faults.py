@@ -10,17 +10,25 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import bandit_location, run_config
 from og_marl_omsd import run as runner
 from og_marl_omsd.errors import NonFiniteLossError, UserError
+
+from conftest import bandit_location, run_config
 
 
 def fast_overrides(tmp_path, vault_dir, *extra, jit=False):
     """A run of 20 steps per stage, checkpoints every 5, writing only under ``tmp_path``."""
     defaults = [
-        "training_steps=20", "evaluation_every=10", "num_eval_episodes=1", "checkpoint_every=5",
-        "system.critic_steps=20", "system.behaviour_steps=20", "system.pretrain_log_every=10",
-        f"system.jit_compile={str(jit).lower()}", f"vault_dir={vault_dir}", f"pretrained_dir={tmp_path / 'pretrained'}",
+        "training_steps=20",
+        "evaluation_every=10",
+        "num_eval_episodes=1",
+        "checkpoint_every=5",
+        "system.critic_steps=20",
+        "system.behaviour_steps=20",
+        "system.pretrain_log_every=10",
+        f"system.jit_compile={str(jit).lower()}",
+        f"vault_dir={vault_dir}",
+        f"pretrained_dir={tmp_path / 'pretrained'}",
         f"runs_root={tmp_path / 'runs'}",
     ]
     chosen = {override.split("=", 1)[0] for override in extra}
@@ -56,6 +64,7 @@ def set_field(key, value):
             e["infos"]["state"] = value(len(e["actions"]))
         else:
             e[key] = value(len(e["actions"]))
+
     return change
 
 
@@ -69,19 +78,38 @@ def out_of_range(e):
 
 
 # ---------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("change,steps,fragments", [
-    (three_agents, 200, ["agent count: expected 2 (agent_0, agent_1), found 3",
-                         "observations: expected per-step shape (2, 1), found (3, 1)"]),
-    (set_field("observations", lambda t: np.ones((t, 2, 4), "float32")), 200,
-     ["observations: expected per-step shape (2, 1), found (2, 4)"]),
-    (set_field("actions", lambda t: np.zeros((t, 2, 2), "float32")), 200,
-     ["actions: expected per-step shape (2, 1), found (2, 2)"]),
-    (set_field("state", lambda t: np.ones((t, 3), "float32")), 200,
-     ["infos.state: expected per-step shape (1,), found (3,)"]),
-    (poison, 200, ["non-finite values", "observations: 3 NaN, 0 inf", "rewards: 0 NaN, 2 inf"]),
-    (out_of_range, 200, ["5 of 400 action values outside [-1, 1]", "clip_actions=true"]),
-    (lambda e: None, 0, ["is empty (0 timesteps)"]),
-], ids=["agents", "observation_shape", "action_shape", "state_shape", "nan_inf", "actions_out_of_range", "empty"])
+@pytest.mark.parametrize(
+    "change,steps,fragments",
+    [
+        (
+            three_agents,
+            200,
+            [
+                "agent count: expected 2 (agent_0, agent_1), found 3",
+                "observations: expected per-step shape (2, 1), found (3, 1)",
+            ],
+        ),
+        (
+            set_field("observations", lambda t: np.ones((t, 2, 4), "float32")),
+            200,
+            ["observations: expected per-step shape (2, 1), found (2, 4)"],
+        ),
+        (
+            set_field("actions", lambda t: np.zeros((t, 2, 2), "float32")),
+            200,
+            ["actions: expected per-step shape (2, 1), found (2, 2)"],
+        ),
+        (
+            set_field("state", lambda t: np.ones((t, 3), "float32")),
+            200,
+            ["infos.state: expected per-step shape (1,), found (3,)"],
+        ),
+        (poison, 200, ["non-finite values", "observations: 3 NaN, 0 inf", "rewards: 0 NaN, 2 inf"]),
+        (out_of_range, 200, ["5 of 400 action values outside [-1, 1]", "clip_actions=true"]),
+        (lambda e: None, 0, ["is empty (0 timesteps)"]),
+    ],
+    ids=["agents", "observation_shape", "action_shape", "state_shape", "nan_inf", "actions_out_of_range", "empty"],
+)
 def test_bad_vault_is_one_clear_error_before_anything_is_written(change, steps, fragments, tmp_path):
     vault_dir = bad_vault(tmp_path, change, steps)
     with pytest.raises(UserError) as error:
@@ -100,14 +128,27 @@ def test_out_of_range_actions_are_clipped_only_when_configured(tmp_path, capsys)
     assert results["stage_steps"]["actors"] == 20
 
 
-@pytest.mark.parametrize("overrides,fragments", [
-    (["training_steps=0"], ["training_steps must be > 0 (got 0)"]),
-    (["training_steps=-5", "checkpoint_every=0"], ["training_steps must be > 0 (got -5)", "checkpoint_every must be > 0"]),
-    (["system.beta=0"], ["beta must be > 0 (got 0", "system.<name>"]),
-    (["system.beta=-1.5"], ["beta must be > 0 (got -1.5)"]),
-    (["dataset=NoSuchData"], ["'NoSuchData' does not exist", "Available on disk", "GMM",
-                              "python -m og_marl_omsd.datasets generate bandit"]),
-])
+@pytest.mark.parametrize(
+    "overrides,fragments",
+    [
+        (["training_steps=0"], ["training_steps must be > 0 (got 0)"]),
+        (
+            ["training_steps=-5", "checkpoint_every=0"],
+            ["training_steps must be > 0 (got -5)", "checkpoint_every must be > 0"],
+        ),
+        (["system.beta=0"], ["beta must be > 0 (got 0", "system.<name>"]),
+        (["system.beta=-1.5"], ["beta must be > 0 (got -1.5)"]),
+        (
+            ["dataset=NoSuchData"],
+            [
+                "'NoSuchData' does not exist",
+                "Available on disk",
+                "GMM",
+                "python -m og_marl_omsd.datasets generate bandit",
+            ],
+        ),
+    ],
+)
 def test_bad_settings_are_one_clear_error_before_anything_is_written(overrides, fragments, tmp_path, small_vault_dir):
     with pytest.raises(UserError) as error:
         runner.run(run_config(*fast_overrides(tmp_path, small_vault_dir, *overrides)))
@@ -116,12 +157,15 @@ def test_bad_settings_are_one_clear_error_before_anything_is_written(overrides, 
     assert_nothing_written(tmp_path)
 
 
-@pytest.mark.parametrize("setting,what", [
-    ("run_dir={file}/run", "Cannot write the run directory"),
-    ("runs_root={file}/runs", "Cannot write the run directory"),
-    ("pretrained_dir=/proc/og-marl-omsd-cache", "Cannot write the pretrained cache directory"),
-    ("vault_dir={file}/vaults", "Cannot write the vault directory"),
-])
+@pytest.mark.parametrize(
+    "setting,what",
+    [
+        ("run_dir={file}/run", "Cannot write the run directory"),
+        ("runs_root={file}/runs", "Cannot write the run directory"),
+        ("pretrained_dir=/proc/og-marl-omsd-cache", "Cannot write the pretrained cache directory"),
+        ("vault_dir={file}/vaults", "Cannot write the vault directory"),
+    ],
+)
 def test_unwritable_output_directory_is_one_clear_error(setting, what, tmp_path, small_vault_dir):
     blocker = tmp_path / "not_a_directory"
     blocker.write_text("a file where a directory should be")
@@ -154,8 +198,15 @@ def test_full_disk_during_a_vault_write_leaves_no_partial_dataset(tmp_path, monk
 # ---------------------------------------------------------------------------- the command line
 def test_cli_prints_one_paragraph_and_exits_non_zero_without_traceback(tmp_path):
     vault_dir = bad_vault(tmp_path, three_agents)
-    command = [sys.executable, "-m", "og_marl_omsd.run", "dataset=Bad", f"vault_dir={vault_dir}",
-               f"runs_root={tmp_path / 'runs'}", f"pretrained_dir={tmp_path / 'pretrained'}"]
+    command = [
+        sys.executable,
+        "-m",
+        "og_marl_omsd.run",
+        "dataset=Bad",
+        f"vault_dir={vault_dir}",
+        f"runs_root={tmp_path / 'runs'}",
+        f"pretrained_dir={tmp_path / 'pretrained'}",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert result.returncode == 2
@@ -167,10 +218,14 @@ def test_cli_prints_one_paragraph_and_exits_non_zero_without_traceback(tmp_path)
 
 def test_main_maps_errors_to_exit_codes_and_full_error_shows_the_traceback(monkeypatch, capsys):
     main = runner.main.__wrapped__  # without hydra's decorator
-    for error, code, prefix in ((UserError("bad input"), 2, "Error: bad input"),
-                                (NonFiniteLossError("nan at step 3"), 3, "Stopped: nan at step 3")):
+    for error, code, prefix in (
+        (UserError("bad input"), 2, "Error: bad input"),
+        (NonFiniteLossError("nan at step 3"), 3, "Stopped: nan at step 3"),
+    ):
+
         def fail(cfg, error=error):
             raise error
+
         monkeypatch.setattr(runner, "run", fail)
         monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
         with pytest.raises(SystemExit) as exit_info:
@@ -182,11 +237,18 @@ def test_main_maps_errors_to_exit_codes_and_full_error_shows_the_traceback(monke
 
 
 # ---------------------------------------------------------------------------- NaN guard
-@pytest.mark.parametrize("stage,first_poisoned_sample", [
-    ("critic_joint", 13), ("behaviour_sequential", 20 + 13), ("actors", 40 + 13),
-])
-def test_nan_loss_stops_the_run_naming_stage_step_and_intact_checkpoint(stage, first_poisoned_sample, tmp_path,
-                                                                         small_vault_dir, monkeypatch):
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "stage,first_poisoned_sample",
+    [
+        ("critic_joint", 13),
+        ("behaviour_sequential", 20 + 13),
+        ("actors", 40 + 13),
+    ],
+)
+def test_nan_loss_stops_the_run_naming_stage_step_and_intact_checkpoint(
+    stage, first_poisoned_sample, tmp_path, small_vault_dir, monkeypatch
+):
     """Batches turn NaN from the 13th step of ``stage`` on; checkpoints every 5 steps."""
     import tensorflow as tf
 
@@ -231,14 +293,23 @@ def _losses(output: str, prefix: str, count: int = 5) -> list:
     return [(parts[0].split(" (")[0], parts[4]) for parts in lines[:count]]
 
 
+@pytest.mark.slow
 def test_same_seed_same_losses_and_return_different_seed_differs(tmp_path, small_vault_dir, capsys):
     """On the CPU with XLA as in production: two runs of seed 3 train identically (and a third,
     served from the pretrained cache, ends identically); seed 4 differs."""
     outputs, results = {}, {}
     for label, seed, cache in (("a", 3, "cache_a"), ("b", 3, "cache_b"), ("cached", 3, "cache_a"), ("other", 4, "c")):
-        overrides = fast_overrides(tmp_path, small_vault_dir, f"seed={seed}", f"run_dir={tmp_path / label}",
-                                   f"pretrained_dir={tmp_path / cache}", "system.pretrain_log_every=1",
-                                   "logger.progress_every=0", "system.steps_per_call=1", jit=True)
+        overrides = fast_overrides(
+            tmp_path,
+            small_vault_dir,
+            f"seed={seed}",
+            f"run_dir={tmp_path / label}",
+            f"pretrained_dir={tmp_path / cache}",
+            "system.pretrain_log_every=1",
+            "logger.progress_every=0",
+            "system.steps_per_call=1",
+            jit=True,
+        )
         results[label] = runner.run(run_config(*overrides))
         outputs[label] = capsys.readouterr().out
     for prefix in ("critic_joint", "behaviour_sequential", "actors"):
@@ -247,7 +318,10 @@ def test_same_seed_same_losses_and_return_different_seed_differs(tmp_path, small
         assert first != _losses(outputs["other"], prefix), prefix
     assert _losses(outputs["a"], "actors") == _losses(outputs["cached"], "actors")
     keys = results["a"]["pretrained_cache_keys"]
-    assert f"loaded from cache {tmp_path / 'cache_a'}" in outputs["cached"] and f"(key {keys['critic']})" in outputs["cached"]
+    assert (
+        f"loaded from cache {tmp_path / 'cache_a'}" in outputs["cached"]
+        and f"(key {keys['critic']})" in outputs["cached"]
+    )
     assert f"(cache key {keys['behaviour']})" in outputs["a"]
     final = {label: r["final_evaluation"]["mean_episode_return"] for label, r in results.items()}
     assert final["a"] == final["b"] == final["cached"] != final["other"]

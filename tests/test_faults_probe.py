@@ -18,22 +18,41 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import bandit_location, run_config
 from og_marl_omsd import files
 from og_marl_omsd import run as runner
 from og_marl_omsd.checkpoints import StageCheckpoint
 from og_marl_omsd.errors import StageStopped, UserError
 
-COMMON = ["system=omsd", "env=bandit", "seed=3", "training_steps=10", "evaluation_every=5", "num_eval_episodes=1",
-          "checkpoint_every=5", "system.critic_steps=10", "system.behaviour_steps=10", "system.pretrain_log_every=5",
-          "system.jit_compile=false"]
+from conftest import bandit_location, run_config
+
+pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
+
+COMMON = [
+    "system=omsd",
+    "env=bandit",
+    "seed=3",
+    "training_steps=10",
+    "evaluation_every=5",
+    "num_eval_episodes=1",
+    "checkpoint_every=5",
+    "system.critic_steps=10",
+    "system.behaviour_steps=10",
+    "system.pretrain_log_every=5",
+    "system.jit_compile=false",
+]
 STAGES = ("critic_joint", "behaviour_sequential")
 
 
 def cli(overrides, cwd, *extra_args):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.Popen([sys.executable, "-m", "og_marl_omsd.run", *extra_args, *overrides], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "og_marl_omsd.run", *extra_args, *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def run_cli(overrides, cwd, *extra_args, timeout=600):
@@ -74,8 +93,11 @@ def results_of(run_dir):
 def reference(tmp_path_factory, small_vault_dir):
     """The uninterrupted bandit run of ``COMMON`` with a cache of its own: results, run dir, cache dir."""
     root = tmp_path_factory.mktemp("reference")
-    results = runner.run(run_config(*COMMON, f"vault_dir={small_vault_dir}", f"run_dir={root / 'run'}",
-                                    f"pretrained_dir={root / 'cache'}"))
+    results = runner.run(
+        run_config(
+            *COMMON, f"vault_dir={small_vault_dir}", f"run_dir={root / 'run'}", f"pretrained_dir={root / 'cache'}"
+        )
+    )
     return results, root / "run", root / "cache"
 
 
@@ -97,7 +119,9 @@ def test_1_cache_is_not_served_to_a_run_with_another_replay_batch_size(tmp_path,
     output = capsys.readouterr().out
     assert "loaded from cache" not in output
     assert all(f"[pretrain] {stage}: training 10 steps" in output for stage in STAGES)
-    fresh = runner.run(run_config(*other, f"run_dir={tmp_path / 'fresh'}", f"pretrained_dir={tmp_path / 'fresh_cache'}"))
+    fresh = runner.run(
+        run_config(*other, f"run_dir={tmp_path / 'fresh'}", f"pretrained_dir={tmp_path / 'fresh_cache'}")
+    )
     assert_same_results(results, fresh)
     assert results["pretrained_cache_keys"] != reference[0]["pretrained_cache_keys"]
 
@@ -172,8 +196,9 @@ def test_2_damaged_results_json_is_written_again(tmp_path, small_vault_dir, refe
     run_dir = tmp_path / "run"
     shutil.copytree(reference_dir, run_dir)
     (run_dir / "results.json").write_text('{"system": "om')
-    results = runner.run(run_config(*COMMON, f"vault_dir={small_vault_dir}", f"run_dir={run_dir}",
-                                    f"pretrained_dir={cache}"))
+    results = runner.run(
+        run_config(*COMMON, f"vault_dir={small_vault_dir}", f"run_dir={run_dir}", f"pretrained_dir={cache}")
+    )
     assert "results.json is damaged" in capsys.readouterr().out
     assert_same_results(results, expected)
     assert_same_results(results_of(run_dir), expected)
@@ -214,14 +239,31 @@ def tiny_mamujoco_vault(tmp_path_factory):
 
 
 def test_3_resumed_mamujoco_run_evaluates_like_an_uninterrupted_one(tmp_path, tiny_mamujoco_vault, monkeypatch, capsys):
-    common = ["system=omsd", "env=mamujoco", "task=2halfcheetah", f"task.vault_config={QUICK}", "dataset=Medium",
-              "seed=1", "training_steps=10", "evaluation_every=5", "num_eval_episodes=1", "checkpoint_every=5",
-              "system.critic_steps=5", "system.behaviour_steps=5", "system.jit_compile=false",
-              "system.critic_hidden_sizes=[32,32]", "system.actor_hidden_sizes=[32,32]", "system.diffusion_width=16",
-              "system.diffusion_hidden=32", "system.diffusion_time_dim=16", "replay.batch_size=32",
-              f"vault_dir={tiny_mamujoco_vault}"]
-    reference = runner.run(run_config(*common, f"run_dir={tmp_path / 'reference'}",
-                                      f"pretrained_dir={tmp_path / 'reference_cache'}"))
+    common = [
+        "system=omsd",
+        "env=mamujoco",
+        "task=2halfcheetah",
+        f"task.vault_config={QUICK}",
+        "dataset=Medium",
+        "seed=1",
+        "training_steps=10",
+        "evaluation_every=5",
+        "num_eval_episodes=1",
+        "checkpoint_every=5",
+        "system.critic_steps=5",
+        "system.behaviour_steps=5",
+        "system.jit_compile=false",
+        "system.critic_hidden_sizes=[32,32]",
+        "system.actor_hidden_sizes=[32,32]",
+        "system.diffusion_width=16",
+        "system.diffusion_hidden=32",
+        "system.diffusion_time_dim=16",
+        "replay.batch_size=32",
+        f"vault_dir={tiny_mamujoco_vault}",
+    ]
+    reference = runner.run(
+        run_config(*common, f"run_dir={tmp_path / 'reference'}", f"pretrained_dir={tmp_path / 'reference_cache'}")
+    )
     interrupted = run_config(*common, f"run_dir={tmp_path / 'run'}", f"pretrained_dir={tmp_path / 'cache'}")
     real_save = StageCheckpoint.save
 
@@ -256,14 +298,22 @@ def test_3_mamujoco_seeding_state_round_trips():
 
 # ---------------------------------------------------------------------------- 4 and 11. sweeps
 def test_4_sweep_runs_every_job_and_reports_failures_at_the_end(tmp_path, small_vault_dir):
-    overrides = ["training_steps=2", "evaluation_every=2", "num_eval_episodes=1", "system.critic_steps=2",
-                 "system.behaviour_steps=2", "system.jit_compile=false", "system.beta=inf,0.5",
-                 f"vault_dir={small_vault_dir}", f"runs_root={tmp_path / 'runs'}",
-                 f"pretrained_dir={tmp_path / 'cache'}"]
+    overrides = [
+        "training_steps=2",
+        "evaluation_every=2",
+        "num_eval_episodes=1",
+        "system.critic_steps=2",
+        "system.behaviour_steps=2",
+        "system.jit_compile=false",
+        "system.beta=inf,0.5",
+        f"vault_dir={small_vault_dir}",
+        f"runs_root={tmp_path / 'runs'}",
+        f"pretrained_dir={tmp_path / 'cache'}",
+    ]
     code, out, err = run_cli(overrides, tmp_path, "-m")
     assert code == 2, out[-2000:] + err[-3000:]
     assert "Traceback" not in out + err
-    report = err[err.index("[sweep]"):].splitlines()
+    report = err[err.index("[sweep]") :].splitlines()
     assert report[0] == "[sweep] 1 of 2 jobs failed:"
     assert len(report) == 2 and "system.beta=inf" in report[1] and "exit 2" in report[1] and "finite" in report[1]
     completed = [path for path, _, names in os.walk(tmp_path / "runs" / "omsd") if "results.json" in names]
@@ -277,8 +327,10 @@ def test_5_parallel_runs_share_one_generation_and_one_training_per_stage(tmp_pat
     from og_marl_omsd.datasets.generate import generation_lock, load_vault_config, location_of
 
     config = tmp_path / "tiny_bandit.yaml"
-    config.write_text("source: og_marl_omsd\nenv: bandit\nscenario: 2agent_gmm\ngenerate_on_first_use: true\n"
-                      "datasets:\n  GMM: {num_samples: 20000, mean: 0.8, std: 0.3, seed: 0}\n")
+    config.write_text(
+        "source: og_marl_omsd\nenv: bandit\nscenario: 2agent_gmm\ngenerate_on_first_use: true\n"
+        "datasets:\n  GMM: {num_samples: 20000, mean: 0.8, std: 0.3, seed: 0}\n"
+    )
     vault_dir = tmp_path / "vaults"
     location = location_of(load_vault_config(str(config)), str(vault_dir))
     base = [*COMMON, f"task.vault_config={config}", f"vault_dir={vault_dir}", f"pretrained_dir={tmp_path / 'cache'}"]
@@ -309,10 +361,16 @@ def test_5_second_mamujoco_generation_waits_for_the_first(tmp_path, capsys):
     directory = str(tmp_path / ".behaviour" / "x")
     done = tmp_path / "holder_done"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import pathlib, time\nfrom og_marl_omsd.datasets.generate import generation_lock\n"
-         f"with generation_lock({directory!r}):\n    print('held', flush=True)\n    time.sleep(3)\n"
-         f"    pathlib.Path({str(done)!r}).touch()\n"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, time\nfrom og_marl_omsd.datasets.generate import generation_lock\n"
+            f"with generation_lock({directory!r}):\n    print('held', flush=True)\n    time.sleep(3)\n"
+            f"    pathlib.Path({str(done)!r}).touch()\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     with generation_lock(directory):
         assert done.exists()  # got the lock only once the holder was done with it
@@ -335,8 +393,9 @@ def test_6_damaged_cache_entry_is_a_miss_and_is_replaced(damage, tmp_path, small
     else:
         (entry / "module.index").unlink()
     capsys.readouterr()
-    results = runner.run(run_config(*COMMON, f"vault_dir={small_vault_dir}", f"run_dir={tmp_path / 'run'}",
-                                    f"pretrained_dir={cache}"))
+    results = runner.run(
+        run_config(*COMMON, f"vault_dir={small_vault_dir}", f"run_dir={tmp_path / 'run'}", f"pretrained_dir={cache}")
+    )
     output = capsys.readouterr().out
     assert f"the cache entry {entry} is damaged" in output
     assert "[pretrain] critic_joint: training 10 steps" in output
@@ -347,25 +406,35 @@ def test_6_damaged_cache_entry_is_a_miss_and_is_replaced(damage, tmp_path, small
 
 
 # ---------------------------------------------------------------------------- 7. early checks
-@pytest.mark.parametrize("override,fragment", [
-    ("seed=-1", "seed must be a whole number in [0, 2147483647]"),
-    ("seed=99999999999", "seed must be a whole number in [0, 2147483647]"),
-    ("system.agent_order=[1,1]", "agent_order must be null or a permutation"),
-    ("system.agent_order=[0,1,2]", "orders 3 agents, but bandit has 2"),
-    ("system.diffusion_width=0", "diffusion_width must be a whole number >= 1"),
-    ("system.diffusion_blocks=-1", "diffusion_blocks must be a whole number >= 0"),
-    ("system.diffusion_dropout=1.0", "diffusion_dropout must be in [0, 1)"),
-    ("system.critic_hidden_sizes=[0]", "critic_hidden_sizes must be a non-empty list"),
-    ("replay.sequence_length=1", "replay.sequence_length must be a whole number >= 2"),
-    ("system.beta=inf", "beta must be finite"),
-    ("replay.batch_size=0", "replay.batch_size must be a whole number in [1,"),
-    ("replay.batch_size=30000", "replay.batch_size=30000 is larger than dataset GMM's 20000 timesteps"),
-    ("+foo=1", "Unknown setting foo"),
-])
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("seed=-1", "seed must be a whole number in [0, 2147483647]"),
+        ("seed=99999999999", "seed must be a whole number in [0, 2147483647]"),
+        ("system.agent_order=[1,1]", "agent_order must be null or a permutation"),
+        ("system.agent_order=[0,1,2]", "orders 3 agents, but bandit has 2"),
+        ("system.diffusion_width=0", "diffusion_width must be a whole number >= 1"),
+        ("system.diffusion_blocks=-1", "diffusion_blocks must be a whole number >= 0"),
+        ("system.diffusion_dropout=1.0", "diffusion_dropout must be in [0, 1)"),
+        ("system.critic_hidden_sizes=[0]", "critic_hidden_sizes must be a non-empty list"),
+        ("replay.sequence_length=1", "replay.sequence_length must be a whole number >= 2"),
+        ("system.beta=inf", "beta must be finite"),
+        ("replay.batch_size=0", "replay.batch_size must be a whole number in [1,"),
+        ("replay.batch_size=30000", "replay.batch_size=30000 is larger than dataset GMM's 20000 timesteps"),
+        ("+foo=1", "Unknown setting foo"),
+    ],
+)
 def test_7_bad_settings_stop_before_anything_is_written(override, fragment, tmp_path, small_vault_dir):
     with pytest.raises(UserError) as error:
-        runner.run(run_config(*COMMON, override, f"vault_dir={small_vault_dir}", f"runs_root={tmp_path / 'runs'}",
-                              f"pretrained_dir={tmp_path / 'cache'}"))
+        runner.run(
+            run_config(
+                *COMMON,
+                override,
+                f"vault_dir={small_vault_dir}",
+                f"runs_root={tmp_path / 'runs'}",
+                f"pretrained_dir={tmp_path / 'cache'}",
+            )
+        )
     assert fragment in str(error.value)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
 
@@ -391,11 +460,14 @@ def test_7_float_and_integer_spellings_get_one_run_directory(tmp_path):
 
 
 # ---------------------------------------------------------------------------- 8. damaged data on disk
-@pytest.mark.parametrize("damage,fragment", [
-    ("empty", "is incomplete: it is empty"),
-    ("no_metadata", "is incomplete: it has no metadata.json"),
-    ("corrupt_chunk", "cannot be read"),
-])
+@pytest.mark.parametrize(
+    "damage,fragment",
+    [
+        ("empty", "is incomplete: it is empty"),
+        ("no_metadata", "is incomplete: it has no metadata.json"),
+        ("corrupt_chunk", "cannot be read"),
+    ],
+)
 def test_8_damaged_dataset_is_one_paragraph_naming_the_folder(damage, fragment, tmp_path, small_vault_dir):
     vault_dir = tmp_path / "vaults"
     shutil.copytree(small_vault_dir, vault_dir)
@@ -406,14 +478,21 @@ def test_8_damaged_dataset_is_one_paragraph_naming_the_folder(damage, fragment, 
     elif damage == "no_metadata":
         os.remove(os.path.join(dataset, "metadata.json"))
     else:
-        chunks = sorted((os.path.join(dataset, "d", name) for name in os.listdir(os.path.join(dataset, "d"))),
-                        key=os.path.getsize)
+        chunks = sorted(
+            (os.path.join(dataset, "d", name) for name in os.listdir(os.path.join(dataset, "d"))), key=os.path.getsize
+        )
         data = bytearray(open(chunks[-1], "rb").read())
         data[100::97] = bytes(b ^ 0xFF for b in data[100::97])
         open(chunks[-1], "wb").write(bytes(data))
     with pytest.raises(UserError) as error:
-        runner.run(run_config(*COMMON, f"vault_dir={vault_dir}", f"runs_root={tmp_path / 'runs'}",
-                              f"pretrained_dir={tmp_path / 'cache'}"))
+        runner.run(
+            run_config(
+                *COMMON,
+                f"vault_dir={vault_dir}",
+                f"runs_root={tmp_path / 'runs'}",
+                f"pretrained_dir={tmp_path / 'cache'}",
+            )
+        )
     assert fragment in str(error.value) and dataset in str(error.value) and "rm -r" in str(error.value)
     assert not (tmp_path / "runs").exists()
 
@@ -468,16 +547,21 @@ def test_9_empty_latest_never_restarts_from_step_0(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- 10. interruptions and disks
 def test_10_ctrl_c_prints_one_line_without_a_traceback(tmp_path, small_vault_dir):
-    overrides = [*COMMON, f"vault_dir={small_vault_dir}", f"run_dir={tmp_path / 'run'}",
-                 f"pretrained_dir={tmp_path / 'cache'}"]
+    overrides = [
+        *COMMON,
+        f"vault_dir={small_vault_dir}",
+        f"run_dir={tmp_path / 'run'}",
+        f"pretrained_dir={tmp_path / 'cache'}",
+    ]
     code, out, err = interrupt_at(overrides, "[checkpoint] critic_joint step 5/", tmp_path, sig=signal.SIGINT)
     assert code == 130, out[-2000:] + err[-3000:]
     assert "Traceback" not in out + err
     assert [line for line in err.splitlines() if line.startswith("Interrupted")] == [runner.INTERRUPTED]
 
 
-def test_10_full_disk_writing_results_is_one_paragraph_and_resumable(tmp_path, small_vault_dir, reference, monkeypatch,
-                                                                      capsys):
+def test_10_full_disk_writing_results_is_one_paragraph_and_resumable(
+    tmp_path, small_vault_dir, reference, monkeypatch, capsys
+):
     expected, _, reference_cache = reference
     cache = tmp_path / "cache"
     shutil.copytree(reference_cache, cache)
@@ -505,8 +589,9 @@ def test_10_full_disk_writing_results_is_one_paragraph_and_resumable(tmp_path, s
     assert not any(name.startswith(".") for name in os.listdir(tmp_path / "run") if name != ".lock")
 
 
-def test_10_full_disk_writing_the_cache_continues_without_caching(tmp_path, small_vault_dir, reference, monkeypatch,
-                                                                 capsys):
+def test_10_full_disk_writing_the_cache_continues_without_caching(
+    tmp_path, small_vault_dir, reference, monkeypatch, capsys
+):
     expected = reference[0]
 
     make_partial = files.partial_dir
@@ -517,8 +602,14 @@ def test_10_full_disk_writing_the_cache_continues_without_caching(tmp_path, smal
         return make_partial(path)
 
     monkeypatch.setattr(files, "partial_dir", disk_full)
-    results = runner.run(run_config(*COMMON, f"vault_dir={small_vault_dir}", f"run_dir={tmp_path / 'run'}",
-                                    f"pretrained_dir={tmp_path / 'cache'}"))
+    results = runner.run(
+        run_config(
+            *COMMON,
+            f"vault_dir={small_vault_dir}",
+            f"run_dir={tmp_path / 'run'}",
+            f"pretrained_dir={tmp_path / 'cache'}",
+        )
+    )
     assert capsys.readouterr().out.count("continuing without caching it") == 2
     assert_same_results(results, expected)
     assert os.listdir(tmp_path / "cache") == [".locks"]  # nothing partial left behind
@@ -529,8 +620,10 @@ def test_11_dead_bandit_partial_is_removed(tmp_path):
     from og_marl_omsd.datasets.generate import ensure_datasets, load_vault_config, location_of
 
     config = tmp_path / "tiny_bandit.yaml"
-    config.write_text("source: og_marl_omsd\nenv: bandit\nscenario: 2agent_gmm\ndatasets:\n"
-                      "  GMM: {num_samples: 500, mean: 0.8, std: 0.3, seed: 0}\n")
+    config.write_text(
+        "source: og_marl_omsd\nenv: bandit\nscenario: 2agent_gmm\ndatasets:\n"
+        "  GMM: {num_samples: 500, mean: 0.8, std: 0.3, seed: 0}\n"
+    )
     location = location_of(load_vault_config(str(config)), str(tmp_path / "vaults"))
     stale = location.dataset_path(f".partial-GMM-{dead_pid()}")
     os.makedirs(stale)
@@ -546,8 +639,9 @@ def test_11_mujoco_warnings_go_to_stderr_not_to_the_working_directory(tmp_path, 
     monkeypatch.chdir(tmp_path)
     env = make_mamujoco("2halfcheetah", seed=0)
     env.reset()
-    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody><body><joint type="slide"/><geom size=".1"/>'
-                                           '</body></worldbody></mujoco>')
+    model = mujoco.MjModel.from_xml_string(
+        '<mujoco><worldbody><body><joint type="slide"/><geom size=".1"/></body></worldbody></mujoco>'
+    )
     data = mujoco.MjData(model)
     data.qpos[0] = np.nan
     mujoco.mj_step(model, data)
@@ -573,7 +667,9 @@ def test_11_wandb_without_the_package_says_how_to_install_it(tmp_path, monkeypat
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real_find_spec(name, *a)
+    )
     with pytest.raises(UserError, match="pip install wandb"):
         runner.run(run_config("logger.wandb=true", f"runs_root={tmp_path / 'runs'}"))
     assert not (tmp_path / "runs").exists()
@@ -594,8 +690,9 @@ def test_11_read_only_cache_serves_the_stages_it_holds(tmp_path, small_vault_dir
 
     monkeypatch.setattr(validation, "check_writable_directory", read_only)
     before = sorted(os.listdir(cache))
-    results = runner.run(run_config(*COMMON, f"vault_dir={small_vault_dir}", f"run_dir={tmp_path / 'run'}",
-                                    f"pretrained_dir={cache}"))
+    results = runner.run(
+        run_config(*COMMON, f"vault_dir={small_vault_dir}", f"run_dir={tmp_path / 'run'}", f"pretrained_dir={cache}")
+    )
     output = capsys.readouterr().out
     assert "is not writable: it is used read-only" in output
     assert all(f"[pretrain] {stage}: loaded from cache" in output for stage in STAGES)

@@ -56,7 +56,9 @@ def test_denoising_loss_equals_plain_loop():
     per_sample = [sum((pred[b, n, a] - noise[b, n, a]) ** 2 for n in range(3) for a in range(2)) for b in range(8)]
     assert float(denoising_loss(tf.constant(pred), tf.constant(noise))) == pytest.approx(np.mean(per_sample), rel=1e-5)
     masked = sum(p * m for p, m in zip(per_sample, mask)) / mask.sum()
-    assert float(denoising_loss(tf.constant(pred), tf.constant(noise), tf.constant(mask))) == pytest.approx(masked, rel=1e-5)
+    assert float(denoising_loss(tf.constant(pred), tf.constant(noise), tf.constant(mask))) == pytest.approx(
+        masked, rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("subtract_noise", [True, False])

@@ -8,6 +8,8 @@ import pytest
 from og_marl_omsd.environments import make_plugin_environment
 from og_marl_omsd.environments.mamujoco import SCENARIOS, make_mamujoco
 
+pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
+
 
 def _joint(observations, agents):
     return np.stack([observations[agent] for agent in agents])
@@ -35,7 +37,7 @@ def test_episode_ends_by_truncation_after_1000_steps():
     env = make_mamujoco("2halfcheetah", seed=0)
     env.reset()
     zero = {agent: np.zeros(3) for agent in env.agents}
-    for step in range(1, 1001):
+    for step in range(1, 1001):  # noqa: B007 (the last step is checked after the loop)
         _, _, terminals, truncations, _ = env.step(zero)
         if any(truncations.values()) or any(terminals.values()):
             break

@@ -57,10 +57,12 @@ def _predicted_score(model, x, t, clean=None):
     n = x.shape[0]
     t_batch = tf.fill([n], float(t))
     clean = x if clean is None else clean
-    return model.score(tf.constant(x[..., None], tf.float32), t_batch, tf.ones([n, 1]),
-                       tf.constant(clean[..., None], tf.float32)).numpy()[..., 0]
+    return model.score(
+        tf.constant(x[..., None], tf.float32), t_batch, tf.ones([n, 1]), tf.constant(clean[..., None], tf.float32)
+    ).numpy()[..., 0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("t", [0.2, 0.4, 0.7])
 def test_learned_joint_and_marginal_scores_match_noised_mixture(trained_models, t):
     alpha, sigma = (float(v.numpy()[0]) for v in vp_schedule(tf.constant([t])))
@@ -75,6 +77,7 @@ def test_learned_joint_and_marginal_scores_match_noised_mixture(trained_models, 
     assert np.mean(np.abs(learned_marginal - exact_marginal)) < 0.15
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("t", [0.05, 0.1, 0.3])
 def test_sequential_second_agent_follows_first_agents_mode(trained_models, t):
     alpha, sigma = (float(v.numpy()[0]) for v in vp_schedule(tf.constant([t])))
@@ -85,10 +88,13 @@ def test_sequential_second_agent_follows_first_agents_mode(trained_models, t):
         learned = _predicted_score(trained_models["sequential"], x, t)[:, 1]
         assert np.all(sign * learned > 0), f"agent 2's score at a_1={a1} should point toward {sign * 0.8}"
         w_pos, w_neg = np.exp(-((a1 - MEAN) ** 2) / (2 * VAR)), np.exp(-((a1 + MEAN) ** 2) / (2 * VAR))
-        exact = _gmm_score_1d(x2, [alpha * MEAN, -alpha * MEAN], [w_pos / (w_pos + w_neg), w_neg / (w_pos + w_neg)], var)
+        exact = _gmm_score_1d(
+            x2, [alpha * MEAN, -alpha * MEAN], [w_pos / (w_pos + w_neg), w_neg / (w_pos + w_neg)], var
+        )
         assert np.mean(np.abs(sigma * (learned - exact))) < 0.2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("t", [0.2, 0.3, 0.5])
 def test_independent_second_agent_score_is_symmetric(trained_models, t):
     """The independent marginal of agent 2 is odd in x2 and ignores agent 1 (no pull at 0)."""

@@ -33,7 +33,9 @@ def test_every_file_the_package_reads_at_run_time_is_package_data():
     needed = []
     for folder in ("configs", "vault_configs", os.path.join("upstream", "templates")):
         for root, _, names in os.walk(os.path.join(package_dir, folder)):
-            needed += [os.path.relpath(os.path.join(root, n), package_dir) for n in names if not n.endswith((".py", ".pyc"))]
+            needed += [
+                os.path.relpath(os.path.join(root, n), package_dir) for n in names if not n.endswith((".py", ".pyc"))
+            ]
     assert needed
     missing = [path for path in needed if not any(fnmatch.fnmatch(path, pattern) for pattern in patterns)]
     assert missing == [], f"add to setup.cfg [options.package_data]: {missing}"

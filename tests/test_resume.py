@@ -16,19 +16,28 @@ import sonnet as snt
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from conftest import run_config
 from og_marl_omsd import checkpoints
 from og_marl_omsd import run as runner
 from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
 from og_marl_omsd.errors import CheckpointWriteError, NonFiniteLossError, StageStopped, UserError
+
+from conftest import run_config
+
+pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
 
 STAGES = ("critic_joint", "behaviour_sequential", "actors")
 
 
 def cli(overrides, cwd):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.Popen([sys.executable, "-m", "og_marl_omsd.run", *overrides], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "og_marl_omsd.run", *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def kill_at_checkpoint(overrides, stage, cwd):
@@ -58,9 +67,19 @@ def resumed_step(output, stage):
 
 
 def test_sigkill_in_every_stage_resumes_to_the_same_end_as_an_uninterrupted_run(tmp_path, small_vault_dir):
-    common = ["system=omsd", "env=bandit", "seed=3", "training_steps=40", "evaluation_every=20", "num_eval_episodes=1",
-              "checkpoint_every=10", "system.critic_steps=40", "system.behaviour_steps=40",
-              "system.pretrain_log_every=20", f"vault_dir={small_vault_dir}"]
+    common = [
+        "system=omsd",
+        "env=bandit",
+        "seed=3",
+        "training_steps=40",
+        "evaluation_every=20",
+        "num_eval_episodes=1",
+        "checkpoint_every=10",
+        "system.critic_steps=40",
+        "system.behaviour_steps=40",
+        "system.pretrain_log_every=20",
+        f"vault_dir={small_vault_dir}",
+    ]
     interrupted = [*common, f"run_dir={tmp_path / 'interrupted'}", f"pretrained_dir={tmp_path / 'cache_interrupted'}"]
 
     kill_at_checkpoint(interrupted, "critic_joint", tmp_path)
@@ -74,19 +93,28 @@ def test_sigkill_in_every_stage_resumes_to_the_same_end_as_an_uninterrupted_run(
     assert resumed_step(final_output, "actors") in (10, 20, 30)
     assert "Steps: critic_joint 40, behaviour_sequential 40, actors 40" in final_output
 
-    reference = runner.run(run_config(*common, f"run_dir={tmp_path / 'reference'}",
-                                      f"pretrained_dir={tmp_path / 'cache_reference'}"))
+    reference = runner.run(
+        run_config(*common, f"run_dir={tmp_path / 'reference'}", f"pretrained_dir={tmp_path / 'cache_reference'}")
+    )
     resumed = json.loads((tmp_path / "interrupted" / "results.json").read_text())
-    assert resumed["stage_steps"] == reference["stage_steps"] == {"critic_joint": 40, "behaviour_sequential": 40,
-                                                                  "actors": 40}
+    assert (
+        resumed["stage_steps"]
+        == reference["stage_steps"]
+        == {"critic_joint": 40, "behaviour_sequential": 40, "actors": 40}
+    )
     assert [e["training_steps"] for e in resumed["evaluation_curve"]] == [0, 20, 40]
     assert resumed["evaluation_curve"] == reference["evaluation_curve"]  # bit for bit: all random state resumed
     assert resumed["pretrained_cache_keys"] == reference["pretrained_cache_keys"]
     metrics = json.loads((tmp_path / "interrupted" / "metrics.json").read_text())
     assert sorted(metrics["bandit"]["bandit"]["omsd"]["seed_3"]) == ["absolute_metrics", "step_0", "step_1", "step_2"]
 
-    again = subprocess.run([sys.executable, "-m", "og_marl_omsd.run", *interrupted], capture_output=True, text=True,
-                           cwd=tmp_path, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "og_marl_omsd.run", *interrupted],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert again.returncode == 0 and "Run already complete" in again.stdout
     assert f"Final mean return: {resumed['final_evaluation']['mean_episode_return']:.4f}" in again.stdout
     assert "[pretrain]" not in again.stdout
@@ -104,9 +132,14 @@ class _Stage:
         self.rng = tf.random.Generator.from_seed(1)
         self.guard = FiniteGuard()
         self.total = total
-        self.checkpoint = StageCheckpoint(str(directory), "stage", every, trackables={
-            "net": self.net, "optimizer": self.optimizer, "rng": self.rng},
-            optimisers={self.optimizer: self.net.trainable_variables}, guard=self.guard)
+        self.checkpoint = StageCheckpoint(
+            str(directory),
+            "stage",
+            every,
+            trackables={"net": self.net, "optimizer": self.optimizer, "rng": self.rng},
+            optimisers={self.optimizer: self.net.trainable_variables},
+            guard=self.guard,
+        )
 
     def step(self):
         x = self.rng.normal([4, 2])

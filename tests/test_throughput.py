@@ -14,8 +14,19 @@ from og_marl_omsd.registry import load_system
 from og_marl_omsd.stacked import StackedLinear, StackedMLP
 from og_marl_omsd.systems.base import experience_to_tensors, transition_batch
 
-TINY = dict(critic_steps=24, behaviour_steps=24, critic_hidden_sizes=(16,), actor_hidden_sizes=(16,),
-            diffusion_width=16, diffusion_hidden=32, diffusion_blocks=1, diffusion_time_dim=16, pretrain_log_every=8)
+pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
+
+TINY = dict(
+    critic_steps=24,
+    behaviour_steps=24,
+    critic_hidden_sizes=(16,),
+    actor_hidden_sizes=(16,),
+    diffusion_width=16,
+    diffusion_hidden=32,
+    diffusion_blocks=1,
+    diffusion_time_dim=16,
+    pretrain_log_every=8,
+)
 
 
 class _Interrupt(Exception):
@@ -29,8 +40,11 @@ class _Recorder:
         self.writes, self.stop_at = [], stop_at
 
     def write(self, logs, force=False):
-        logs = {k: float(v) for k, v in logs.items() if "per_second" not in k and "time_for" not in k
-                and k != "training_sps"}
+        logs = {
+            k: float(v)
+            for k, v in logs.items()
+            if "per_second" not in k and "time_for" not in k and k != "training_sps"
+        }
         self.writes.append(logs)
         if self.stop_at is not None and logs.get(self.stop_at[0]) == self.stop_at[1]:
             raise _Interrupt()
@@ -47,8 +61,9 @@ def buffer(small_vault_dir):
 
 
 def _train(buffer, system_name, logger, steps_per_call, jit_compile=True, checkpoint_dir=None, actor_steps=24):
-    system = load_system(system_name)(BanditEnvironment(), logger, seed=5, steps_per_call=steps_per_call,
-                                      jit_compile=jit_compile, **TINY)
+    system = load_system(system_name)(
+        BanditEnvironment(), logger, seed=5, steps_per_call=steps_per_call, jit_compile=jit_compile, **TINY
+    )
     if checkpoint_dir is not None:
         system.enable_checkpointing(str(checkpoint_dir), every=8)
     system.pretrain(buffer)
@@ -77,15 +92,20 @@ def test_many_steps_per_call_equal_one_step_per_call(buffer):
     final = lambda logger: [w for w in _training_logs(logger) if w.get("training_steps") == 24]  # noqa: E731
     assert final(one) == final(many) and len(final(one)) == 1 and np.isfinite(final(one)[0]["losses/actor_loss"])
     evaluations = lambda logger: [w for w in logger.writes if "evaluation/mean_episode_return" in w]  # noqa: E731
-    assert evaluations(one) == evaluations(many) and [w["evaluation/training_steps"] for w in evaluations(one)] == [0, 12, 24]
+    assert evaluations(one) == evaluations(many) and [w["evaluation/training_steps"] for w in evaluations(one)] == [
+        0,
+        12,
+        24,
+    ]
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_end_with_another_k(buffer, tmp_path):
     """Stopped in the behaviour stage (after its step-16 checkpoint), then in the actor stage
     at step 12 (newest checkpoint: step 8); each restart continues with another K."""
     run = dict(jit_compile=False, checkpoint_dir=tmp_path / "run")
-    reference = _train(buffer, "omsd", _Recorder(), steps_per_call=5, jit_compile=False,
-                       checkpoint_dir=tmp_path / "reference")
+    reference = _train(
+        buffer, "omsd", _Recorder(), steps_per_call=5, jit_compile=False, checkpoint_dir=tmp_path / "reference"
+    )
     with pytest.raises(_Interrupt):
         _train(buffer, "omsd", _Recorder(stop_at=("pretrain/behaviour_sequential/step", 16.0)), steps_per_call=5, **run)
     with pytest.raises(_Interrupt):
@@ -100,13 +120,18 @@ def test_device_transitions_are_the_host_buffers_transitions(buffer):
     transitions = buffer_transitions(buffer)
     rows, length = np.shape(buffer._buffer_state.experience["actions"])[:2]
     assert len(transitions["state"]) == rows * (length - 1)
-    table = np.concatenate([transitions[k].reshape(len(transitions[k]), -1)
-                            for k in ("observations", "actions", "state", "next_state")]
-                           + [transitions[k][:, None] for k in ("reward", "done", "mask")], axis=1)
+    table = np.concatenate(
+        [transitions[k].reshape(len(transitions[k]), -1) for k in ("observations", "actions", "state", "next_state")]
+        + [transitions[k][:, None] for k in ("reward", "done", "mask")],
+        axis=1,
+    )
     known = {row.tobytes() for row in table}
     host = transition_batch(experience_to_tensors(buffer.sample()), 1.0)
-    sampled = np.concatenate([host[k].numpy().reshape(32, -1) for k in ("observations", "actions", "state", "next_state")]
-                             + [host[k].numpy()[:, None] for k in ("reward", "done", "mask")], axis=1)
+    sampled = np.concatenate(
+        [host[k].numpy().reshape(32, -1) for k in ("observations", "actions", "state", "next_state")]
+        + [host[k].numpy()[:, None] for k in ("reward", "done", "mask")],
+        axis=1,
+    )
     assert all(row.tobytes() in known for row in sampled)
     dataset = DeviceDataset.of(buffer)
     assert DeviceDataset.of(buffer) is dataset and dataset.size == len(table)
@@ -146,8 +171,9 @@ def test_sequential_ddim_sampling_follows_the_agent_order():
     from og_marl_omsd.diffusion import BehaviourDiffusion
 
     tf.random.set_seed(2)
-    model = BehaviourDiffusion("sequential", 2, 2, agent_order=[1, 0], width=16, hidden=32, num_blocks=1,
-                               time_dim=16, dropout=0.0)
+    model = BehaviourDiffusion(
+        "sequential", 2, 2, agent_order=[1, 0], width=16, hidden=32, num_blocks=1, time_dim=16, dropout=0.0
+    )
     state, noise = tf.random.normal([3, 4]), tf.random.normal([3, 2, 2])
     sample = tf.function(lambda s, z: model.sample(s, 4, z))
     base = sample(state, noise).numpy()

@@ -22,8 +22,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def git(repo, *args):
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def tree_state(repo):
@@ -47,12 +51,14 @@ def fake_og_marl(tmp_path):
     (repo / "og_marl" / "baselines" / "base.py").write_text("class BaseOfflineSystem:\n    pass\n")
     (repo / "og_marl" / "replay_buffers.py").write_text(
         "class FlashbaxReplayBuffer:\n    def __init__(self, sequence_length, max_size=10, batch_size=7, seed=1):\n"
-        "        pass\n")
+        "        pass\n"
+    )
     (repo / "pyproject.toml").write_text('[project]\nname = "og-marl"\ndynamic = ["version"]\n')
     (repo / ".gitignore").write_text("env/\n")  # as OG-MARL's: every env/ directory is ignored
     for name, system in OG_MARL_SYSTEMS.items():
         (offline / f"{system.module}.py").write_text(f"class {system.class_name}(object):\n    pass\n")
-        (offline / "configs" / f"{system.module}.yaml").write_text(textwrap.dedent(f"""\
+        (offline / "configs" / f"{system.module}.yaml").write_text(
+            textwrap.dedent(f"""\
             system_name: {name}
             training_steps: 5e5
             replay:
@@ -60,7 +66,8 @@ def fake_og_marl(tmp_path):
             system:
               linear_layer_dim: 64
               learning_rate: 3e-4
-            """))
+            """)
+        )
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "fake og-marl")
@@ -68,8 +75,12 @@ def fake_og_marl(tmp_path):
 
 
 def run_export(repo, *args):
-    return subprocess.run([sys.executable, "-m", "og_marl_omsd.upstream", "export", str(repo), *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "og_marl_omsd.upstream", "export", str(repo), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_export_commits_runner_configs_registry_and_tests_on_a_branch(fake_og_marl, tmp_path):
@@ -79,9 +90,15 @@ def test_export_commits_runner_configs_registry_and_tests_on_a_branch(fake_og_ma
     assert git(fake_og_marl, "rev-parse", "--abbrev-ref", "HEAD").strip() == "og-marl-run"
     assert git(fake_og_marl, "status", "--porcelain") == ""
     committed = set(git(fake_og_marl, "show", "--name-only", "--format=", "HEAD").split())
-    assert {"og_marl/run.py", "pyproject.toml", "tests/test_run.py", "og_marl/configs/config.yaml",
-            "og_marl/configs/env/mamujoco.yaml", "og_marl/configs/task/2halfcheetah.yaml",
-            "og_marl/configs/system/iddpg_bc.yaml"} <= committed
+    assert {
+        "og_marl/run.py",
+        "pyproject.toml",
+        "tests/test_run.py",
+        "og_marl/configs/config.yaml",
+        "og_marl/configs/env/mamujoco.yaml",
+        "og_marl/configs/task/2halfcheetah.yaml",
+        "og_marl/configs/system/iddpg_bc.yaml",
+    } <= committed
     pyproject = (fake_og_marl / "pyproject.toml").read_text()
     for name, system in OG_MARL_SYSTEMS.items():
         assert f'{name} = "{system.entry_point}"' in pyproject
@@ -89,8 +106,10 @@ def test_export_commits_runner_configs_registry_and_tests_on_a_branch(fake_og_ma
     import yaml
 
     iddpg = yaml.safe_load((fake_og_marl / "og_marl/configs/system/iddpg_bc.yaml").read_text())
-    assert iddpg == {"system": {"name": "iddpg_bc", "linear_layer_dim": 64, "learning_rate": 3e-4},
-                     "replay": {"sequence_length": 20, "batch_size": 7}}
+    assert iddpg == {
+        "system": {"name": "iddpg_bc", "linear_layer_dim": 64, "learning_rate": 3e-4},
+        "replay": {"sequence_length": 20, "batch_size": 7},
+    }
     assert (fake_og_marl / "og_marl/configs/system/iddpg_bc.yaml").read_text().startswith("# @package _global_\n")
     # The patch applies with git am onto the original main.
     git(fake_og_marl, "checkout", "-q", "-b", "replay", "main")
@@ -178,10 +197,10 @@ def test_exported_runner_is_derived_and_self_contained():
 
 
 def test_og_marl_system_without_og_marl_exits_2_naming_og_marl(tmp_path, monkeypatch):
-    from conftest import run_config
-
     from og_marl_omsd.errors import UserError
     from og_marl_omsd.run import run
+
+    from conftest import run_config
 
     monkeypatch.setenv("OG_MARL_OMSD_HOST", "standalone")
     monkeypatch.chdir(tmp_path)
@@ -202,8 +221,12 @@ def test_og_marl_system_configs_come_from_its_yaml(fake_og_marl):
 OG_MARL_SOURCE = os.environ.get("OG_MARL_SOURCE")
 
 
-@pytest.mark.skipif(not OG_MARL_SOURCE, reason="set OG_MARL_SOURCE=<an OG-MARL git checkout> to export into a "
-                    "copy of it and run og_marl.run for real (never in CI)")
+@pytest.mark.skipif(
+    not OG_MARL_SOURCE,
+    reason="set OG_MARL_SOURCE=<an OG-MARL git checkout> to export into a "
+    "copy of it and run og_marl.run for real (never in CI)",
+)
+@pytest.mark.slow
 def test_og_marl_run_after_export_runs_omsd_and_iddpg_bc(tmp_path):
     checkout = tmp_path / "og-marl"
     subprocess.run(["git", "clone", "-q", OG_MARL_SOURCE, str(checkout)], check=True)
@@ -216,17 +239,32 @@ def test_og_marl_run_after_export_runs_omsd_and_iddpg_bc(tmp_path):
     (site / "zz_parent.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
     python = str(venv / "bin" / "python")
     for project in (str(checkout), REPO_ROOT):
-        subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", project],
-                       check=True)
+        subprocess.run(
+            [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", project], check=True
+        )
     work = tmp_path / "empty"
     work.mkdir()
-    common = ["env=mamujoco", "task=2halfcheetah", "dataset=Medium", "training_steps=20", "evaluation_every=10",
-              "num_eval_episodes=1", "task.vault_config=2halfcheetah-quick", "task.source=og_marl_omsd_quick"]
+    common = [
+        "env=mamujoco",
+        "task=2halfcheetah",
+        "dataset=Medium",
+        "training_steps=20",
+        "evaluation_every=10",
+        "num_eval_episodes=1",
+        "task.vault_config=2halfcheetah-quick",
+        "task.source=og_marl_omsd_quick",
+    ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("OG_MARL_OMSD_HOST", None)
     for system, extra in (("omsd", ["system.critic_steps=20", "system.behaviour_steps=20"]), ("iddpg_bc", [])):
-        result = subprocess.run([python, "-m", "og_marl.run", f"system={system}", *common, *extra], cwd=work,
-                                capture_output=True, text=True, env=env, timeout=1800)
+        result = subprocess.run(
+            [python, "-m", "og_marl.run", f"system={system}", *common, *extra],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1800,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         final = [line for line in result.stdout.splitlines() if line.startswith("Final mean return")]
         assert final and f"results: {system} 2halfcheetah/Medium seed 0" in final[0], result.stdout[-3000:]
@@ -264,16 +302,25 @@ def _plain_system_class():
 def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluation(tmp_path, small_vault_dir):
     import json
 
-    from conftest import run_config
-
     from og_marl_omsd.run import vault_of_task
     from og_marl_omsd.upstream import runner
 
+    from conftest import run_config
+
     system_class = _plain_system_class()
     built = system_class.built
-    cfg = run_config("system=iddpg_bc", "env=bandit", "training_steps=6", "evaluation_every=3", "num_eval_episodes=2",
-                     "replay.sequence_length=2", "replay.batch_size=8", f"vault_dir={small_vault_dir}",
-                     f"runs_root={tmp_path / 'runs'}", "+system.action=1.0")
+    cfg = run_config(
+        "system=iddpg_bc",
+        "env=bandit",
+        "training_steps=6",
+        "evaluation_every=3",
+        "num_eval_episodes=2",
+        "replay.sequence_length=2",
+        "replay.batch_size=8",
+        f"vault_dir={small_vault_dir}",
+        f"runs_root={tmp_path / 'runs'}",
+        "+system.action=1.0",
+    )
     results = runner.run_offline_system(cfg, system_class, prepare_vault=vault_of_task)
     # The env preset's score-regularised keys (beta, critic_steps, ...) were left out, the given one kept.
     assert built[0].action == 1.0 and built[0].batches[0] == (8, 2, 2, 1)
@@ -288,10 +335,10 @@ def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluati
 
 
 def test_a_command_line_key_the_system_does_not_take_is_an_error(tmp_path, small_vault_dir, monkeypatch):
-    from conftest import run_config
-
     from og_marl_omsd.errors import UserError
     from og_marl_omsd.upstream import runner
+
+    from conftest import run_config
 
     monkeypatch.setattr(runner, "command_line_system_keys", lambda: {"beta"})
     cfg = run_config("system=iddpg_bc", "env=bandit", f"vault_dir={small_vault_dir}", f"runs_root={tmp_path / 'runs'}")

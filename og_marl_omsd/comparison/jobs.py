@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-# Variants of the score-regularised systems other than beta (ALGORITHM.md, noise-level range).
+# Variants of the score-regularised systems other than beta (README, Algorithm notes: noise-level range).
 VARIANTS: Dict[str, List[str]] = {
     "": [],
     "mode_seeking": ["system.t_min=0.02", "system.t_max=0.1", "system.score_weight=one"],
@@ -72,8 +72,9 @@ class Comparison:
         if not self.system_settings:
             return ()
         accepted = parameters(system)
-        return tuple(f"system.{name}={value}" for name, value in sorted(self.system_settings.items())
-                     if name in accepted)
+        return tuple(
+            f"system.{name}={value}" for name, value in sorted(self.system_settings.items()) if name in accepted
+        )
 
     def algorithms(self, has_beta: Callable[[str], bool]) -> List[Tuple[str, str, Sequence[str]]]:
         """(system, variant, datasets): every system on every dataset, plus each variant of
@@ -88,12 +89,13 @@ class Comparison:
         jobs = []
         for system, variant, datasets in self.algorithms(has_beta):
             for dataset in datasets:
-                for beta in (self.betas if has_beta(system) else [None]):
+                for beta in self.betas if has_beta(system) else [None]:
                     jobs.append(Job(system, dataset, self.seeds[0], beta, variant, self.settings(system)))
         return jobs
 
-    def seed_jobs(self, has_beta: Callable[[str], bool],
-                  chosen_beta: Callable[[str, str, str], Optional[float]]) -> List[Job]:
+    def seed_jobs(
+        self, has_beta: Callable[[str], bool], chosen_beta: Callable[[str, str, str], Optional[float]]
+    ) -> List[Job]:
         """Phase ``seeds``: the other seeds at each algorithm's and dataset's chosen beta."""
         jobs = []
         for system, variant, datasets in self.algorithms(has_beta):
@@ -109,7 +111,7 @@ def parameters(system: str) -> List[str]:
     """The hyperparameters a registered system's constructor takes."""
     from og_marl_omsd.registry import load_system
 
-    return list(inspect.signature(load_system(system).__init__).parameters)
+    return list(inspect.signature(load_system(system).__init__).parameters)  # type: ignore[misc]
 
 
 def has_beta(system: str) -> bool:
@@ -155,16 +157,22 @@ def blocks(jobs: Sequence[Job]) -> List[List[Job]]:
         by_betas: Dict[Tuple[Optional[float], ...], List[Tuple[str, str, int]]] = {}
         for point, betas in by_point.items():
             by_betas.setdefault(tuple(sorted(betas, key=lambda b: -1.0 if b is None else b)), []).append(point)
-        for betas, points in by_betas.items():
+        for beta_values, points in by_betas.items():
             for product in _products(points):
-                result.append([Job(system, dataset, seed, beta, members[0].variant, members[0].settings)
-                               for system, dataset, seed in product for beta in betas])
+                result.append(
+                    [
+                        Job(system, dataset, seed, beta, members[0].variant, members[0].settings)
+                        for system, dataset, seed in product
+                        for beta in beta_values
+                    ]
+                )
     return result
 
 
 def _products(points: Sequence[Tuple[str, str, int]]) -> List[List[Tuple[str, str, int]]]:
     """Split (system, dataset, seed) points into full products: the whole set when it is one,
     else by system, then by (system, dataset)."""
+
     def is_product(subset: Sequence[Tuple[str, str, int]]) -> bool:
         systems, datasets, seeds = ({point[i] for point in subset} for i in range(3))
         return len(set(subset)) == len(systems) * len(datasets) * len(seeds)
@@ -182,17 +190,27 @@ def _products(points: Sequence[Tuple[str, str, int]]) -> List[List[Tuple[str, st
     return parts
 
 
-def sweep_command(block: Sequence[Job], common: Sequence[str], launcher: str, jobs: int,
-                  launcher_overrides: Sequence[str] = ()) -> List[str]:
+def sweep_command(
+    block: Sequence[Job], common: Sequence[str], launcher: str, jobs: int, launcher_overrides: Sequence[str] = ()
+) -> List[str]:
     """``python -m og_marl_omsd.run -m ...`` for one block, through ``hydra/launcher=<launcher>``."""
     first = block[0]
 
     def values(name: str) -> str:
         return ",".join(str(value) for value in dict.fromkeys(getattr(job, name) for job in block))
 
-    command = [sys.executable, "-m", "og_marl_omsd.run", "-m", f"system={values('system')}",
-               f"dataset={values('dataset')}", f"seed={values('seed')}", *VARIANTS[first.variant], *first.settings,
-               *common]
+    command = [
+        sys.executable,
+        "-m",
+        "og_marl_omsd.run",
+        "-m",
+        f"system={values('system')}",
+        f"dataset={values('dataset')}",
+        f"seed={values('seed')}",
+        *VARIANTS[first.variant],
+        *first.settings,
+        *common,
+    ]
     betas = sorted({job.beta for job in block if job.beta is not None})
     if betas:
         command.append("system.beta=" + ",".join(f"{beta:g}" for beta in betas))
@@ -260,16 +278,33 @@ def _seconds(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
 
 
-def launch(block: Sequence[Job], common: Sequence[str], launcher: str, jobs: int, log_path: str,
-           launcher_overrides: Sequence[str] = ()) -> int:
+def launch(
+    block: Sequence[Job],
+    common: Sequence[str],
+    launcher: str,
+    jobs: int,
+    log_path: str,
+    launcher_overrides: Sequence[str] = (),
+) -> int:
     """Run one block's sweep; its output goes to ``log_path``. Returns the exit code."""
     environment = dict(os.environ)
     threads = threads_per_job(jobs if launcher == "joblib" else 1)
-    environment.update({"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
-                        "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"})
+    environment.update(
+        {
+            "TF_NUM_INTRAOP_THREADS": str(threads),
+            "TF_NUM_INTEROP_THREADS": "1",
+            "OMP_NUM_THREADS": str(threads),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     with open(log_path, "a") as log:
         log.write(" ".join(sweep_command(block, common, launcher, jobs, launcher_overrides)) + "\n")
         log.flush()
-        return subprocess.run(sweep_command(block, common, launcher, jobs, launcher_overrides), stdout=log,
-                              stderr=subprocess.STDOUT, env=environment, check=False).returncode
+        return subprocess.run(
+            sweep_command(block, common, launcher, jobs, launcher_overrides),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            check=False,
+        ).returncode

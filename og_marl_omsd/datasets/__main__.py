@@ -1,6 +1,6 @@
 """Command line for the plugin's datasets.
 
-    python -m og_marl_omsd.datasets generate <vault_config> [--datasets Medium Expert] [--vault-dir vaults] [--threads 1]
+    python -m og_marl_omsd.datasets generate <vault_config> [--datasets Medium ...] [--vault-dir vaults] [--threads 1]
     python -m og_marl_omsd.datasets describe <.vlt dir or dataset dir> [--plot actions.png]
 
 ``generate`` is resumable: rerun it after an interruption; complete datasets are skipped
@@ -70,17 +70,26 @@ def cli(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         if full_error:
             raise
-        print("Interrupted. Run the same command again: complete datasets are kept and behaviour training "
-              "resumes from its last checkpoint.", file=sys.stderr)
+        print(
+            "Interrupted. Run the same command again: complete datasets are kept and behaviour training "
+            "resumes from its last checkpoint.",
+            file=sys.stderr,
+        )
         return 130
     except (UserError, FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError, OSError) as error:
-        if full_error or (isinstance(error, OSError) and not isinstance(error, (FileNotFoundError, FileExistsError))
-                          and not is_disk_error(error)):
+        if full_error or (
+            isinstance(error, OSError)
+            and not isinstance(error, (FileNotFoundError, FileExistsError))
+            and not is_disk_error(error)
+        ):
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         if is_disk_error(error):
-            message = (f"could not write {getattr(error, 'filename', None) or ''}: {error.strerror}. Free disk space "
-                       "(or fix permissions) and run the same command again; nothing partial was kept")
+            reason = getattr(error, "strerror", error)
+            message = (
+                f"could not write {getattr(error, 'filename', None) or ''}: {reason}. Free disk space "
+                "(or fix permissions) and run the same command again; nothing partial was kept"
+            )
         print(f"Error: {message}", file=sys.stderr)
         return 2
 

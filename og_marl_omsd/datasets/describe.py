@@ -3,8 +3,9 @@
 ``describe_path`` takes a ``<scenario>.vlt`` directory (every complete dataset in it) or
 one dataset directory and prints, per dataset, the team episode return's mean, std, min
 and max, the number of transitions and of complete episodes (as OG-MARL's data cards).
-It also writes a PNG (default: ``<scenario>.vlt/joint_actions[-<dataset>].png``) with one panel per dataset: a 2D histogram of agent 0's mean action
-(over its action dimensions) against agent 1's, the paper's Fig. 1 for MaMuJoCo.
+It also writes a PNG (default: ``<scenario>.vlt/joint_actions[-<dataset>].png``) with one
+panel per dataset: a 2D histogram of agent 0's mean action (over its action dimensions)
+against agent 1's, the paper's Fig. 1 for MaMuJoCo.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ def location_from_path(path: str) -> VaultLocation:
 def dataset_statistics(experience: Mapping[str, Any]) -> Dict[str, float]:
     """Episode-return statistics (team reward, complete episodes) and sizes of one dataset."""
     returns = episode_returns(experience)
-    statistics = {"transitions": int(np.asarray(experience["actions"]).shape[0]), "episodes": int(returns.size)}
+    statistics: Dict[str, float] = {
+        "transitions": int(np.asarray(experience["actions"]).shape[0]),
+        "episodes": int(returns.size),
+    }
     for name, function in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max)):
         statistics[f"return_{name}"] = float(function(returns)) if returns.size else float("nan")
     return statistics
@@ -72,8 +76,15 @@ def plot_joint_actions(actions: Mapping[str, np.ndarray], path: str, title: str 
     figure, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
     for axis, name in zip(axes[0], names):
         mean_action = np.asarray(actions[name], np.float64).mean(axis=-1)  # (T, N)
-        axis.hist2d(mean_action[:, 0], mean_action[:, 1], bins=60, range=[[-1, 1], [-1, 1]], cmap="viridis",
-                    density=True, norm=matplotlib.colors.PowerNorm(0.4))
+        axis.hist2d(
+            mean_action[:, 0],
+            mean_action[:, 1],
+            bins=60,
+            range=[[-1, 1], [-1, 1]],
+            cmap="viridis",
+            density=True,
+            norm=matplotlib.colors.PowerNorm(0.4),
+        )
         axis.set_title(name)
         axis.set_xlabel("agent 0 mean action")
         axis.set_aspect("equal")

@@ -56,10 +56,23 @@ def location_of(config: Dict[str, Any], rel_dir: str = "vaults") -> VaultLocatio
 
 DEFAULT_SOURCE = "og_marl_omsd"
 MAMUJOCO_POLICIES = ("random", "medium", "medium_replay", "expert")
-MAMUJOCO_DEFAULTS = {"seed": 0, "action_noise": 0.2, "transitions": 1_000_000, "medium_return_fraction": 1 / 3,
-                     "collection_envs": 10}
-MAMUJOCO_KEYS = {"name", "source", "env", "scenario", "datasets", "behaviour", "generate_on_first_use",
-                 *MAMUJOCO_DEFAULTS}
+MAMUJOCO_DEFAULTS = {
+    "seed": 0,
+    "action_noise": 0.2,
+    "transitions": 1_000_000,
+    "medium_return_fraction": 1 / 3,
+    "collection_envs": 10,
+}
+MAMUJOCO_KEYS = {
+    "name",
+    "source",
+    "env",
+    "scenario",
+    "datasets",
+    "behaviour",
+    "generate_on_first_use",
+    *MAMUJOCO_DEFAULTS,
+}
 DATASET_KEYS = {"policy", "action_noise", "transitions"}
 
 
@@ -69,14 +82,18 @@ def config_hash(config: Dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def ensure_datasets(config_path: str, datasets: Optional[Iterable[str]] = None, rel_dir: str = "vaults") -> VaultLocation:
+def ensure_datasets(
+    config_path: str, datasets: Optional[Iterable[str]] = None, rel_dir: str = "vaults"
+) -> VaultLocation:
     """Generate the config's datasets (all, or those named) that are not complete yet."""
     config = load_vault_config(config_path)
     location = location_of(config, rel_dir)
     wanted = list(config["datasets"]) if datasets is None else list(datasets)
     unknown = [name for name in wanted if name not in config["datasets"]]
     if unknown:
-        raise KeyError(f"Vault config {config['name']} defines no dataset {unknown}; it defines {list(config['datasets'])}.")
+        raise KeyError(
+            f"Vault config {config['name']} defines no dataset {unknown}; it defines {list(config['datasets'])}."
+        )
     if config["env"] == "gymnasium_mamujoco":
         return MaMuJoCoDatasets(config, location).ensure(wanted)
     if config["env"] != "bandit":
@@ -107,8 +124,11 @@ def generation_lock(directory: str) -> Any:
     path = f"{os.path.abspath(directory)}.lock"
 
     def waiting(holder: str) -> None:
-        print(f"[datasets] another process (pid {holder}) is generating these datasets ({path}); waiting for it "
-              "to finish", flush=True)
+        print(
+            f"[datasets] another process (pid {holder}) is generating these datasets ({path}); waiting for it "
+            "to finish",
+            flush=True,
+        )
 
     return file_lock(path, waiting=waiting)
 
@@ -134,9 +154,10 @@ class MaMuJoCoDatasets:
             if bad:
                 raise ValueError(f"Dataset {name}: unknown keys {bad}; valid: {', '.join(sorted(DATASET_KEYS))}.")
             if spec.get("policy") not in MAMUJOCO_POLICIES:
-                raise ValueError(f"Dataset {name}: policy must be one of {', '.join(MAMUJOCO_POLICIES)}, "
-                                 f"not {spec.get('policy')!r}.")
-        from og_marl_omsd.datasets.matd3 import MATD3Config
+                raise ValueError(
+                    f"Dataset {name}: policy must be one of {', '.join(MAMUJOCO_POLICIES)}, not {spec.get('policy')!r}."
+                )
+        from og_marl_omsd.datasets.matd3_config import MATD3Config
         from og_marl_omsd.environments.mamujoco import scenario_spec
 
         scenario_spec(self.config["scenario"])  # unknown scenario -> ValueError now, not after training
@@ -156,8 +177,14 @@ class MaMuJoCoDatasets:
     def behaviour(self) -> Any:
         from og_marl_omsd.datasets.matd3 import BehaviourTraining
 
-        return BehaviourTraining(self.behaviour_dir, self.make_env, self.behaviour_config, self.seed,
-                                 run_identity={"scenario": self.config["scenario"]}, log=self.log)
+        return BehaviourTraining(
+            self.behaviour_dir,
+            self.make_env,
+            self.behaviour_config,
+            self.seed,
+            run_identity={"scenario": self.config["scenario"]},
+            log=self.log,
+        )
 
     def ensure(self, wanted: Iterable[str]) -> VaultLocation:
         """Generate the missing datasets of ``wanted``, holding the scenario's generation lock."""
@@ -179,40 +206,59 @@ class MaMuJoCoDatasets:
         if any(policy != "random" for policy in policies.values()):
             training = self.behaviour()
             started = time.time()
-            self.log(f"[datasets] behaviour training (MATD3, up to {self.behaviour_config.total_steps} steps) in "
-                     f"{self.behaviour_dir}")
+            self.log(
+                f"[datasets] behaviour training (MATD3, up to {self.behaviour_config.total_steps} steps) in "
+                f"{self.behaviour_dir}"
+            )
             result = training.run()
-            self.log(f"[datasets] behaviour training done: final evaluation return {result['final_return']:.1f} at "
-                     f"step {result['final_step']} ({time.time() - started:.0f} s in this call)")
+            self.log(
+                f"[datasets] behaviour training done: final evaluation return {result['final_return']:.1f} at "
+                f"step {result['final_step']} ({time.time() - started:.0f} s in this call)"
+            )
         for name in missing:
             self._generate(name, policies[name], training)
         return self.location
 
     def _generate(self, name: str, policy_kind: str, training: Any) -> None:
-        from og_marl_omsd.datasets.matd3 import FrozenActors, medium_step
+        from og_marl_omsd.datasets.matd3 import medium_step
+        from og_marl_omsd.datasets.matd3_learner import FrozenActors
 
         spec = self.config["datasets"][name]
         noise = float(spec.get("action_noise", self.config["action_noise"]))
         transitions = int(spec.get("transitions", self.config["transitions"]))
         index = MAMUJOCO_POLICIES.index(policy_kind) + 1
-        metadata: Dict[str, Any] = {"vault_config": self.config["name"], "vault_config_hash": self.hash,
-                                    "scenario": self.config["scenario"], "policy": policy_kind, "seed": self.seed}
+        metadata: Dict[str, Any] = {
+            "vault_config": self.config["name"],
+            "vault_config_hash": self.hash,
+            "scenario": self.config["scenario"],
+            "policy": policy_kind,
+            "seed": self.seed,
+        }
         started = time.time()
         self.log(f"[datasets] generating {self.location.dataset_path(name)} ({policy_kind} policy)")
         if policy_kind in ("medium", "medium_replay"):
             result = training.final_result()
             fraction = float(self.config["medium_return_fraction"])
             step, value = medium_step(result["evaluations"], result["final_return"], fraction)
-            metadata.update(policy_step=step, policy_evaluation_return=value, final_evaluation_return=result["final_return"],
-                            medium_return_fraction=fraction)
+            metadata.update(
+                policy_step=step,
+                policy_evaluation_return=value,
+                final_evaluation_return=result["final_return"],
+                medium_return_fraction=fraction,
+            )
         if policy_kind == "medium_replay":
             experience = training.replay_experience(step)
             metadata.update(transitions=int(step))
         else:
             if policy_kind == "random":
                 probe = self.make_env(self.seed)
-                policy = FrozenActors.random(probe.observation_shape[0], probe.num_actions, probe.num_agents,
-                                             self.behaviour_config.hidden_sizes, np.random.default_rng([self.seed, index]))
+                policy = FrozenActors.random(
+                    probe.observation_shape[0],
+                    probe.num_actions,
+                    probe.num_agents,
+                    self.behaviour_config.hidden_sizes,
+                    np.random.default_rng([self.seed, index]),
+                )
                 probe.close()
             elif policy_kind == "medium":
                 policy = FrozenActors.load(training.policy_path(step))
@@ -225,13 +271,15 @@ class MaMuJoCoDatasets:
         returns = episode_returns(experience)
         metadata.update(episodes=int(returns.size), episode_return_mean=float(returns.mean()) if returns.size else None)
         path = write_dataset(self.location, name, experience, metadata=metadata)
-        self.log(f"[datasets] wrote {path}: {experience['actions'].shape[0]} transitions, {returns.size} episodes, "
-                 f"return {returns.mean():.1f} +- {returns.std():.1f} ({time.time() - started:.0f} s)")
+        self.log(
+            f"[datasets] wrote {path}: {experience['actions'].shape[0]} transitions, {returns.size} episodes, "
+            f"return {returns.mean():.1f} +- {returns.std():.1f} ({time.time() - started:.0f} s)"
+        )
 
     def _collect(self, name: str, policy: Any, noise: float, transitions: int, index: int) -> Dict[str, Any]:
         """Whole episodes of ``policy`` with noise until at least ``transitions`` steps, cut to
         exactly ``transitions`` (a cut episode keeps no end flag, so it is never counted)."""
-        from og_marl_omsd.datasets.matd3 import run_episodes
+        from og_marl_omsd.datasets.rollouts import run_episodes
 
         envs = int(self.config["collection_envs"])
         rng = np.random.default_rng([self.seed, index, 1])
@@ -242,14 +290,25 @@ class MaMuJoCoDatasets:
         bar = progress.Progress(f"datasets {name}", transitions, unit="transitions")
         while collected < transitions:
             count = max(1, min(envs * 10, -(-(transitions - collected) // 1000)))
-            _, experience = run_episodes(self.make_env, policy, count, seed=base_seed + episodes, noise=noise, rng=rng,
-                                         num_envs=envs, record=True)
+            _, experience = run_episodes(
+                self.make_env,
+                policy,
+                count,
+                seed=base_seed + episodes,
+                noise=noise,
+                rng=rng,
+                num_envs=envs,
+                record=True,
+            )
+            assert experience is not None  # record=True always returns the experience
             parts.append(experience)
             collected += experience["actions"].shape[0]
             episodes += count
             bar.update(min(collected, transitions), {"episodes": episodes})
         bar.close()
-        experience = {key: np.concatenate([part[key] for part in parts])[:transitions]
-                      for key in ("observations", "actions", "rewards", "terminals", "truncations")}
+        experience = {
+            key: np.concatenate([part[key] for part in parts])[:transitions]
+            for key in ("observations", "actions", "rewards", "terminals", "truncations")
+        }
         experience["infos"] = {"state": np.concatenate([part["infos"]["state"] for part in parts])[:transitions]}
         return experience

@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
+from og_marl_omsd.files import publish_dir
+
 PARTIAL_PREFIX = ".partial-"
 EXPERIENCE_KEYS = ("observations", "actions", "rewards", "terminals", "truncations")
 
@@ -85,8 +87,7 @@ def write_dataset(
     final_path = location.dataset_path(uid)
     if os.path.exists(final_path):
         raise FileExistsError(
-            f"Dataset {final_path} already exists; flashbax would append to it. Delete it "
-            "first or choose another uid."
+            f"Dataset {final_path} already exists; flashbax would append to it. Delete it first or choose another uid."
         )
     partial_uid = f"{PARTIAL_PREFIX}{uid}-{os.getpid()}"
     partial_path = location.dataset_path(partial_uid)
@@ -106,7 +107,8 @@ def write_dataset(
         written = vault.write(state, source_interval=(0, length))
         if written != length:
             raise IOError(f"flashbax wrote {written} of {length} timesteps to {partial_path}")
-        os.rename(partial_path, final_path)
+        if not publish_dir(partial_path, final_path, replace=False):
+            raise FileExistsError(f"Dataset {final_path} appeared while this process wrote it; it is kept.")
     except BaseException:
         shutil.rmtree(partial_path, ignore_errors=True)
         for directory in created:  # deepest first; only those left empty
@@ -125,7 +127,7 @@ def remove_stale_partials(location: VaultLocation) -> List[str]:
     Returns:
         The removed directories.
     """
-    removed = []
+    removed: List[str] = []
     if not os.path.isdir(location.path):
         return removed
     for name in os.listdir(location.path):
@@ -198,7 +200,9 @@ def episode_returns(experience: Mapping[str, Any]) -> np.ndarray:
 
     The team reward is the mean over agents; steps after the last episode end are ignored.
     """
-    rewards = np.asarray(experience["rewards"], np.float64).mean(axis=-1)  # (T,)
+    from og_marl_omsd.losses import team_reward  # TensorFlow only when asked for (imports stay cheap)
+
+    rewards = team_reward(np.asarray(experience["rewards"], np.float64))  # (T,)
     ends = np.maximum(np.asarray(experience["terminals"]), np.asarray(experience["truncations"])).max(axis=-1) > 0
     end_index = np.flatnonzero(ends)
     if end_index.size == 0:

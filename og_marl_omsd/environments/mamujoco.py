@@ -117,7 +117,9 @@ class MaMuJoCoEnvironment:
         self._resets = int(state["resets"])
 
     def step(self, actions: Dict[str, np.ndarray]) -> Tuple[Any, ...]:
-        actions = {agent: np.clip(np.asarray(actions[agent], "float32").reshape(-1), -1.0, 1.0) for agent in self.agents}
+        actions = {
+            agent: np.clip(np.asarray(actions[agent], "float32").reshape(-1), -1.0, 1.0) for agent in self.agents
+        }
         observations, rewards, terminals, truncations, _ = self._environment.step(actions)
         return (
             self._pad(observations),

@@ -7,6 +7,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from og_marl_omsd.losses import team_step_reward
+
 
 class BaseOfflineSystem:
     """Offline system base: evaluation in the environment around a loop of ``train_step``.
@@ -32,7 +34,7 @@ class BaseOfflineSystem:
                 legal_actions = infos.get("legals") if isinstance(infos, dict) else None
                 actions = self.select_actions(observations, legal_actions)
                 observations, rewards, terminals, truncations, infos = self.environment.step(actions)
-                episode_return += float(np.mean(list(rewards.values())))
+                episode_return += team_step_reward(rewards)
                 done = all(terminals.values()) or all(truncations.values())
             episode_returns.append(episode_return)
         return {

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, cast
 
 from og_marl_omsd.files import read_json, write_json
 
@@ -71,9 +71,18 @@ class WandbLogger(BaseLogger):
         self._defined: set = set()
         if directory is not None:
             os.makedirs(directory, exist_ok=True)
-        self.run = wandb.init(name=name, project=project, notes=notes, tags=tags or ["default"], entity=entity,
-                              config=config or {}, group=group, id=run_id, dir=directory,
-                              resume=resume if run_id is not None else None)
+        self.run = wandb.init(
+            name=name,
+            project=project,
+            notes=notes,
+            tags=tags or ["default"],
+            entity=entity,
+            config=config or {},
+            group=group,
+            id=run_id,
+            dir=directory,
+            resume=cast(Any, resume if run_id is not None else None),  # a str; wandb types it as a Literal of modes
+        )
         self.run.define_metric("training_steps")
         self.run.define_metric("losses/*", step_metric="training_steps")
         self.run.define_metric("charts/*", step_metric="training_steps")
@@ -120,8 +129,11 @@ class JsonWriter:
         self.data, problem = read_json(file)
         if not isinstance(self.data, dict):
             if problem != "missing":
-                print(f"[resume] {file} was damaged ({problem or 'not a JSON object'}); rebuilding it (a resumed run "
-                      "writes its checkpointed evaluations back into it)", flush=True)
+                print(
+                    f"[resume] {file} was damaged ({problem or 'not a JSON object'}); rebuilding it (a resumed run "
+                    "writes its checkpointed evaluations back into it)",
+                    flush=True,
+                )
             self.data = {}
         algorithms = self.data.setdefault(environment_name, {}).setdefault(task_name, {})
         algorithms.setdefault(algorithm_name, {})[f"seed_{seed}"] = self.run_data

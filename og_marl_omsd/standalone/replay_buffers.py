@@ -31,8 +31,7 @@ class FlashbaxReplayBuffer:
     ):
         if store_to_vault:
             raise NotImplementedError(
-                "store_to_vault is not supported by the standalone buffer; write vaults with "
-                "og_marl_omsd.datasets."
+                "store_to_vault is not supported by the standalone buffer; write vaults with og_marl_omsd.datasets."
             )
         self._sequence_length = sequence_length
         self._batch_size = batch_size
@@ -56,8 +55,7 @@ class FlashbaxReplayBuffer:
 
     def add(self, observations, actions, rewards, terminals, truncations, infos) -> None:
         stacked_infos = {
-            key: np.stack(list(value.values()), 0) if isinstance(value, dict) else value
-            for key, value in infos.items()
+            key: np.stack(list(value.values()), 0) if isinstance(value, dict) else value for key, value in infos.items()
         }
         timestep = {
             "observations": np.stack(list(observations.values()), 0),

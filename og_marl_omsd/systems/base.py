@@ -3,7 +3,7 @@
 Stage 1 (:meth:`ScoreRegularisedSystem.pretrain`): an IQL critic and a behaviour diffusion
 model, trained on the dataset or loaded from the pretrained cache. Stage 2
 (:meth:`train`, OG-MARL's loop of ``train_step``): deterministic actors trained with the
-score-regularised surrogate of ALGORITHM.md. A subclass sets three class attributes:
+score-regularised surrogate of the README's Algorithm notes. A subclass sets three class attributes:
 
 - ``critic_kind``: ``"joint"`` (``Q_tot(s, a)``) or ``"independent"`` (``Q^i(s, a_i)``);
 - ``factorisation``: the behaviour score, ``"independent"``, ``"sequential"`` or ``"joint"``;
@@ -20,27 +20,41 @@ the cache. A non-finite loss stops a stage before it is checkpointed or cached.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import math
 import os
 import time
 import zlib
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import tensorflow as tf
 import sonnet as snt
+import tensorflow as tf
 
 from og_marl_omsd import progress
 from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint, reseed_sampler
 from og_marl_omsd.device_data import DeviceDataset, chunk_size, repeat_steps
 from og_marl_omsd.diffusion import BehaviourDiffusion
-from og_marl_omsd.host import BaseOfflineSystem
-from og_marl_omsd.losses import SCORE_WEIGHT_POWERS, score_regularised_actor_loss, vp_schedule
-from og_marl_omsd.networks import DeterministicActors, IQLCritic
 from og_marl_omsd.files import discard
-from og_marl_omsd.validation import SYSTEM_RULES, rule_problems
+from og_marl_omsd.host import BaseOfflineSystem
+from og_marl_omsd.losses import (
+    decoupled_weight_decay,
+    noised,
+    score_regularised_actor_loss,
+    team_reward,
+    vp_schedule,
+)
+from og_marl_omsd.networks import DeterministicActors, IQLCritic
 from og_marl_omsd.systems.pretraining import PretrainedCache, replay_signature, run_stage, stage_key
+from og_marl_omsd.systems.stage_configs import (
+    ActorConfig,
+    BehaviourConfig,
+    CriticConfig,
+    config_problems,
+    hyperparameter_problems,
+    stage_configs,
+)
 
 
 def derived_seed(seed: int, label: str) -> int:
@@ -66,7 +80,7 @@ def transition_batch(experience: Dict[str, Any], reward_scale: float) -> Dict[st
         "actions": tf.clip_by_value(experience["actions"][:, 0], -1.0, 1.0),  # (B,N,A)
         "state": experience["infos"]["state"][:, 0],  # (B,S)
         "next_state": experience["infos"]["state"][:, 1],
-        "reward": tf.reduce_mean(experience["rewards"][:, 0], axis=-1) * reward_scale,  # team reward (B,)
+        "reward": team_reward(experience["rewards"][:, 0]) * reward_scale,  # (B,)
         "done": terminal,
         "mask": 1.0 - truncation * (1.0 - terminal),
     }
@@ -100,6 +114,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     critic_kind = "joint"
     factorisation = "sequential"
     centralised_actor = False
+    training_step_ctr: int  # the host's counter of actor steps
 
     def __init__(
         self,
@@ -135,62 +150,46 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         pretrain_log_every: int = 1000,
         steps_per_call: int = 50,
     ):
+        flat = {name: value for name, value in locals().items() if name not in ("self", "environment", "logger")}
+        flat.pop("__class__", None)  # the cell super() uses
         super().__init__(environment=environment, logger=logger)
-        _check_hyperparameters(beta=beta, t_min=t_min, t_max=t_max, expectile=expectile, discount=discount,
-                               critic_steps=critic_steps, behaviour_steps=behaviour_steps, score_weight=score_weight)
-        score_weight_kind = score_weight  # the name is shadowed by the keyword below
-        self.num_agents = len(environment.agents)
-        self.action_dim = int(environment.num_actions)
-        self.observation_dim = int(np.prod(environment.observation_shape))
-        self.state_dim = int(np.prod(environment.state_shape))
-        # Actor-stage hyperparameters live in variables so a sweep reuses the compiled step.
-        self._beta = tf.Variable(float(beta), trainable=False, name="beta")
-        self._t_range = tf.Variable([float(t_min), float(t_max)], trainable=False, name="t_range")
-        self._weight_power = tf.Variable(SCORE_WEIGHT_POWERS[score_weight_kind], trainable=False, name="weight_power")
-        self.subtract_noise = bool(subtract_noise)
+        self.actor_config, self.critic_config, self.behaviour_config = self.checked_stage_configs(flat)
+        self.subtract_noise = self.actor_config.subtract_noise
         self.reward_scale = float(reward_scale)
         self.seed = int(seed)
         self.pretrain_log_every = int(pretrain_log_every)
         if int(steps_per_call) < 1:
             raise ValueError(f"Invalid system hyperparameters: steps_per_call must be >= 1 (got {steps_per_call}).")
         self.steps_per_call = int(steps_per_call)
-        self.critic_config = {
-            "kind": self.critic_kind,
-            "steps": int(critic_steps),
-            "hidden_sizes": [int(h) for h in critic_hidden_sizes],
-            "learning_rate": float(critic_learning_rate),
-            "discount": float(discount),
-            "expectile": float(expectile),
-            "target_update_rate": float(target_update_rate),
-            "reward_scale": self.reward_scale,
-            "seed": self.seed,
-            "layout": "stacked",  # stacked per-head weights; batches drawn on the device
-        }
-        self.behaviour_config = {
-            "factorisation": self.factorisation,
-            "steps": int(behaviour_steps),
-            "learning_rate": float(behaviour_learning_rate),
-            "weight_decay": float(behaviour_weight_decay),
-            "width": int(diffusion_width),
-            "hidden": int(diffusion_hidden),
-            "num_blocks": int(diffusion_blocks),
-            "time_dim": int(diffusion_time_dim),
-            "dropout": float(diffusion_dropout),
-            "shared": bool(shared_behaviour_model),
-            "agent_order": None if agent_order is None else [int(i) for i in agent_order],
-            "seed": self.seed,
-            "layout": "stacked",
-        }
-        if self.factorisation != "sequential":
-            self.behaviour_config["agent_order"] = None  # order only matters for the sequential score
+        self.num_agents = len(environment.agents)
+        self.action_dim = int(environment.num_actions)
+        self.observation_dim = int(np.prod(environment.observation_shape))
+        self.state_dim = int(np.prod(environment.state_shape))
+        self._build_actor_stage(self.actor_config, jit_compile)
+        self._checkpointing: Optional[Dict[str, Any]] = None
+        self._progress: Optional[progress.Progress] = None
+        self.stage_steps: Dict[str, int] = {}  # steps each pretraining stage completed (or its cached copy did)
+        self.critic: Optional[IQLCritic] = None
+        self.behaviour_model: Optional[BehaviourDiffusion] = None
+        self._jit_compile = jit_compile
+
+    def _build_actor_stage(self, config: ActorConfig, jit_compile: bool) -> None:
+        """The actors (created under the seed), their optimiser, random streams and compiled step."""
+        # Actor-stage hyperparameters live in variables so a sweep reuses the compiled step.
+        self._beta = tf.Variable(float(config.beta), trainable=False, name="beta")
+        self._t_range = tf.Variable([float(config.t_min), float(config.t_max)], trainable=False, name="t_range")
+        self._weight_power = tf.Variable(config.weight_power, trainable=False, name="weight_power")
         tf.random.set_seed(derived_seed(self.seed, "actors"))
         self.actors = DeterministicActors(
-            self.num_agents, self.action_dim, actor_hidden_sizes, shared=shared_actor,
+            self.num_agents,
+            self.action_dim,
+            config.hidden_sizes,
+            shared=config.shared,
             centralised=self.centralised_actor,
         )
         self.actors(tf.zeros([1, self.num_agents, self.observation_dim]))  # create variables under the seed
         self._initial_actor_weights = [v.numpy() for v in self.actors.variables]
-        self._actor_learning_rate = float(actor_learning_rate)
+        self._actor_learning_rate = config.learning_rate
         self._actor_lr = tf.Variable(self._actor_learning_rate, trainable=False, name="actor_lr")
         self.actor_optimizer = snt.optimizers.Adam(learning_rate=self._actor_lr)
         self._rng = tf.random.Generator.from_seed(derived_seed(self.seed, "actor_updates"))
@@ -200,15 +199,20 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self._compiled_actor_steps: Dict[int, Any] = {}
         self._actor_guard = FiniteGuard(name="actor_guard")
         self._total_actor_steps = 1
-        self._checkpointing: Optional[Dict[str, Any]] = None
         self._actor_checkpoint: Optional[StageCheckpoint] = None
-        self._progress: Optional[progress.Progress] = None
-        self.stage_steps: Dict[str, int] = {}  # steps each pretraining stage completed (or its cached copy did)
-        self.critic: Optional[IQLCritic] = None
-        self.behaviour_model: Optional[BehaviourDiffusion] = None
         self._tf_actor_step = tf.function(self._actor_step, jit_compile=jit_compile)
         self._tf_act = tf.function(self.actors, jit_compile=jit_compile)
-        self._jit_compile = jit_compile
+
+    @classmethod
+    def checked_stage_configs(cls, flat: Dict[str, Any]) -> Tuple[ActorConfig, CriticConfig, BehaviourConfig]:
+        """The stage configs of the flat hyperparameters ``flat``, checked (beta's rule included).
+
+        Raises:
+            ValueError: listing every invalid hyperparameter.
+        """
+        configs = stage_configs(flat, cls.critic_kind, cls.factorisation)
+        _raise_problems(config_problems(*configs))
+        return configs
 
     @classmethod
     def run_experiment(cls, cfg: Any) -> Dict[str, Any]:
@@ -227,7 +231,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         signature = inspect.signature(cls.__init__).parameters
         values = {name: p.default for name, p in signature.items() if p.default is not inspect.Parameter.empty}
         values.update(params)
-        _check_hyperparameters(**values)
+        _raise_problems(hyperparameter_problems(values, cls.critic_kind, cls.factorisation))
 
     # ------------------------------------------------------------------ checkpoints
     def enable_checkpointing(self, directory: str, every: int, run_state: Any = None) -> None:
@@ -246,14 +250,15 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     def _stage_checkpoint(self, stage: str, label: str, **kwargs: Any) -> Optional[StageCheckpoint]:
         if self._checkpointing is None:
             return None
-        return StageCheckpoint(self._checkpointing["directory"], stage, self._checkpointing["every"], label=label,
-                               **kwargs)
+        return StageCheckpoint(
+            self._checkpointing["directory"], stage, self._checkpointing["every"], label=label, **kwargs
+        )
 
     # ------------------------------------------------------------------ stage 1
     def build_critic(self) -> IQLCritic:
         config = self.critic_config
-        tf.random.set_seed(derived_seed(self.seed, f"critic/{config['kind']}"))
-        critic = IQLCritic(config["kind"], self.num_agents, config["hidden_sizes"])
+        tf.random.set_seed(derived_seed(self.seed, f"critic/{config.kind}"))
+        critic = IQLCritic(config.kind, self.num_agents, config.hidden_sizes)
         state = tf.zeros([1, self.state_dim])
         critic.q_values(state, tf.zeros([1, self.num_agents, self.action_dim]))
         critic.q_values(state, tf.zeros([1, self.num_agents, self.action_dim]), target=True)
@@ -263,17 +268,26 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
 
     def build_behaviour_model(self) -> BehaviourDiffusion:
         config = self.behaviour_config
-        tf.random.set_seed(derived_seed(self.seed, f"behaviour/{config['factorisation']}"))
+        tf.random.set_seed(derived_seed(self.seed, f"behaviour/{config.factorisation}"))
         model = BehaviourDiffusion(
-            config["factorisation"], self.num_agents, self.action_dim, agent_order=config["agent_order"],
-            shared=config["shared"], width=config["width"], hidden=config["hidden"],
-            num_blocks=config["num_blocks"], time_dim=config["time_dim"], dropout=config["dropout"],
+            config.factorisation,
+            self.num_agents,
+            self.action_dim,
+            agent_order=config.agent_order,
+            shared=config.shared,
+            width=config.width,
+            hidden=config.hidden,
+            num_blocks=config.num_blocks,
+            time_dim=config.time_dim,
+            dropout=config.dropout,
         )
         actions = tf.zeros([1, self.num_agents, self.action_dim])
         model.noise_prediction(actions, tf.ones([1]), tf.zeros([1, self.state_dim]), actions)
         return model
 
-    def pretrain(self, replay_buffer: Any, cache: Optional[PretrainedCache] = None, dataset_fingerprint: str = "") -> Dict[str, str]:
+    def pretrain(
+        self, replay_buffer: Any, cache: Optional[PretrainedCache] = None, dataset_fingerprint: str = ""
+    ) -> Dict[str, str]:
         """Train (or load from ``cache``) the critic and the behaviour model. Returns the cache keys."""
         keys = {}
         for stage, config, build, train in (
@@ -283,19 +297,19 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             module = build()
             key = stage_key(config, dataset_fingerprint, self.stage_context(replay_buffer))
             keys[stage] = key
-            name = f"{stage}_{config.get('kind') or config.get('factorisation')}"
+            name = f"{stage}_{config.label}"
             with cache.lock(name, key) if cache is not None else contextlib.nullcontext():
                 cached = cache is not None and cache.load(name, key, module)
-                if cached:
+                if cache is not None and cached:
                     print(f"[pretrain] {name}: loaded from cache {cache.path(name, key)} (key {key})", flush=True)
                 else:
-                    print(f"[pretrain] {name}: training {config['steps']} steps (cache key {key})", flush=True)
+                    print(f"[pretrain] {name}: training {config.steps} steps (cache key {key})", flush=True)
                     reseed_sampler(replay_buffer, derived_seed(self.seed, f"batches/{name}"))
                     train(module, replay_buffer, name, key)
-                    cached = cache is not None and cache.save(name, key, module, config) is not None
+                    cached = cache is not None and cache.save(name, key, module, config.cache_dict()) is not None
             if cached and self._checkpointing is not None:  # the cache holds it: no second copy in the run
                 discard(os.path.join(self._checkpointing["directory"], f"{name}-{key}"))
-            self.stage_steps[name] = int(config["steps"])
+            self.stage_steps[name] = int(config.steps)
             setattr(self, "critic" if stage == "critic" else "behaviour_model", module)
         return keys
 
@@ -306,49 +320,53 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
 
     def _train_critic(self, critic: IQLCritic, replay_buffer: Any, name: str, key: str) -> None:
         config = self.critic_config
-        q_optimizer = snt.optimizers.Adam(config["learning_rate"])
-        v_optimizer = snt.optimizers.Adam(config["learning_rate"])
+        q_optimizer = snt.optimizers.Adam(config.learning_rate)
+        v_optimizer = snt.optimizers.Adam(config.learning_rate)
         guard = FiniteGuard(name=f"{name}_guard")
 
         dataset = DeviceDataset.of(replay_buffer)
         batch_rng = tf.random.Generator.from_seed(derived_seed(self.seed, f"batches/{name}"))
 
         def step():
-            batch = dataset.sample(batch_rng, config["reward_scale"])
+            batch = dataset.sample(batch_rng, config.reward_scale)
             with tf.GradientTape() as tape:
-                v_loss = critic.value_loss(batch["state"], batch["actions"], config["expectile"])
+                v_loss = critic.value_loss(batch["state"], batch["actions"], config.expectile)
             v_optimizer.apply(tape.gradient(v_loss, critic.value_variables), critic.value_variables)
             with tf.GradientTape() as tape:
-                q_loss = critic.q_loss(batch["state"], batch["actions"], batch["reward"], batch["next_state"],
-                                       batch["done"], batch["mask"], config["discount"])
+                q_loss = critic.q_loss(
+                    batch["state"],
+                    batch["actions"],
+                    batch["reward"],
+                    batch["next_state"],
+                    batch["done"],
+                    batch["mask"],
+                    config.discount,
+                )
             q_optimizer.apply(tape.gradient(q_loss, critic.q_variables), critic.q_variables)
-            critic.update_targets(config["target_update_rate"])
+            critic.update_targets(config.target_update_rate)
             logs = {"value_loss": v_loss, "q_loss": q_loss}
             guard.update(logs)
             return logs, batch["state"], batch["actions"]
 
         def steps(count):
-            initial = ({"value_loss": tf.zeros([]), "q_loss": tf.zeros([])},
-                       dataset.zeros("state"), dataset.zeros("actions"))
+            initial = (
+                {"value_loss": tf.zeros([]), "q_loss": tf.zeros([])},
+                dataset.zeros("state"),
+                dataset.zeros("actions"),
+            )
             logs, state, actions = repeat_steps(step, count, initial)
             q1, _ = critic.q_values(state, actions)  # logged only: once per call, on the last batch
             return logs | {"mean_q": tf.reduce_mean(q1)}
 
-        tf_steps = tf.function(steps, jit_compile=self._jit_compile, input_signature=[tf.TensorSpec([], tf.int32)])
-        checkpoint = self._stage_checkpoint(
-            f"{name}-{key}", name, trackables={"critic": critic, "q_optimizer": q_optimizer, "v_optimizer": v_optimizer,
-                                               "batch_rng": batch_rng},
-            optimisers={q_optimizer: critic.q_variables, v_optimizer: critic.value_variables},
-            replay_buffer=replay_buffer, guard=guard,
-        )
-        run_stage(name, config["steps"], lambda count: tf_steps(tf.constant(count, tf.int32)), self.logger,
-                  self.pretrain_log_every, checkpoint=checkpoint, guard=guard, steps_per_call=self.steps_per_call)
+        trackables = {"critic": critic, "q_optimizer": q_optimizer, "v_optimizer": v_optimizer, "batch_rng": batch_rng}
+        optimisers = {q_optimizer: critic.q_variables, v_optimizer: critic.value_variables}
+        self._run_pretraining_stage(name, key, steps, config.steps, replay_buffer, guard, trackables, optimisers)
 
     def _train_behaviour_model(self, model: BehaviourDiffusion, replay_buffer: Any, name: str, key: str) -> None:
         config = self.behaviour_config
-        optimizer = snt.optimizers.Adam(config["learning_rate"])
-        rng = tf.random.Generator.from_seed(derived_seed(self.seed, f"behaviour_updates/{config['factorisation']}"))
-        decay = config["learning_rate"] * config["weight_decay"]
+        optimizer = snt.optimizers.Adam(config.learning_rate)
+        rng = tf.random.Generator.from_seed(derived_seed(self.seed, f"behaviour_updates/{config.factorisation}"))
+        decay = config.learning_rate * config.weight_decay
         guard = FiniteGuard(name=f"{name}_guard")
 
         dataset = DeviceDataset.of(replay_buffer)
@@ -360,8 +378,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             with tf.GradientTape() as tape:
                 loss = model.loss(batch["actions"], batch["state"], rng)
             gradients = tape.gradient(loss, variables)
-            for variable in variables:  # AdamW: decoupled weight decay, then the Adam step
-                variable.assign_sub(decay * variable)
+            decoupled_weight_decay(variables, decay)  # AdamW: the decay, then the Adam step
             optimizer.apply(gradients, variables)
             logs = {"denoising_loss": loss}
             guard.update(logs)
@@ -370,17 +387,51 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         def steps(count):
             return repeat_steps(step, count, {"denoising_loss": tf.zeros([])})
 
+        trackables = {"model": model, "optimizer": optimizer, "rng": rng, "batch_rng": batch_rng}
+        optimisers = {optimizer: model.trainable_variables}
+        self._run_pretraining_stage(name, key, steps, config.steps, replay_buffer, guard, trackables, optimisers)
+
+    def _run_pretraining_stage(
+        self,
+        name: str,
+        key: str,
+        steps: Any,
+        total: int,
+        replay_buffer: Any,
+        guard: FiniteGuard,
+        trackables: Dict[str, Any],
+        optimisers: Dict[Any, Any],
+    ) -> None:
+        """Compile ``steps(count)`` and run it for ``total`` steps, checkpointed (``trackables``)
+        and resumed in ``<name>-<key>``, logged every ``pretrain_log_every`` steps."""
         tf_steps = tf.function(steps, jit_compile=self._jit_compile, input_signature=[tf.TensorSpec([], tf.int32)])
         checkpoint = self._stage_checkpoint(
-            f"{name}-{key}", name, trackables={"model": model, "optimizer": optimizer, "rng": rng, "batch_rng": batch_rng},
-            optimisers={optimizer: model.trainable_variables}, replay_buffer=replay_buffer, guard=guard,
+            f"{name}-{key}",
+            name,
+            trackables=trackables,
+            optimisers=optimisers,
+            replay_buffer=replay_buffer,
+            guard=guard,
         )
-        run_stage(name, config["steps"], lambda count: tf_steps(tf.constant(count, tf.int32)), self.logger,
-                  self.pretrain_log_every, checkpoint=checkpoint, guard=guard, steps_per_call=self.steps_per_call)
+        run_stage(
+            name,
+            total,
+            lambda count: tf_steps(tf.constant(count, tf.int32)),
+            self.logger,
+            self.pretrain_log_every,
+            checkpoint=checkpoint,
+            guard=guard,
+            steps_per_call=self.steps_per_call,
+        )
 
     # ------------------------------------------------------------------ stage 2
-    def train(self, replay_buffer: Any, training_steps: int = int(1e5), evaluation_every: Optional[int] = 5000,
-              num_eval_episodes: int = 32) -> None:
+    def train(
+        self,
+        replay_buffer: Any,
+        training_steps: int = int(1e5),
+        evaluation_every: Optional[int] = 5000,
+        num_eval_episodes: int = 32,
+    ) -> None:
         """OG-MARL's loop of :meth:`train_step` for ``training_steps`` more actor steps.
 
         With checkpointing enabled and a fresh actor stage, the stage first resumes from its
@@ -396,11 +447,20 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         checkpoint = None
         if self._checkpointing is not None and self.training_step_ctr == 0:
             checkpoint = self._stage_checkpoint(
-                "actors", "actors", trackables={"actors": self.actors, "optimizer": self.actor_optimizer, "rng": self._rng,
-                                                "batch_rng": self._batch_rng},
-                optimisers={self.actor_optimizer: self.actors.trainable_variables}, replay_buffer=replay_buffer,
-                guard=self._actor_guard, run_state=self._checkpointing["run_state"],
+                "actors",
+                "actors",
+                trackables={
+                    "actors": self.actors,
+                    "optimizer": self.actor_optimizer,
+                    "rng": self._rng,
+                    "batch_rng": self._batch_rng,
+                },
+                optimisers={self.actor_optimizer: self.actors.trainable_variables},
+                replay_buffer=replay_buffer,
+                guard=self._actor_guard,
+                run_state=self._checkpointing["run_state"],
             )
+            assert checkpoint is not None  # checkpointing is enabled
             self.training_step_ctr = checkpoint.restore(total=steps)
             steps -= self.training_step_ctr
         self._actor_checkpoint = checkpoint
@@ -411,16 +471,20 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             self._actor_checkpoint = None
             self._progress.close()
 
-    def _train_on_device(self, replay_buffer: Any, steps: int, evaluation_every: Optional[int],
-                         num_eval_episodes: int) -> None:
+    def _train_on_device(
+        self, replay_buffer: Any, steps: int, evaluation_every: Optional[int], num_eval_episodes: int
+    ) -> None:
         """OG-MARL's training loop (evaluate every ``evaluation_every`` steps and 10x the
         episodes at the end; log each call), with ``steps_per_call`` actor steps per compiled
         call on batches drawn on the device."""
         dataset = DeviceDataset.of(replay_buffer)
         run_steps = self._compiled_actor_steps.get(id(dataset))
         if run_steps is None:
-            run_steps = tf.function(lambda count: self._actor_steps(dataset, count), jit_compile=self._jit_compile,
-                                    input_signature=[tf.TensorSpec([], tf.int32)])
+            run_steps = tf.function(
+                lambda count: self._actor_steps(dataset, count),
+                jit_compile=self._jit_compile,
+                input_signature=[tf.TensorSpec([], tf.int32)],
+            )
             self._compiled_actor_steps = {id(dataset): run_steps}
         self._actor_total.assign(self._total_actor_steps)
         end = self.training_step_ctr + int(steps)
@@ -436,8 +500,14 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             train_logs = run_steps(tf.constant(count, tf.int32))
             elapsed = time.time() - start
             self.training_step_ctr += count
-            self.logger.write({**train_logs, "training_steps": self.training_step_ctr,
-                               "time_for_training_step": elapsed / count, "training_sps": count / max(elapsed, 1e-9)})
+            self.logger.write(
+                {
+                    **train_logs,
+                    "training_steps": self.training_step_ctr,
+                    "time_for_training_step": elapsed / count,
+                    "training_sps": count / max(elapsed, 1e-9),
+                }
+            )
             if self._progress is not None:
                 self._progress.update(self.training_step_ctr, train_logs)
             if self._actor_checkpoint is not None:
@@ -450,8 +520,13 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     def beta(self) -> float:
         return float(self._beta.numpy())
 
-    def restart_actor_training(self, beta: Optional[float] = None, t_min: Optional[float] = None,
-                               t_max: Optional[float] = None, score_weight: Optional[str] = None) -> None:
+    def restart_actor_training(
+        self,
+        beta: Optional[float] = None,
+        t_min: Optional[float] = None,
+        t_max: Optional[float] = None,
+        score_weight: Optional[str] = None,
+    ) -> None:
         """Start stage 2 afresh (initial actor weights, optimiser state, step counter and noise
         stream), optionally with new actor-stage hyperparameters; the pretrained critic and
         behaviour model and the compiled update are kept. This is how a beta sweep avoids
@@ -462,16 +537,24 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
                 checkpoint directory; give each sweep point its own run).
         """
         if self._checkpointing is not None:
-            raise RuntimeError("restart_actor_training cannot be combined with enable_checkpointing: give each "
-                               "actor run its own run directory.")
+            raise RuntimeError(
+                "restart_actor_training cannot be combined with enable_checkpointing: give each "
+                "actor run its own run directory."
+            )
         t_range = self._t_range.numpy()
         new_t = (t_range[0] if t_min is None else t_min, t_range[1] if t_max is None else t_max)
         new_beta = self.beta if beta is None else beta
-        weight_check = {} if score_weight is None else {"score_weight": score_weight}
-        _check_hyperparameters(beta=new_beta, t_min=new_t[0], t_max=new_t[1], expectile=self.critic_config["expectile"],
-                               discount=self.critic_config["discount"], critic_steps=0, behaviour_steps=0, **weight_check)
+        actor = dataclasses.replace(
+            self.actor_config,
+            beta=new_beta,
+            t_min=new_t[0],
+            t_max=new_t[1],
+            score_weight=self.actor_config.score_weight if score_weight is None else score_weight,
+        )
+        _raise_problems(actor.problems())
+        self.actor_config = actor
         if score_weight is not None:
-            self._weight_power.assign(SCORE_WEIGHT_POWERS[score_weight])
+            self._weight_power.assign(actor.weight_power)
         self._beta.assign(float(new_beta))
         self._t_range.assign([float(new_t[0]), float(new_t[1])])
         for variable, value in zip(self.actors.variables, self._initial_actor_weights):
@@ -485,7 +568,9 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
 
     def _check_ready_for_actors(self) -> None:
         if self.critic is None or self.behaviour_model is None:
-            raise RuntimeError("Call pretrain(replay_buffer) before train(): the actors need the critic and behaviour model.")
+            raise RuntimeError(
+                "Call pretrain(replay_buffer) before train(): the actors need the critic and behaviour model."
+            )
 
     def actor_learning_rate(self, step: int) -> float:
         """Cosine decay from the initial rate to 0 over the actor steps."""
@@ -512,12 +597,18 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             actions = self.actors(observations)  # (B,N,A)
             current = tf.stop_gradient(actions)
             noise = self._rng.normal(tf.shape(actions))
-            noisy = alpha[:, None, None] * current + sigma[:, None, None] * noise
+            noisy = noised(current, alpha, sigma, noise)
             # Sequential prefixes a_<i come from the CURRENT actors (paper eq. 13).
+            assert self.critic is not None and self.behaviour_model is not None  # pretrained
             predicted_noise = self.behaviour_model.noise_prediction(noisy, t, state, clean_actions=current)
             q_gradient = self.critic.action_gradient(state, current)
             loss, per_agent = score_regularised_actor_loss(
-                actions, predicted_noise, noise, q_gradient, sigma ** self._weight_power, self._beta,
+                actions,
+                predicted_noise,
+                noise,
+                q_gradient,
+                sigma**self._weight_power,
+                self._beta,
                 self.subtract_noise,
             )
         variables = self.actors.trainable_variables
@@ -526,6 +617,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
 
     def _actor_diagnostics(self, state: tf.Tensor, current: tf.Tensor) -> Dict[str, tf.Tensor]:
         """What is logged besides the loss, from the batch and actions of the last step."""
+        assert self.critic is not None  # pretrained
         q_gradient = self.critic.action_gradient(state, current)
         q1, q2 = self.critic.q_values(state, current)
         return {
@@ -545,9 +637,11 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     def _actor_steps(self, dataset: DeviceDataset, count: tf.Tensor) -> Dict[str, tf.Tensor]:
         """``count`` actor steps on device batches (one compiled call); the learning rate of
         each step follows :meth:`actor_learning_rate` from ``_actor_step_counter``."""
+
         def step():
-            progress = tf.minimum(tf.cast(self._actor_step_counter, tf.float64) / tf.cast(self._actor_total, tf.float64),
-                                  1.0)
+            progress = tf.minimum(
+                tf.cast(self._actor_step_counter, tf.float64) / tf.cast(self._actor_total, tf.float64), 1.0
+            )
             rate = self._actor_learning_rate * 0.5 * (1.0 + tf.cos(math.pi * progress))
             self._actor_lr.assign(tf.cast(rate, tf.float32))
             batch = dataset.sample(self._batch_rng)
@@ -560,26 +654,6 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         initial = ({"losses/actor_loss": tf.zeros([])}, dataset.zeros("state"), dataset.zeros("actions"))
         logs, state, current = repeat_steps(step, count, initial)
         return logs | self._actor_diagnostics(state, current)
-
-    def action_update_direction(self, state: tf.Tensor, actions: tf.Tensor, num_samples: int = 256) -> tf.Tensor:
-        """The direction the actor update moves joint actions ``(G, N, A)`` at ``state (G, S)``.
-
-        ``-(E_{t,z}[w(t) (e_i - z_i)] - beta g_i)``: minus the surrogate's gradient in ``a_i``
-        (times the batch size), averaged over ``num_samples`` draws of ``(t, z)`` per point;
-        the actors follow it through their Jacobian. Used for the bandit's direction fields.
-        """
-        points = tf.shape(actions)[0]
-        repeated = tf.repeat(actions, num_samples, axis=0)
-        repeated_state = tf.repeat(state, num_samples, axis=0)
-        t = self._rng.uniform([points * num_samples], self._t_range[0], self._t_range[1])
-        alpha, sigma = vp_schedule(t)
-        noise = self._rng.normal(tf.shape(repeated))
-        noisy = alpha[:, None, None] * repeated + sigma[:, None, None] * noise
-        predicted = self.behaviour_model.noise_prediction(noisy, t, repeated_state, clean_actions=repeated)
-        regulariser = predicted - noise if self.subtract_noise else predicted
-        weighted = (sigma ** self._weight_power)[:, None, None] * regulariser
-        score_term = tf.reduce_mean(tf.reshape(weighted, [points, num_samples, *actions.shape[1:]]), axis=1)
-        return -(score_term - self._beta * self.critic.action_gradient(state, actions))
 
     # ------------------------------------------------------------------ acting
     def select_actions(self, observations: Dict[str, np.ndarray], legal_actions: Any = None) -> Dict[str, np.ndarray]:
@@ -603,21 +677,6 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         return logs
 
 
-def _check_hyperparameters(**values: Any) -> None:
-    problems = []
-    if not values["beta"] > 0:
-        problems.append(f"beta must be > 0 (got {values['beta']}); larger beta = greedier actors")
-    if not 0.0 < values["t_min"] < values["t_max"] <= 1.0:
-        problems.append(f"need 0 < t_min < t_max <= 1 (got t_min={values['t_min']}, t_max={values['t_max']})")
-    if not 0.0 < values["expectile"] < 1.0:
-        problems.append(f"expectile must be in (0, 1) (got {values['expectile']})")
-    if not 0.0 <= values["discount"] <= 1.0:
-        problems.append(f"discount must be in [0, 1] (got {values['discount']})")
-    for key in ("critic_steps", "behaviour_steps"):
-        if int(values[key]) < 0:
-            problems.append(f"{key} must be >= 0 (got {values[key]})")
-    if "score_weight" in values and values["score_weight"] not in SCORE_WEIGHT_POWERS:
-        problems.append(f"score_weight must be one of {', '.join(SCORE_WEIGHT_POWERS)} (got {values['score_weight']!r})")
-    problems.extend(rule_problems(values, SYSTEM_RULES))  # sizes, rates, dropout, agent_order, ...
+def _raise_problems(problems: List[str]) -> None:
     if problems:
         raise ValueError("Invalid system hyperparameters: " + "; ".join(problems) + ".")

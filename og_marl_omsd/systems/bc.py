@@ -42,25 +42,36 @@ class BCSystem(ScoreRegularisedSystem):
         jit_compile: bool = True,
         steps_per_call: int = 50,
     ):
-        super().__init__(environment, logger, actor_hidden_sizes=actor_hidden_sizes,
-                         actor_learning_rate=actor_learning_rate, shared_actor=shared_actor, critic_steps=0,
-                         behaviour_steps=0, reward_scale=reward_scale, seed=seed, jit_compile=jit_compile,
-                         steps_per_call=steps_per_call)
-        self.critic_config = None  # no pretraining stages
-        self.behaviour_config = None
+        super().__init__(
+            environment,
+            logger,
+            actor_hidden_sizes=actor_hidden_sizes,
+            actor_learning_rate=actor_learning_rate,
+            shared_actor=shared_actor,
+            critic_steps=0,
+            behaviour_steps=0,
+            reward_scale=reward_scale,
+            seed=seed,
+            jit_compile=jit_compile,
+            steps_per_call=steps_per_call,
+        )
+        self.critic_config = None  # type: ignore[assignment]  # no pretraining stages
+        self.behaviour_config = None  # type: ignore[assignment]
 
     @classmethod
     def check_parameters(cls, **params: Any) -> None:
         """Nothing beyond the runner's per-setting rules."""
 
-    def pretrain(self, replay_buffer: Any, cache: Optional[Any] = None, dataset_fingerprint: str = "") -> Dict[str, str]:
+    def pretrain(
+        self, replay_buffer: Any, cache: Optional[Any] = None, dataset_fingerprint: str = ""
+    ) -> Dict[str, str]:
         """BC pretrains nothing (no critic, no behaviour model): returns no cache keys."""
         return {}
 
     def _check_ready_for_actors(self) -> None:
         """Always ready: BC needs no pretrained part."""
 
-    def restart_actor_training(self, **_: Any) -> None:
+    def restart_actor_training(self, *_: Any, **__: Any) -> None:
         raise NotImplementedError("BC has no actor-stage hyperparameters to sweep; give each run its own run.")
 
     def _actor_update(self, batch: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:

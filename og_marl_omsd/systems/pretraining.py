@@ -27,7 +27,6 @@ from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
 from og_marl_omsd.device_data import chunk_size
 from og_marl_omsd.errors import NonFiniteLossError
 
-
 # Bumped whenever what a key covers changes, so entries made under an older rule are never served.
 KEY_VERSION = 2
 
@@ -39,23 +38,34 @@ def replay_signature(replay_buffer: Any) -> Dict[str, Any]:
     if replay_buffer is None:
         return {}
     kind = type(replay_buffer)
-    settings = {name.lstrip("_"): value for name, value in sorted(getattr(replay_buffer, "__dict__", {}).items())
-                if isinstance(value, (bool, int, float, str)) and "rng" not in name}
+    settings = {
+        name.lstrip("_"): value
+        for name, value in sorted(getattr(replay_buffer, "__dict__", {}).items())
+        if isinstance(value, (bool, int, float, str)) and "rng" not in name
+    }
     return {"class": f"{kind.__module__}.{kind.__qualname__}", **settings}
 
 
-def stage_key(stage_config: Dict[str, Any], dataset_fingerprint: str, context: Optional[Dict[str, Any]] = None) -> str:
+def stage_key(stage_config: Any, dataset_fingerprint: str, context: Optional[Dict[str, Any]] = None) -> str:
     """The cache key of a pretraining stage: a hash of everything that changes what it learns.
 
-    ``stage_config`` is the very dict the stage builds and trains from (networks, steps,
-    rates, reward scale, seed, ...); ``context`` adds what comes from outside it (the host
+    ``stage_config`` is the very config the stage builds and trains from (networks, steps,
+    rates, reward scale, seed, ...: a :mod:`~og_marl_omsd.systems.stage_configs` config or its
+    ``cache_dict()``); ``context`` adds what comes from outside it (the host
     mode, the replay buffer's :func:`replay_signature`, compilation); :data:`KEY_VERSION`
     retires keys made under an older rule.
     """
     from og_marl_omsd import host
 
-    payload = {"key_version": KEY_VERSION, "config": stage_config, "dataset": dataset_fingerprint,
-               "host": host.HOST, "context": context or {}}
+    if hasattr(stage_config, "cache_dict"):
+        stage_config = stage_config.cache_dict()
+    payload = {
+        "key_version": KEY_VERSION,
+        "config": stage_config,
+        "dataset": dataset_fingerprint,
+        "host": host.HOST,
+        "context": context or {},
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -83,9 +93,13 @@ class PretrainedCache:
 
         if self.read_only:
             return contextlib.nullcontext()
+
         def waiting(holder: str) -> None:
-            print(f"[pretrain] {stage}: another process (pid {holder}) is training this stage for the cache "
-                  f"{self.path(stage, key)}; waiting for it, then loading its result", flush=True)
+            print(
+                f"[pretrain] {stage}: another process (pid {holder}) is training this stage for the cache "
+                f"{self.path(stage, key)}; waiting for it, then loading its result",
+                flush=True,
+            )
 
         return file_lock(os.path.join(self.root, ".locks", f"{stage}-{key}.lock"), waiting=waiting)
 
@@ -108,8 +122,11 @@ class PretrainedCache:
         except (OSError, ValueError, IndexError, RuntimeError, tf.errors.OpError) as error:  # truncated: IndexError
             problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if problem is not None:
-            print(f"[pretrain] {stage}: the cache entry {path} is damaged or incomplete ({problem}); treating it as "
-                  "a miss: training the stage and replacing the entry", flush=True)
+            print(
+                f"[pretrain] {stage}: the cache entry {path} is damaged or incomplete ({problem}); treating it as "
+                "a miss: training the stage and replacing the entry",
+                flush=True,
+            )
             if not self.read_only:
                 try:
                     discard(path)
@@ -141,9 +158,13 @@ class PretrainedCache:
             if partial is not None:
                 shutil.rmtree(partial, ignore_errors=True)
             if isinstance(error, (OSError, tf.errors.OpError)) and (
-                    is_disk_error(error) or isinstance(error, tf.errors.OpError)):
-                print(f"[pretrain] {stage}: could not write the cache entry {path} "
-                      f"({getattr(error, 'strerror', None) or error}); continuing without caching it", flush=True)
+                is_disk_error(error) or isinstance(error, tf.errors.OpError)
+            ):
+                print(
+                    f"[pretrain] {stage}: could not write the cache entry {path} "
+                    f"({getattr(error, 'strerror', None) or error}); continuing without caching it",
+                    flush=True,
+                )
                 return None
             raise
         return path
@@ -188,8 +209,11 @@ def run_stage(
                 if not np.isfinite(value):
                     raise NonFiniteLossError(f"Stage {name} stopped: non-finite {key} = {value} at step {step}.")
             logger.write(
-                values | {f"pretrain/{name}/step": step,
-                          f"pretrain/{name}/steps_per_second": (step - first + 1) / max(elapsed, 1e-9)},
+                values
+                | {
+                    f"pretrain/{name}/step": step,
+                    f"pretrain/{name}/steps_per_second": (step - first + 1) / max(elapsed, 1e-9),
+                },
                 force=True,
             )
     bar.close()

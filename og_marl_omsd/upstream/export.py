@@ -25,7 +25,7 @@ import ast
 import os
 import subprocess
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from og_marl_omsd.upstream.og_marl_systems import OFFLINE_DIR, OG_MARL_SYSTEMS, system_config
 
@@ -37,10 +37,30 @@ BLOCK_END = "# <<< og_marl.run <<<"
 # What the runner takes from the plugin, by top-level name (module file -> names).
 RUNNER_PARTS = {
     "errors.py": ["UserError"],
-    "validation.py": ["_is_number", "_whole", "SEED_RANGE", "MAX_BATCH_SIZE", "RUN_RULES", "rule_problems",
-                      "unknown_keys"],
-    "run.py": ["NOT_RUN_IDENTITY", "ReplaySchema", "LoggerSchema", "RunSchema", "system_parameters", "run_identity",
-               "default_run_dir", "check_run_settings", "_flatten", "print_summary"],
+    "files.py": ["TEMPORARY_MARK", "_temporary_path", "atomic_file", "write_text", "write_json", "_sync_directory"],
+    "validation.py": [
+        "_is_number",
+        "_whole",
+        "SEED_RANGE",
+        "MAX_BATCH_SIZE",
+        "RUN_RULES",
+        "rule_problems",
+        "unknown_keys",
+    ],
+    "run.py": [
+        "NOT_RUN_IDENTITY",
+        "ReplaySchema",
+        "LoggerSchema",
+        "RunSchema",
+        "system_parameters",
+        "run_identity",
+        "default_run_dir",
+        "check_run_settings",
+        "_flatten",
+        "run_results",
+        "print_summary",
+    ],
+    "run_logger.py": ["EvaluationRecord"],
     "registry.py": ["GROUP", "UnknownSystemError", "available_systems", "load_registered_system"],
 }
 RUNNER_MODULE = "upstream/runner.py"  # all of it but its imports and the HOST block
@@ -63,6 +83,7 @@ Generated from og-marl-omsd's runner by ``python -m og_marl_omsd.upstream export
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -73,7 +94,7 @@ import time
 import types
 from dataclasses import dataclass, field, fields
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, cast
 
 import hydra
 import numpy as np
@@ -102,7 +123,7 @@ def host_modules() -> Any:
                                  WandbLogger=WandbLogger, JsonWriter=JsonWriter)
 '''
 
-RUNNER_FOOTER = '''
+RUNNER_FOOTER = """
 
 ConfigStore.instance().store(name="run_schema", node=RunSchema)
 
@@ -121,11 +142,14 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 # Plain-text changes to this plugin's config files and runner code for OG-MARL's tree.
-RENAMES = [("og_marl_omsd.run", "og_marl.run"), ("og_marl_omsd/configs", "og_marl/configs"),
-           ("og-marl-omsd", "og-marl")]
+RENAMES = [
+    ("og_marl_omsd.run", "og_marl.run"),
+    ("og_marl_omsd/configs", "og_marl/configs"),
+    ("og-marl-omsd", "og-marl"),
+]
 
 
 COMMIT_MESSAGE = """Add og_marl.run: one runner for every offline system, found through og_marl.systems entry points
@@ -168,13 +192,15 @@ def top_level_sources(path: str, names: Optional[Sequence[str]] = None, skip: Se
         else:
             continue
         first = min([node.lineno] + [decorator.lineno for decorator in getattr(node, "decorator_list", [])])
-        found[name] = "\n".join(lines[first - 1:node.end_lineno])
+        found[name] = "\n".join(lines[first - 1 : node.end_lineno])
         order.append(name)
     wanted = order if names is None else list(names)
     missing = [name for name in wanted if name not in found]
     if missing:
-        raise ExportError(f"The plugin's {path} no longer defines {', '.join(missing)}, which the exported runner "
-                          "needs: update og_marl_omsd/upstream/export.py (RUNNER_PARTS).")
+        raise ExportError(
+            f"The plugin's {path} no longer defines {', '.join(missing)}, which the exported runner "
+            "needs: update og_marl_omsd/upstream/export.py (RUNNER_PARTS)."
+        )
     return [found[name] for name in wanted if name not in skip]
 
 
@@ -204,9 +230,11 @@ def config_files(target: str) -> Dict[str, str]:
     package_dir = os.path.join(target, "og_marl")
     for name, system in OG_MARL_SYSTEMS.items():
         config = system_config(name, package_dir)
-        header = (f"# @package _global_\n# {name}: OG-MARL's {system.class_name} ({system.description}), "
-                  f"og_marl/{OFFLINE_DIR}/{system.module}.py.\n# Values from its configs/{system.module}.yaml "
-                  "(replay: the sequence length it trains on, the buffer's default batch size).\n")
+        header = (
+            f"# @package _global_\n# {name}: OG-MARL's {system.class_name} ({system.description}), "
+            f"og_marl/{OFFLINE_DIR}/{system.module}.py.\n# Values from its configs/{system.module}.yaml "
+            "(replay: the sequence length it trains on, the buffer's default batch size).\n"
+        )
         files[f"og_marl/configs/system/{name}.yaml"] = header + yaml.safe_dump(config, sort_keys=False)
     return files
 
@@ -216,21 +244,27 @@ def pyproject_text(current: str) -> str:
     if BLOCK_BEGIN in current:
         before, rest = current.split(BLOCK_BEGIN, 1)
         if BLOCK_END not in rest:
-            raise ExportError(f"pyproject.toml has the line {BLOCK_BEGIN!r} but not {BLOCK_END!r}: restore it "
-                              "(git checkout pyproject.toml) and export again.")
+            raise ExportError(
+                f"pyproject.toml has the line {BLOCK_BEGIN!r} but not {BLOCK_END!r}: restore it "
+                "(git checkout pyproject.toml) and export again."
+            )
         after = rest.split(BLOCK_END, 1)[1].lstrip("\n")
         current = before.rstrip("\n") + "\n" + (("\n" + after) if after else "")
     for table in ('[project.entry-points."og_marl.systems"]', "[tool.setuptools.package-data]"):
         if table in current:
-            raise ExportError(f"pyproject.toml already has {table} outside the export's block; merge it by hand "
-                              "(the export would declare it twice).")
+            raise ExportError(
+                f"pyproject.toml already has {table} outside the export's block; merge it by hand "
+                "(the export would declare it twice)."
+            )
     entries = "\n".join(f'{name} = "{system.entry_point}"' for name, system in OG_MARL_SYSTEMS.items())
-    block = (f"{BLOCK_BEGIN}\n"
-             '[project.entry-points."og_marl.systems"]\n'
-             f"{entries}\n\n"
-             "[tool.setuptools.package-data]\n"
-             '"og_marl.configs" = ["*.yaml", "*/*.yaml"]\n'
-             f"{BLOCK_END}\n")
+    block = (
+        f"{BLOCK_BEGIN}\n"
+        '[project.entry-points."og_marl.systems"]\n'
+        f"{entries}\n\n"
+        "[tool.setuptools.package-data]\n"
+        '"og_marl.configs" = ["*.yaml", "*/*.yaml"]\n'
+        f"{BLOCK_END}\n"
+    )
     return current.rstrip("\n") + "\n\n" + block
 
 
@@ -256,8 +290,10 @@ def check_target(target: str) -> None:
     """An OG-MARL checkout's root (a git working tree holding OG-MARL's package and its systems)."""
     top = _git(target, "rev-parse", "--show-toplevel", check=False)
     if top.returncode != 0:
-        raise ExportError(f"{target} is not a git working tree. Point the export at a clone of "
-                          "https://github.com/instadeepai/og-marl (git clone ... && export <that directory>).")
+        raise ExportError(
+            f"{target} is not a git working tree. Point the export at a clone of "
+            "https://github.com/instadeepai/og-marl (git clone ... && export <that directory>)."
+        )
     if os.path.realpath(top.stdout.strip()) != os.path.realpath(target):
         raise ExportError(f"{target} is inside the git tree {top.stdout.strip()}; give the checkout's root.")
     problems = []
@@ -275,59 +311,86 @@ def check_target(target: str) -> None:
         elif not os.path.isfile(config):
             problems.append(f"og_marl/{OFFLINE_DIR}/configs/{system.module}.yaml ({name}'s defaults)")
     if problems:
-        raise ExportError(f"{target} is not an OG-MARL checkout the export knows: it lacks {'; '.join(problems)}. "
-                          "Point it at a clone of https://github.com/instadeepai/og-marl (main). Nothing was changed.")
+        raise ExportError(
+            f"{target} is not an OG-MARL checkout the export knows: it lacks {'; '.join(problems)}. "
+            "Point it at a clone of https://github.com/instadeepai/og-marl (main). Nothing was changed."
+        )
 
 
-def export(target: str, branch: str = DEFAULT_BRANCH, patch: Optional[str] = None) -> Dict[str, object]:
+def _commit_files(target: str, files: Dict[str, str], created: bool) -> None:
+    """Write ``files`` (path: text) into the checkout ``target`` and commit them."""
+    for path, text in files.items():
+        full = os.path.join(target, path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "w") as handle:
+            handle.write(text)
+    _git(target, "add", "--force", "--", *files)  # OG-MARL's .gitignore ignores every env/ directory
+    identity = []
+    if not _git(target, "config", "user.email", check=False).stdout.strip():
+        identity = ["-c", "user.name=og-marl-omsd export", "-c", "user.email=og-marl-omsd@users.noreply.github.com"]
+    message = COMMIT_MESSAGE if created else "og_marl.run: update from og-marl-omsd's export\n\n" + COMMIT_MESSAGE
+    _git(target, *identity, "commit", "-q", "-m", message, "--", *files)
+
+
+def _undo_export(target: str, changed: List[str], added: List[str], branches: Optional[Tuple[str, str]]) -> None:
+    """Put ``target`` back as it was: the files the export wrote, and the branch it created
+    (``branches``: ``(the branch checked out before, the new one)``)."""
+    _git(target, "reset", "-q", "--", *changed, check=False)
+    for path in added:
+        if os.path.exists(os.path.join(target, path)):
+            os.remove(os.path.join(target, path))
+    modified = [path for path in changed if path not in added]
+    if modified:
+        _git(target, "checkout", "-q", "HEAD", "--", *modified, check=False)
+    if branches is not None:
+        _git(target, "checkout", "-q", branches[0], check=False)
+        _git(target, "branch", "-q", "-D", branches[1], check=False)
+
+
+def export(target: str, branch: str = DEFAULT_BRANCH, patch: Optional[str] = None) -> Dict[str, Any]:
     """Write the contribution into ``target`` as one commit on ``branch``; returns what it did."""
     target = os.path.abspath(target)
     check_target(target)
     files = planned_files(target)
     paths = sorted(files)
-    dirty = sorted({line[3:] for line in _git(target, "status", "--porcelain", "--untracked-files=all",
-                                                          "--ignored=matching", "--", *paths)
-             .stdout.splitlines() if line.strip()})
+    dirty = sorted(
+        {
+            line[3:]
+            for line in _git(
+                target, "status", "--porcelain", "--untracked-files=all", "--ignored=matching", "--", *paths
+            ).stdout.splitlines()
+            if line.strip()
+        }
+    )
     if dirty:
-        raise ExportError(f"{target} has uncommitted changes in files the export writes: {', '.join(dirty)}. Commit "
-                          "or stash them (git stash -u) and export again. Nothing was changed.")
+        raise ExportError(
+            f"{target} has uncommitted changes in files the export writes: {', '.join(dirty)}. Commit "
+            "or stash them (git stash -u) and export again. Nothing was changed."
+        )
     head_branch = _git(target, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
-    changed = [path for path in paths if _git(target, "show", f"HEAD:{path}", check=False).stdout != files[path]
-               or _git(target, "cat-file", "-e", f"HEAD:{path}", check=False).returncode != 0]
+    changed = [
+        path
+        for path in paths
+        if _git(target, "show", f"HEAD:{path}", check=False).stdout != files[path]
+        or _git(target, "cat-file", "-e", f"HEAD:{path}", check=False).returncode != 0
+    ]
     if not changed:
         commit = _git(target, "rev-parse", "HEAD").stdout.strip()
         return {"changed": [], "branch": head_branch, "commit": commit, "patch": None}
     created = False
     if head_branch != branch:
         if _git(target, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode == 0:
-            raise ExportError(f"Branch {branch} already exists in {target} (an earlier export?). Check it out to "
-                              f"update it (git checkout {branch}), or pass --branch <new name>. Nothing was changed.")
+            raise ExportError(
+                f"Branch {branch} already exists in {target} (an earlier export?). Check it out to "
+                f"update it (git checkout {branch}), or pass --branch <new name>. Nothing was changed."
+            )
         _git(target, "checkout", "-q", "-b", branch)
         created = True
     added = [path for path in changed if _git(target, "cat-file", "-e", f"HEAD:{path}", check=False).returncode != 0]
     try:
-        for path in changed:
-            full = os.path.join(target, path)
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            with open(full, "w") as handle:
-                handle.write(files[path])
-        _git(target, "add", "--force", "--", *changed)  # OG-MARL's .gitignore ignores every env/ directory
-        identity = []
-        if not _git(target, "config", "user.email", check=False).stdout.strip():
-            identity = ["-c", "user.name=og-marl-omsd export", "-c", "user.email=og-marl-omsd@users.noreply.github.com"]
-        message = COMMIT_MESSAGE if created else "og_marl.run: update from og-marl-omsd's export\n\n" + COMMIT_MESSAGE
-        _git(target, *identity, "commit", "-q", "-m", message, "--", *changed)
+        _commit_files(target, {path: files[path] for path in changed}, created)
     except BaseException:  # leave the tree as it was
-        _git(target, "reset", "-q", "--", *changed, check=False)
-        for path in added:
-            if os.path.exists(os.path.join(target, path)):
-                os.remove(os.path.join(target, path))
-        modified = [path for path in changed if path not in added]
-        if modified:
-            _git(target, "checkout", "-q", "HEAD", "--", *modified, check=False)
-        if created:
-            _git(target, "checkout", "-q", head_branch, check=False)
-            _git(target, "branch", "-q", "-D", branch, check=False)
+        _undo_export(target, changed, added, (head_branch, branch) if created else None)
         raise
     commit = _git(target, "rev-parse", "HEAD").stdout.strip()
     if patch:
@@ -350,15 +413,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"Error: {error}", file=sys.stderr)
         return 2
     if not result["changed"]:
-        print(f"Nothing to do: {args.target} already holds this export (branch {result['branch']}, "
-              f"commit {str(result['commit'])[:12]}).")
+        print(
+            f"Nothing to do: {args.target} already holds this export (branch {result['branch']}, "
+            f"commit {str(result['commit'])[:12]})."
+        )
         return 0
     print(f"Exported to {args.target}: commit {str(result['commit'])[:12]} on branch {result['branch']}")
     for path in result["changed"]:
         print(f"  {'added   ' if path in result['added'] else 'modified'} {path}")
     if result["patch"]:
         print(f"Patch: {result['patch']} (git am {result['patch']})")
-    print("Next: pip install -e <og-marl> -e <og-marl-omsd>, then python -m og_marl.run system=omsd env=mamujoco "
-          "task=2halfcheetah; open the pull request with git push <your fork> "
-          f"{result['branch']} and GitHub's 'Compare & pull request' against instadeepai/og-marl main.")
+    print(
+        "Next: pip install -e <og-marl> -e <og-marl-omsd>, then python -m og_marl.run system=omsd env=mamujoco "
+        "task=2halfcheetah; open the pull request with git push <your fork> "
+        f"{result['branch']} and GitHub's 'Compare & pull request' against instadeepai/og-marl main."
+    )
     return 0

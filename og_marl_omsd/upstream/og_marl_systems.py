@@ -13,11 +13,13 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional, cast
 
 OFFLINE_DIR = "baselines/tf2_systems/offline"  # inside the og_marl package
-INSTALL_HINT = ("git clone https://github.com/instadeepai/og-marl && pip install --no-deps -e og-marl && "
-                "pip install wandb (OG-MARL is not on PyPI; its pinned requirements are not needed here)")
+INSTALL_HINT = (
+    "git clone https://github.com/instadeepai/og-marl && pip install --no-deps -e og-marl && "
+    "pip install wandb (OG-MARL is not on PyPI; its pinned requirements are not needed here)"
+)
 
 
 class OGMarlSystem(NamedTuple):
@@ -67,10 +69,10 @@ def replay_batch_size(package_dir: str) -> Optional[int]:
         if isinstance(node, ast.ClassDef) and node.name == "FlashbaxReplayBuffer":
             for item in node.body:
                 if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-                    arguments = item.args.args[-len(item.args.defaults):] if item.args.defaults else []
+                    arguments = item.args.args[-len(item.args.defaults) :] if item.args.defaults else []
                     for argument, default in zip(arguments, item.args.defaults):
                         if argument.arg == "batch_size" and isinstance(default, ast.Constant):
-                            return int(default.value)
+                            return int(default.value)  # type: ignore[arg-type]
     return None
 
 
@@ -85,7 +87,7 @@ def system_config(name: str, package_dir: str) -> Dict[str, Any]:
 
     system = OG_MARL_SYSTEMS[name]
     path = os.path.join(package_dir, OFFLINE_DIR, "configs", f"{system.module}.yaml")
-    defaults = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    defaults = cast(Dict[str, Any], OmegaConf.to_container(OmegaConf.load(path), resolve=True))
     config: Dict[str, Any] = {"system": {"name": name, **(defaults.get("system") or {})}, "replay": {}}
     replay = defaults.get("replay") or {}
     if "sequence_length" in replay:

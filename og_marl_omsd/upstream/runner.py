@@ -21,14 +21,16 @@ import inspect
 import json
 import os
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from og_marl_omsd.errors import UserError
+from og_marl_omsd.files import write_json, write_text
 from og_marl_omsd.registry import UnknownSystemError, load_registered_system
-from og_marl_omsd.run import check_run_settings, default_run_dir, print_summary, system_parameters
+from og_marl_omsd.run import check_run_settings, default_run_dir, print_summary, run_results, system_parameters
+from og_marl_omsd.run_logger import EvaluationRecord
 
 # HOST BEGIN: the export replaces this block with OG-MARL's own modules.
 HOST_NAME = "og-marl-omsd"
@@ -39,42 +41,11 @@ def host_modules() -> Any:
     from og_marl_omsd import host
 
     return host
+
+
 # HOST END
 
 VaultPlace = Tuple[str, str, str, str]  # source, env_name, scenario, rel_dir
-
-
-class EvaluationRecord:
-    """OG-MARL's logger interface: sends every write on, and keeps the evaluation logs."""
-
-    def __init__(self, loggers: List[Any], json_writer: Any = None):
-        self._loggers = loggers
-        self._json_writer = json_writer
-        self.evaluations: List[Dict[str, float]] = []
-
-    def write(self, logs: Dict[str, Any], force: bool = False) -> None:
-        for logger in self._loggers:
-            logger.write(logs, force=force)
-        if "evaluation/mean_episode_return" in logs:
-            record = {key.split("/", 1)[1]: float(value) for key, value in logs.items() if key.startswith("evaluation/")}
-            self.evaluations.append(record)
-            if self._json_writer is not None:
-                step = int(record.get("training_steps", len(self.evaluations) - 1))
-                for key, value in record.items():
-                    if key != "training_steps":
-                        self._json_writer.write(step, f"evaluator/{key}", value, len(self.evaluations) - 1)
-
-    def close(self) -> None:
-        final = self.evaluations[-1] if self.evaluations else {}
-        if self._json_writer is not None:
-            for key, value in final.items():
-                if key != "training_steps":
-                    self._json_writer.write(0, f"absolute/{key}", float(value))
-            self._json_writer.close()
-        for logger in self._loggers:
-            close = getattr(logger, "close", None)
-            if close is not None:
-                close()
 
 
 def command_line_system_keys() -> set:
@@ -89,7 +60,7 @@ def command_line_system_keys() -> set:
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key.startswith("system."):
-            keys.add(key[len("system."):])
+            keys.add(key[len("system.") :])
     return keys
 
 
@@ -100,13 +71,15 @@ def offline_system_parameters(cfg: DictConfig, system_class: type) -> Dict[str, 
     sizes; a system that does not take such a key ignores it (one line says so). A key given
     on the command line must be the system's (else the usual error listing its parameters).
     """
-    params = {key: value for key, value in OmegaConf.to_container(cfg.system, resolve=True).items() if key != "name"}
-    accepted = set(inspect.signature(system_class.__init__).parameters)
+    system = cast(Dict[str, Any], OmegaConf.to_container(cfg.system, resolve=True))
+    params = {key: value for key, value in system.items() if key != "name"}
+    accepted = set(inspect.signature(system_class.__init__).parameters)  # type: ignore[misc]
     explicit = command_line_system_keys()
     ignored = sorted(key for key in params if key not in accepted and key not in explicit)
     if ignored:
-        print(f"[run] {cfg.system.name} takes no {', '.join(ignored)} (env preset for other systems): ignored",
-              flush=True)
+        print(
+            f"[run] {cfg.system.name} takes no {', '.join(ignored)} (env preset for other systems): ignored", flush=True
+        )
     return system_parameters(system_class, {key: value for key, value in params.items() if key not in ignored})
 
 
@@ -124,8 +97,9 @@ def task_vault(cfg: DictConfig, dataset: str) -> VaultPlace:
     return place
 
 
-def run_offline_system(cfg: DictConfig, system_class: type,
-                       prepare_vault: Optional[Callable[[DictConfig, str], VaultPlace]] = None) -> Dict[str, Any]:
+def run_offline_system(
+    cfg: DictConfig, system_class: type, prepare_vault: Optional[Callable[[DictConfig, str], VaultPlace]] = None
+) -> Dict[str, Any]:
     """Train and evaluate ``system_class(environment, logger, **system.*)``; returns ``results.json``'s content.
 
     ``prepare_vault(cfg, dataset)`` finds (or generates) the dataset; the default is
@@ -143,8 +117,41 @@ def run_offline_system(cfg: DictConfig, system_class: type,
         print(f"Run already complete: {run_dir}", flush=True)
         print_summary(results)
         return results
-    source, env_name, scenario, rel_dir = (prepare_vault or task_vault)(cfg, dataset)
+    host, environment, buffer = offline_environment_and_buffer(
+        cfg, (prepare_vault or task_vault)(cfg, dataset), dataset
+    )
+    os.makedirs(run_dir, exist_ok=True)
+    write_text(os.path.join(run_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
+    logger = offline_logger(cfg, host, run_dir)
+    print(
+        f"[run] {cfg.system.name} ({system_class.__module__}.{system_class.__name__}) on {cfg.task.name}/{dataset} "
+        f"seed {cfg.seed} (host: {host.HOST}); run dir {run_dir}",
+        flush=True,
+    )
+    system = system_class(environment, logger, **params)
+    system.train(
+        buffer,
+        training_steps=int(cfg.training_steps),
+        evaluation_every=int(cfg.evaluation_every),
+        num_eval_episodes=int(cfg.num_eval_episodes),
+    )
+    logger.write_absolute({k: v for k, v in logger.evaluations[-1].items() if k != "training_steps"})
+    logger.close()
+    results = run_results(
+        cfg,
+        dataset,
+        host.HOST,
+        logger.evaluations,
+        {"training": int(system.training_step_ctr)},
+        wall_time_seconds=time.time() - start,
+    )
+    write_json(results_path, results)
+    print_summary(results)
+    return results
 
+
+def offline_environment_and_buffer(cfg: DictConfig, place: VaultPlace, dataset: str) -> Tuple[Any, Any, Any]:
+    """The host modules, the task's environment and the replay buffer filled from the vault at ``place``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import jax
     import tensorflow as tf
@@ -154,44 +161,23 @@ def run_offline_system(cfg: DictConfig, system_class: type,
     environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=int(cfg.seed))
     tf.random.set_seed(int(cfg.seed))
     np.random.seed(int(cfg.seed))
-    buffer = host.FlashbaxReplayBuffer(sequence_length=int(cfg.replay.sequence_length),
-                                       batch_size=int(cfg.replay.batch_size), seed=int(cfg.seed))
+    buffer = host.FlashbaxReplayBuffer(
+        sequence_length=int(cfg.replay.sequence_length), batch_size=int(cfg.replay.batch_size), seed=int(cfg.seed)
+    )
+    source, env_name, scenario, rel_dir = place
     buffer.populate_from_vault(source, env_name, scenario, dataset, rel_dir=os.path.abspath(rel_dir))
+    return host, environment, buffer
 
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.yaml.tmp"), "w") as handle:
-        handle.write(OmegaConf.to_yaml(cfg, resolve=True))
-    os.replace(os.path.join(run_dir, "config.yaml.tmp"), os.path.join(run_dir, "config.yaml"))
+
+def offline_logger(cfg: DictConfig, host: Any, run_dir: str) -> EvaluationRecord:
+    """Terminal lines (or wandb), and marl-eval JSON in ``run_dir``, with the evaluation record."""
     if cfg.logger.wandb:
         loggers = [host.WandbLogger(project=cfg.logger.wandb_project, config=OmegaConf.to_container(cfg, resolve=True))]
     else:
         loggers = [host.TerminalLogger(log_every=cfg.logger.terminal_log_every)]
-    logger = EvaluationRecord(loggers, host.JsonWriter(run_dir, cfg.system.name, cfg.task.name, cfg.env.name,
-                                                       int(cfg.seed)))
-    print(f"[run] {cfg.system.name} ({system_class.__module__}.{system_class.__name__}) on {cfg.task.name}/{dataset} "
-          f"seed {cfg.seed} (host: {host.HOST}); run dir {run_dir}", flush=True)
-    system = system_class(environment, logger, **params)
-    system.train(buffer, training_steps=int(cfg.training_steps), evaluation_every=int(cfg.evaluation_every),
-                 num_eval_episodes=int(cfg.num_eval_episodes))
-    logger.close()
-    final = logger.evaluations[-1]
-    results = {
-        "system": cfg.system.name,
-        "env": cfg.env.name,
-        "task": cfg.task.name,
-        "dataset": dataset,
-        "seed": int(cfg.seed),
-        "host": host.HOST,
-        "final_evaluation": final,
-        "evaluation_curve": logger.evaluations,
-        "stage_steps": {"training": int(system.training_step_ctr)},
-        "wall_time_seconds": time.time() - start,
-    }
-    with open(results_path + ".tmp", "w") as handle:
-        json.dump(results, handle, indent=2)
-    os.replace(results_path + ".tmp", results_path)
-    print_summary(results)
-    return results
+    return EvaluationRecord(
+        loggers, host.JsonWriter(run_dir, cfg.system.name, cfg.task.name, cfg.env.name, int(cfg.seed))
+    )
 
 
 def run_registered(cfg: DictConfig) -> Dict[str, Any]:

@@ -1,0 +1,299 @@
+"""The steps of one run, as a library: :func:`og_marl_omsd.run.run`, ``baselines/bandit.py``,
+the comparison harness and the tests call these rather than wiring a run themselves.
+
+One run (:func:`og_marl_omsd.run.run`)::
+
+    plan = prepare_run(cfg)                       # settings, run directory: new, resumed or complete
+    location = prepare_dataset(cfg, plan.dataset)  # (run.py) the vault; generated when missing
+    environment = make_environment(cfg)           # the task's environment (devices set up first)
+    data = load_dataset(cfg, location, plan.dataset, environment, plan.params)  # checked; reward scale
+    lock = open_run_dir(cfg, plan, data)          # lock, leftovers, config.yaml
+    logger = make_run_logger(cfg, plan, environment)
+    system, buffer = build_system_and_buffer(cfg, plan.system_class, plan.params, environment, logger, data)
+    enable_checkpoints(system, cfg, plan.run_dir, logger)
+    cache_keys = pretrain(system, buffer, cfg, data, plan.cache_read_only)
+    train_and_evaluate(system, buffer, cfg)
+    results = finish_run(cfg, plan, data, system, environment, logger, cache_keys, start, pretrain_seconds)
+    # then run.py writes results.json, releases the lock and prints the summary line
+
+``baselines/bandit.py`` runs the same steps up to :func:`pretrain`, then sweeps the actor
+stage in memory (no run directory, no checkpoints).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from og_marl_omsd.errors import UserError
+from og_marl_omsd.files import read_json, remove_leftovers, write_text
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """What :func:`prepare_run` decided: the system, its parameters, the dataset and the run
+    directory; ``completed``: the results of a run that already finished (nothing to do)."""
+
+    system_class: type
+    params: Dict[str, Any]
+    dataset: str
+    run_dir: str
+    cache_read_only: bool = False
+    completed: Optional[Dict[str, Any]] = None
+
+    @property
+    def results_path(self) -> str:
+        return os.path.join(self.run_dir, "results.json")
+
+    @property
+    def pretrains(self) -> bool:
+        """Whether the system has this plugin's pretraining stages (else OG-MARL's own runner runs it)."""
+        return hasattr(self.system_class, "pretrain")
+
+
+@dataclasses.dataclass
+class CheckedDataset:
+    """A dataset that passed the checks, with what the run needs from it."""
+
+    location: Any  # its VaultLocation
+    uid: str
+    timesteps: int
+    actions_outside: int  # action values outside [-1, 1] (clipped for training when allowed)
+    returns: np.ndarray  # episode returns (team reward)
+    fingerprint: str
+    reward_scale: float
+
+    def statistics(self) -> Dict[str, Any]:
+        return {
+            "episodes": int(self.returns.size),
+            "mean_return": float(self.returns.mean()),
+            "std_return": float(self.returns.std()),
+            "fingerprint": self.fingerprint,
+        }
+
+
+def prepare_run(cfg: DictConfig) -> RunPlan:
+    """Check the settings, find the run directory, and decide: a new run, a resumed one, or one
+    already complete (``plan.completed``). Directories that must be written are checked now."""
+    from og_marl_omsd.run import check_same_run, plan_run, print_summary
+    from og_marl_omsd.validation import check_writable_directory
+
+    system_class, params, dataset, run_dir = plan_run(cfg)
+    plan = RunPlan(system_class, params, dataset, run_dir)
+    if not plan.pretrains:
+        return plan
+    check_same_run(cfg, dataset, run_dir)
+    results, problem = read_json(plan.results_path)
+    if problem is None and isinstance(results, dict) and "final_evaluation" in results:
+        print(f"Run already complete: {run_dir}", flush=True)
+        print_summary(results)
+        plan.completed = results
+        return plan
+    if problem != "missing":
+        print(
+            f"[resume] {plan.results_path} is damaged ({problem or 'incomplete'}); the run resumes from its "
+            "checkpoints to write it again",
+            flush=True,
+        )
+    check_writable_directory(run_dir, "run directory", "run_dir")
+    try:
+        check_writable_directory(cfg.pretrained_dir, "pretrained cache directory", "pretrained_dir")
+    except UserError:  # an existing read-only (shared) cache still serves the stages it holds
+        if not os.path.isdir(cfg.pretrained_dir):
+            raise
+        print(
+            f"[run] the pretrained cache {cfg.pretrained_dir} is not writable: it is used read-only (stages it holds "
+            "are loaded; a stage it lacks is trained for this run and not cached)",
+            flush=True,
+        )
+        plan.cache_read_only = True
+    return plan
+
+
+def make_environment(cfg: DictConfig) -> Any:
+    """The task's environment (seeded with the run's seed), after the devices are set up."""
+    from og_marl_omsd.run import setup_devices
+
+    setup_devices()
+    from og_marl_omsd import host
+
+    return host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed)
+
+
+def load_dataset(
+    cfg: DictConfig, location: Any, dataset: str, environment: Any, params: Dict[str, Any]
+) -> CheckedDataset:
+    """Dataset ``dataset`` of the vault ``location`` (:func:`og_marl_omsd.run.prepare_dataset`),
+    checked against the environment and the settings; its returns, fingerprint and reward scale."""
+    from og_marl_omsd.datasets.vaults import episode_returns, fingerprint
+    from og_marl_omsd.run import reward_scale
+    from og_marl_omsd.validation import read_checked_dataset, validate_experience
+
+    order = params.get("agent_order")
+    if order is not None and len(order) != len(environment.agents):
+        raise UserError(
+            f"Bad system configuration: system.agent_order={list(order)} orders {len(order)} agents, but "
+            f"{cfg.task.name} has {len(environment.agents)} ({', '.join(environment.agents)}). Give a "
+            "permutation of 0..N-1 or leave it null."
+        )
+    experience = read_checked_dataset(location, dataset)
+    checked = validate_experience(
+        experience,
+        environment,
+        location.dataset_path(dataset),
+        f"{cfg.env.name} ({cfg.task.env_name}/{cfg.task.scenario})",
+        cfg.clip_actions,
+    )
+    if cfg.replay.batch_size > checked["timesteps"]:
+        raise UserError(
+            f"Bad run settings: replay.batch_size={cfg.replay.batch_size} is larger than dataset "
+            f"{dataset}'s {checked['timesteps']} timesteps. Choose replay.batch_size <= "
+            f"{checked['timesteps']} (the default is 256)."
+        )
+    returns = episode_returns(experience)
+    return CheckedDataset(
+        location,
+        dataset,
+        checked["timesteps"],
+        checked["actions_outside"],
+        returns,
+        fingerprint(experience),
+        reward_scale(cfg.task, returns),
+    )
+
+
+def open_run_dir(cfg: DictConfig, plan: RunPlan, data: CheckedDataset) -> Any:
+    """Take the run directory (its lock, returned), clear what an interrupted process left, write
+    ``config.yaml`` unless a good one is there, and say what runs on what."""
+    from og_marl_omsd import host
+    from og_marl_omsd.run import _lock_run_dir
+
+    os.makedirs(plan.run_dir, exist_ok=True)
+    lock = _lock_run_dir(plan.run_dir)
+    remove_leftovers(plan.run_dir)  # temporaries of an interrupted process
+    if not plan.cache_read_only:
+        remove_leftovers(cfg.pretrained_dir)
+    config_path = os.path.join(plan.run_dir, "config.yaml")
+    try:
+        stored_config = OmegaConf.load(config_path) if os.path.isfile(config_path) else None
+    except Exception:  # damaged: reported by check_same_run, written again here
+        stored_config = None
+    if stored_config is None:
+        write_text(config_path, OmegaConf.to_yaml(cfg, resolve=True))
+    print(
+        f"[run] {cfg.system.name} on {cfg.task.name}/{plan.dataset} seed {cfg.seed} (host: {host.HOST}); run dir "
+        f"{plan.run_dir}",
+        flush=True,
+    )
+    print(
+        f"[run] dataset {data.location.dataset_path(data.uid)}: {data.timesteps} steps, "
+        f"{data.returns.size} episodes, return {data.returns.mean():.3f} +- {data.returns.std():.3f}; fingerprint "
+        f"{data.fingerprint}; reward scale {data.reward_scale:.4g}",
+        flush=True,
+    )
+    if data.actions_outside:
+        print(
+            f"[run] clip_actions=true: {data.actions_outside} action values outside [-1, 1] are clipped for training",
+            flush=True,
+        )
+    return lock
+
+
+def make_run_logger(cfg: DictConfig, plan: RunPlan, environment: Any) -> Any:
+    """The run's logger: evaluation lines (+ wandb) and the marl-eval JSON of the run directory."""
+    from og_marl_omsd import tracking
+    from og_marl_omsd.run_logger import RunLogger
+    from og_marl_omsd.standalone.loggers import JsonWriter
+
+    loggers = tracking.make_loggers(cfg, plan.run_dir, plan.dataset)  # readable evaluation lines (+ wandb)
+    # The plugin's marl-eval writer in both host modes: it writes metrics.json atomically.
+    json_writer = JsonWriter(plan.run_dir, cfg.system.name, cfg.task.name, cfg.env.name, cfg.seed)
+    return RunLogger(loggers, json_writer, environment=environment)
+
+
+def build_system_and_buffer(
+    cfg: DictConfig, system_class: type, params: Dict[str, Any], environment: Any, logger: Any, data: CheckedDataset
+) -> Tuple[Any, Any]:
+    """The replay buffer, filled from the dataset's vault, and the system (seeded, reward scale set)."""
+    import tensorflow as tf
+
+    from og_marl_omsd import host
+
+    tf.random.set_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    buffer = host.FlashbaxReplayBuffer(
+        sequence_length=cfg.replay.sequence_length, batch_size=cfg.replay.batch_size, seed=cfg.seed
+    )
+    location = data.location  # read where the vault config wrote it (a quick config has its own source)
+    buffer.populate_from_vault(
+        location.source, location.env, location.scenario, data.uid, rel_dir=os.path.abspath(location.rel_dir)
+    )
+    system = system_class(environment, logger, **params, reward_scale=data.reward_scale, seed=cfg.seed)
+    return system, buffer
+
+
+def enable_checkpoints(system: Any, cfg: DictConfig, run_dir: str, logger: Any) -> None:
+    """Checkpoint every stage in ``run_dir/checkpoints`` (the logger's evaluation record with the
+    actors), and announce the stages for the whole run's progress line."""
+    from og_marl_omsd import tracking
+
+    system.enable_checkpointing(os.path.join(run_dir, "checkpoints"), int(cfg.checkpoint_every), run_state=logger)
+    tracking.plan_stages(system, int(cfg.training_steps))
+
+
+def pretrain(
+    system: Any, buffer: Any, cfg: DictConfig, data: CheckedDataset, cache_read_only: bool = False
+) -> Dict[str, str]:
+    """The pretraining stages (loaded from the shared cache when it holds them); their cache keys."""
+    from og_marl_omsd.systems.pretraining import PretrainedCache
+
+    return system.pretrain(buffer, PretrainedCache(cfg.pretrained_dir, read_only=cache_read_only), data.fingerprint)
+
+
+def train_and_evaluate(system: Any, buffer: Any, cfg: DictConfig) -> None:
+    """The actor stage with the host's training loop and its evaluations."""
+    system.train(
+        buffer,
+        training_steps=int(cfg.training_steps),
+        evaluation_every=int(cfg.evaluation_every),
+        num_eval_episodes=int(cfg.num_eval_episodes),
+    )
+
+
+def finish_run(
+    cfg: DictConfig,
+    plan: RunPlan,
+    data: CheckedDataset,
+    system: Any,
+    environment: Any,
+    logger: Any,
+    cache_keys: Dict[str, str],
+    start: float,
+    pretrain_seconds: float,
+) -> Dict[str, Any]:
+    """Export the policy, close the logger (marl-eval's final entries) and return ``results.json``'s content."""
+    from og_marl_omsd import host, tracking
+    from og_marl_omsd.run import run_results
+
+    final = logger.evaluations[-1]
+    artefacts = tracking.finish_run(system, environment, plan.run_dir, cfg, plan.dataset)  # policy/, provenance
+    logger.write_absolute({k: v for k, v in final.items() if k != "training_steps"})
+    logger.close()
+    return run_results(
+        cfg,
+        plan.dataset,
+        host.HOST,
+        logger.evaluations,
+        {**system.stage_steps, "actors": int(system.training_step_ctr)},
+        dataset_statistics=data.statistics(),
+        reward_scale=data.reward_scale,
+        pretrained_cache_keys=cache_keys,
+        wall_time_seconds=time.time() - start,
+        pretrain_wall_time_seconds=pretrain_seconds,
+        **artefacts,
+    )
