@@ -39,15 +39,21 @@ SMOKE = {  # every output, on the quick vault, in minutes
     "seeds": 2,
     "betas": (0.01, 0.1),
     "mode_seeking": (),
-    "training_steps": 100, "evaluation_every": 50, "num_eval_episodes": 1,
-    "critic_steps": 100, "behaviour_steps": 100,
+    "training_steps": 100,
+    "evaluation_every": 50,
+    "num_eval_episodes": 1,
+    "critic_steps": 100,
+    "behaviour_steps": 100,
     "system_settings": {"jit_compile": "false"},  # tiny budgets: XLA compilation would dominate
-    "launcher": "joblib", "jobs": 2,  # when hydra's joblib launcher is installed
+    "launcher": "joblib",
+    "jobs": 2,  # when hydra's joblib launcher is installed
 }
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--out", required=True, help="output directory (runs, cache, tables, figures)")
     parser.add_argument("--smoke", action="store_true", help="tiny budgets on the quick vault: checks every output")
     parser.add_argument("--env", default="mamujoco")
@@ -56,24 +62,54 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=None, help=f"default: {' '.join(DATASETS)}")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3)")
     parser.add_argument("--betas", type=float, nargs="+", default=None, help=f"beta grid (default {BETAS})")
-    parser.add_argument("--mode-seeking", nargs="*", default=None,
-                        help="datasets also run with the mode-seeking noise range (default: Medium-Replay)")
-    for name, default in (("training-steps", 20000), ("evaluation-every", 5000), ("num-eval-episodes", 5),
-                          ("critic-steps", 20000), ("behaviour-steps", 20000)):
+    parser.add_argument(
+        "--mode-seeking",
+        nargs="*",
+        default=None,
+        help="datasets also run with the mode-seeking noise range (default: Medium-Replay)",
+    )
+    for name, default in (
+        ("training-steps", 20000),
+        ("evaluation-every", 5000),
+        ("num-eval-episodes", 5),
+        ("critic-steps", 20000),
+        ("behaviour-steps", 20000),
+    ):
         parser.add_argument(f"--{name}", type=int, default=None, help=f"same for every system (default {default})")
-    parser.add_argument("--override", action="append", default=[],
-                        help="one more runner setting for every job (repeatable), e.g. replay.batch_size=512")
-    parser.add_argument("--launcher", choices=("basic", "joblib", "submitit_slurm"), default=None,
-                        help="hydra launcher (default basic; --smoke: joblib when installed)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="one more runner setting for every job (repeatable), e.g. replay.batch_size=512",
+    )
+    parser.add_argument(
+        "--launcher",
+        choices=("basic", "joblib", "submitit_slurm"),
+        default=None,
+        help="hydra launcher (default basic; --smoke: joblib when installed)",
+    )
     parser.add_argument("--jobs", type=int, default=None, help="parallel runs with --launcher joblib (--smoke: 2)")
-    parser.add_argument("--launcher-arg", action="append", default=[],
-                        help="hydra launcher setting, e.g. hydra.launcher.partition=gpu (repeatable)")
+    parser.add_argument(
+        "--launcher-arg",
+        action="append",
+        default=[],
+        help="hydra launcher setting, e.g. hydra.launcher.partition=gpu (repeatable)",
+    )
     parser.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
     args = parser.parse_args(argv)
     preset = SMOKE if args.smoke else {}
-    defaults = {"systems": SYSTEMS, "datasets": DATASETS, "seeds": 3, "betas": BETAS, "mode_seeking": ("Medium-Replay",),
-                "training_steps": 20000, "evaluation_every": 5000, "num_eval_episodes": 5, "critic_steps": 20000,
-                "behaviour_steps": 20000}
+    defaults = {
+        "systems": SYSTEMS,
+        "datasets": DATASETS,
+        "seeds": 3,
+        "betas": BETAS,
+        "mode_seeking": ("Medium-Replay",),
+        "training_steps": 20000,
+        "evaluation_every": 5000,
+        "num_eval_episodes": 5,
+        "critic_steps": 20000,
+        "behaviour_steps": 20000,
+    }
     for key, default in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, preset.get(key, default))
@@ -93,10 +129,15 @@ def common_overrides(args: argparse.Namespace) -> List[str]:
     """Settings every job shares: the fair protocol's budgets, evaluation and outputs."""
     out = os.path.abspath(args.out)
     return [
-        f"env={args.env}", f"task={args.task}", *args.task_overrides,
-        f"training_steps={args.training_steps}", f"evaluation_every={args.evaluation_every}",
+        f"env={args.env}",
+        f"task={args.task}",
+        *args.task_overrides,
+        f"training_steps={args.training_steps}",
+        f"evaluation_every={args.evaluation_every}",
         f"num_eval_episodes={args.num_eval_episodes}",
-        f"runs_root={out}/runs", f"pretrained_dir={out}/pretrained", *args.override,
+        f"runs_root={out}/runs",
+        f"pretrained_dir={out}/pretrained",
+        *args.override,
     ]
 
 
@@ -107,10 +148,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     comparison = comparison_jobs.Comparison(
-        systems=args.systems, datasets=args.datasets, seeds=list(range(args.seeds)), betas=args.betas,
+        systems=args.systems,
+        datasets=args.datasets,
+        seeds=list(range(args.seeds)),
+        betas=args.betas,
         variants={"mode_seeking": args.mode_seeking} if args.mode_seeking else {},
-        system_settings={"critic_steps": args.critic_steps, "behaviour_steps": args.behaviour_steps,
-                         **args.system_settings},
+        system_settings={
+            "critic_steps": args.critic_steps,
+            "behaviour_steps": args.behaviour_steps,
+            **args.system_settings,
+        },
     )
     common = common_overrides(args)
     with open(os.path.join(args.out, "comparison.json"), "w") as handle:
@@ -122,8 +169,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     records, failures = _collect(select, common)
     choices = report.select_beta(records)
     by_algorithm = {(algorithm, dataset): beta for (algorithm, _, _, dataset), beta in choices.items()}
-    seeds = comparison.seed_jobs(has_beta, lambda system, variant, dataset: by_algorithm.get(
-        (report.algorithm_name({"system": system, "variant": variant}), dataset)))
+    seeds = comparison.seed_jobs(
+        has_beta,
+        lambda system, variant, dataset: by_algorithm.get(
+            (report.algorithm_name({"system": system, "variant": variant}), dataset)
+        ),
+    )
     _run_phase("seeds (other seeds, chosen beta)", seeds, common, args)
     more, more_failures = _collect(seeds, common)
     records += more
@@ -146,7 +197,9 @@ def _run_phase(name: str, jobs: Sequence[Any], common: Sequence[str], args: argp
     with comparison_jobs.Progress(directories, every=args.progress_every):
         for block in comparison_jobs.blocks(pending):
             first = block[0]
-            label = "-".join(dict.fromkeys(job.system for job in block)) + (f"-{first.variant}" if first.variant else "")
+            label = "-".join(dict.fromkeys(job.system for job in block)) + (
+                f"-{first.variant}" if first.variant else ""
+            )
             log = os.path.join(args.out, "logs", f"{label}.log")
             code = comparison_jobs.launch(block, common, args.launcher, args.jobs, log, args.launcher_arg)
             if code != 0:
@@ -190,7 +243,9 @@ def _add_ood(records: Sequence[Dict[str, Any]], args: argparse.Namespace) -> Non
         record["ood_share"] = run_ood_share(record["run_dir"], supports[record["dataset"]])
 
 
-def _normalisers(records: Sequence[Dict[str, Any]], args: argparse.Namespace) -> Dict[Tuple[str, str], Tuple[float, float]]:
+def _normalisers(
+    records: Sequence[Dict[str, Any]], args: argparse.Namespace
+) -> Dict[Tuple[str, str], Tuple[float, float]]:
     """The Random and Expert datasets' mean returns of the task (read from its vault)."""
     from og_marl_omsd.comparison.jobs import compose
     from og_marl_omsd.datasets.vaults import episode_returns, read_dataset

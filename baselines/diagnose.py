@@ -41,12 +41,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _line(result: Dict[str, Any]) -> str:
     critic, behaviour = result["critic"], result["behaviour"]
-    return (f"{result['run_dir']}\n  critic ({result['critic_kind']}): corr(Q, return) {critic['correlation']:.3f} | "
-            f"mean Q {critic['mean_q']:.2f} vs return {critic['mean_return']:.2f} (std {critic['std_return']:.2f}) | "
-            f"{critic['pairs']} pairs\n  behaviour ({result['factorisation']}): OOD share of samples "
-            f"{behaviour['ood_share_samples']:.1%} (dataset's own {behaviour['ood_share_dataset']:.1%}) | spread "
-            f"{behaviour['std_samples']:.3f} vs {behaviour['std_dataset']:.3f} | saturated "
-            f"{behaviour['saturated_samples']:.1%} vs {behaviour['saturated_dataset']:.1%}")
+    return (
+        f"{result['run_dir']}\n  critic ({result['critic_kind']}): corr(Q, return) {critic['correlation']:.3f} | "
+        f"mean Q {critic['mean_q']:.2f} vs return {critic['mean_return']:.2f} (std {critic['std_return']:.2f}) | "
+        f"{critic['pairs']} pairs\n  behaviour ({result['factorisation']}): OOD share of samples "
+        f"{behaviour['ood_share_samples']:.1%} (dataset's own {behaviour['ood_share_dataset']:.1%}) | spread "
+        f"{behaviour['std_samples']:.3f} vs {behaviour['std_dataset']:.3f} | saturated "
+        f"{behaviour['saturated_samples']:.1%} vs {behaviour['saturated_dataset']:.1%}"
+    )
 
 
 if __name__ == "__main__":

@@ -306,8 +306,13 @@ def test_critic_and_behaviour_checks_on_exact_and_wrong_parts():
     rewards = np.repeat(rng.normal(size=(steps, 1)), agents, axis=1)
     ends = np.zeros((steps, agents))
     ends[999::1000] = 1.0  # three 1000-step episodes
-    experience = {"rewards": rewards, "terminals": np.zeros_like(ends), "truncations": ends,
-                  "actions": actions, "infos": {"state": states}}
+    experience = {
+        "rewards": rewards,
+        "terminals": np.zeros_like(ends),
+        "truncations": ends,
+        "actions": actions,
+        "infos": {"state": states},
+    }
     exact = returns_to_go(rewards.mean(axis=-1) * 2.0, ends.max(axis=-1) > 0, 0.9)
     row = {tuple(s): g for s, g in zip(states.tolist(), exact)}
     result = critic_check(lambda s, a: np.array([row[tuple(x)] for x in s.tolist()]), experience, 2.0, 0.9, horizon=100)
@@ -321,6 +326,7 @@ def test_critic_and_behaviour_checks_on_exact_and_wrong_parts():
     lookup = {tuple(s): a for s, a in zip(support.holdout_states.tolist(), support.holdout_actions)}
     same = behaviour_check(lambda s, _: np.stack([lookup[tuple(x)] for x in s.astype(np.float64).tolist()]), support)
     assert same["ood_share_samples"] == same["ood_share_dataset"] and same["mean_abs_gap"] == pytest.approx(0.0)
-    flipped = behaviour_check(lambda s, _: np.stack([np.tanh(s[:, :1]) * 0.8, -np.tanh(s[:, :1]) * 0.8], axis=1),
-                              support)
+    flipped = behaviour_check(
+        lambda s, _: np.stack([np.tanh(s[:, :1]) * 0.8, -np.tanh(s[:, :1]) * 0.8], axis=1), support
+    )
     assert flipped["ood_share_samples"] > 0.5 > same["ood_share_samples"]

@@ -328,3 +328,19 @@ def test_wandb_keeps_one_run_across_a_kill_and_resume_with_group_and_name(tmp_pa
     # record may be cut short: SIGKILL can land before wandb flushed it; its folder names the id).
     data = open(glob.glob(os.path.join(runs[-1], "run-*.wandb"))[0], "rb").read()
     assert all(text.encode() in data for text in (run_id, settings["group"], settings["name"]))
+
+
+def test_diagnose_checks_a_finished_runs_pretrained_parts_without_training(finished_run, capsys):
+    """baselines/diagnose.py's library: the run's critic and behaviour model come from its
+    pretrained cache (nothing trained), and both checks return measures in range."""
+    from og_marl_omsd.comparison.diagnose import diagnose_run
+
+    run_dir, _ = finished_run
+    capsys.readouterr()
+    result = diagnose_run(str(run_dir), horizon=1)  # bandit episodes are one step long
+    out = capsys.readouterr().out
+    assert out.count("loaded from cache") == 2 and "training" not in out
+    assert result["critic_kind"] == "joint" and result["factorisation"] == "sequential"
+    critic, behaviour = result["critic"], result["behaviour"]
+    assert critic["pairs"] > 100 and -1.0 <= critic["correlation"] <= 1.0
+    assert 0.0 <= behaviour["ood_share_samples"] <= 1.0 and behaviour["denoising_steps"] == 20

@@ -61,8 +61,15 @@ def steps_left(ends: np.ndarray) -> np.ndarray:
     return out
 
 
-def critic_check(q_function: Any, experience: Mapping[str, Any], reward_scale: float, discount: float,
-                 horizon: int = 500, max_pairs: int = 4096, seed: int = 0) -> Dict[str, float]:
+def critic_check(
+    q_function: Any,
+    experience: Mapping[str, Any],
+    reward_scale: float,
+    discount: float,
+    horizon: int = 500,
+    max_pairs: int = 4096,
+    seed: int = 0,
+) -> Dict[str, float]:
     """``q_function(states (B, S), actions (B, N, A)) -> (B,)`` against the discounted scaled
     team-reward return that followed, at up to ``max_pairs`` steps with ``horizon`` steps left."""
     rewards = np.asarray(experience["rewards"], np.float64).mean(axis=-1) * reward_scale  # team reward, as trained
@@ -78,8 +85,12 @@ def critic_check(q_function: Any, experience: Mapping[str, Any], reward_scale: f
     q = np.asarray(q_function(states, actions), np.float64).reshape(-1)
     g = returns[chosen]
     return {
-        "pairs": int(chosen.size), "horizon": int(horizon), "discount": float(discount),
-        "mean_q": float(q.mean()), "mean_return": float(g.mean()), "std_return": float(g.std()),
+        "pairs": int(chosen.size),
+        "horizon": int(horizon),
+        "discount": float(discount),
+        "mean_q": float(q.mean()),
+        "mean_return": float(g.mean()),
+        "std_return": float(g.std()),
         "mean_q_minus_return": float((q - g).mean()),
         "correlation": float(np.corrcoef(q, g)[0, 1]) if q.std() > 0 and g.std() > 0 else float("nan"),
     }
@@ -110,7 +121,7 @@ def behaviour_check(sample: Any, support: Any, max_states: int = 2048, seed: int
 def pretrained_system(run_dir: str) -> Any:
     """The system of a finished run with its pretrained parts loaded from the run's cache
     (the run's ``config.yaml`` rebuilds everything the cache key depends on)."""
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     from og_marl_omsd import host
     from og_marl_omsd.datasets.vaults import episode_returns, fingerprint
@@ -119,6 +130,8 @@ def pretrained_system(run_dir: str) -> Any:
     from og_marl_omsd.validation import read_checked_dataset
 
     cfg = OmegaConf.load(os.path.join(run_dir, "config.yaml"))
+    if not isinstance(cfg, DictConfig):
+        raise ValueError(f"{run_dir}/config.yaml is not a run's config.")
     system_class, params, dataset, _ = plan_run(cfg)
     if not hasattr(system_class, "pretrain"):
         raise ValueError(f"{cfg.system.name} has no pretrained parts to check.")
@@ -127,17 +140,20 @@ def pretrained_system(run_dir: str) -> Any:
     experience = read_checked_dataset(location, dataset)
     scale = reward_scale(cfg.task, episode_returns(experience))
     environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed)
-    buffer = host.FlashbaxReplayBuffer(sequence_length=cfg.replay.sequence_length, batch_size=cfg.replay.batch_size,
-                                       seed=cfg.seed)
-    buffer.populate_from_vault(location.source, location.env, location.scenario, dataset,
-                               rel_dir=os.path.abspath(location.rel_dir))
+    buffer = host.FlashbaxReplayBuffer(
+        sequence_length=cfg.replay.sequence_length, batch_size=cfg.replay.batch_size, seed=cfg.seed
+    )
+    buffer.populate_from_vault(
+        location.source, location.env, location.scenario, dataset, rel_dir=os.path.abspath(location.rel_dir)
+    )
     system = system_class(environment, _SilentLogger(), **params, reward_scale=scale, seed=cfg.seed)
     system.pretrain(buffer, PretrainedCache(cfg.pretrained_dir, read_only=True), fingerprint(experience))
     return system, experience, scale
 
 
-def diagnose_run(run_dir: str, support: Optional[Any] = None, denoising_steps: int = 20,
-                 horizon: int = 500) -> Dict[str, Any]:
+def diagnose_run(
+    run_dir: str, support: Optional[Any] = None, denoising_steps: int = 20, horizon: int = 500
+) -> Dict[str, Any]:
     """Both checks for one finished run (``support``: the dataset's, built here when not given)."""
     import tensorflow as tf
 
@@ -148,8 +164,13 @@ def diagnose_run(run_dir: str, support: Optional[Any] = None, denoising_steps: i
     # min of the twin heads (IQL's value target); an independent critic's agents each estimate
     # the team return, so their mean is compared
     q_values = tf.function(lambda s, a: tf.reduce_mean(tf.minimum(*system.critic.q_values(s, a)), axis=-1))
-    critic = critic_check(lambda s, a: q_values(tf.constant(s), tf.constant(a)).numpy(), experience, scale,
-                          float(system.critic_config["discount"]), horizon=horizon)
+    critic = critic_check(
+        lambda s, a: q_values(tf.constant(s), tf.constant(a)).numpy(),
+        experience,
+        scale,
+        float(system.critic_config.discount),
+        horizon=horizon,
+    )
     sample_fn = tf.function(lambda s, z: system.behaviour_model.sample(s, denoising_steps, z))
 
     def sample(states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -158,8 +179,13 @@ def diagnose_run(run_dir: str, support: Optional[Any] = None, denoising_steps: i
 
     behaviour = behaviour_check(sample, support)
     behaviour["denoising_steps"] = int(denoising_steps)
-    return {"run_dir": run_dir, "critic": critic, "behaviour": behaviour,
-            "critic_kind": system.critic_config["kind"], "factorisation": system.behaviour_config["factorisation"]}
+    return {
+        "run_dir": run_dir,
+        "critic": critic,
+        "behaviour": behaviour,
+        "critic_kind": system.critic_config.kind,
+        "factorisation": system.behaviour_config.factorisation,
+    }
 
 
 class _SilentLogger:

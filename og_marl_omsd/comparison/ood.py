@@ -68,8 +68,10 @@ class JointActionSupport:
         num_holdout = int(round(holdout_fraction * len(states)))
         holdout, reference = order[:num_holdout], order[num_holdout:][:max_reference]
         if num_holdout < 10 or len(reference) < num_neighbours:
-            raise ValueError(f"Too few pairs ({len(states)}) for a support estimate: need at least "
-                             f"{max(10 / holdout_fraction, num_neighbours / (1 - holdout_fraction)):.0f}.")
+            raise ValueError(
+                f"Too few pairs ({len(states)}) for a support estimate: need at least "
+                f"{max(10 / holdout_fraction, num_neighbours / (1 - holdout_fraction)):.0f}."
+            )
         self.num_neighbours = int(num_neighbours)
         self.quantile = float(quantile)
         self._mean = states[reference].mean(axis=0)
@@ -79,6 +81,7 @@ class JointActionSupport:
         self.holdout_index = holdout
         self.holdout_states = states[holdout]
         self.holdout_actions = actions[holdout]
+        self.holdout_observations: Optional[np.ndarray] = None  # set by dataset_support (for policies)
         self.holdout_distances = self.distances(self.holdout_states, self.holdout_actions)
         self.threshold = float(np.quantile(self.holdout_distances, self.quantile))
 
@@ -122,5 +125,7 @@ def run_ood_share(run_dir: str, support: "JointActionSupport") -> Optional[float
     except FileNotFoundError:
         return None
     observations = support.holdout_observations
-    actions = np.concatenate([policy.actions(observations[i:i + 4096]) for i in range(0, len(observations), 4096)])
+    if observations is None:
+        raise ValueError("This support estimate keeps no observations: build it with dataset_support.")
+    actions = np.concatenate([policy.actions(observations[i : i + 4096]) for i in range(0, len(observations), 4096)])
     return support.ood_share(actions)

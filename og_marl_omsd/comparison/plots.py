@@ -24,8 +24,14 @@ def _datasets(records: Sequence[Record]) -> List[Tuple[str, str]]:
     return list(dict.fromkeys((record["task"], record["dataset"]) for record in records))
 
 
-def _dataset_panels(records: Sequence[Record], path: str, xlabel: str, ylabel: str,
-                    draw: Callable[[Any, List[Record]], None], log_x: bool = False) -> str:
+def _dataset_panels(
+    records: Sequence[Record],
+    path: str,
+    xlabel: str,
+    ylabel: str,
+    draw: Callable[[Any, List[Record]], None],
+    log_x: bool = False,
+) -> str:
     """One panel per dataset of ``records``: ``draw(axis, its records)``, the dataset's mean
     return dotted, titles, labels and one legend; saved to ``path``."""
     plt = _pyplot()
@@ -51,6 +57,7 @@ def _dataset_panels(records: Sequence[Record], path: str, xlabel: str, ylabel: s
 def plot_learning_curves(records: Sequence[Record], choices: Mapping[Group, Optional[float]], path: str) -> str:
     """One panel per dataset: per algorithm the mean evaluation return over seeds at the
     chosen beta with a 95% bootstrap band, and the dataset's mean return dotted."""
+
     def draw(axis: Any, members: List[Record]) -> None:
         curves: Dict[str, List[Record]] = defaultdict(list)
         for record in members:
@@ -61,7 +68,7 @@ def plot_learning_curves(records: Sequence[Record], choices: Mapping[Group, Opti
                 continue
             values = np.array([[dict(map(tuple, run["curve"]))[step] for step in steps] for run in runs])
             bands = np.array([bootstrap_ci(values[:, i], reps=2000) for i in range(len(steps))])
-            line, = axis.plot(steps, values.mean(axis=0), label=algorithm)
+            (line,) = axis.plot(steps, values.mean(axis=0), label=algorithm)
             axis.fill_between(steps, bands[:, 0], bands[:, 1], color=line.get_color(), alpha=0.2)
 
     return _dataset_panels(chosen(records, choices), path, "actor training steps", "episode return", draw)
@@ -69,23 +76,33 @@ def plot_learning_curves(records: Sequence[Record], choices: Mapping[Group, Opti
 
 def plot_beta(records: Sequence[Record], path: str) -> str:
     """Final return (mean and min-max over seeds) against beta, per algorithm, one panel per dataset."""
+
     def draw(axis: Any, members: List[Record]) -> None:
         by_algorithm: Dict[str, Dict[float, List[float]]] = defaultdict(lambda: defaultdict(list))
         for record in members:
             by_algorithm[algorithm_name(record)][record["beta"]].append(record["final_return"])
         for algorithm, points in sorted(by_algorithm.items()):
             betas = sorted(points)
-            line, = axis.plot(betas, [np.mean(points[b]) for b in betas], marker="o", label=algorithm)
-            axis.fill_between(betas, [min(points[b]) for b in betas], [max(points[b]) for b in betas],
-                              color=line.get_color(), alpha=0.15)
+            (line,) = axis.plot(betas, [np.mean(points[b]) for b in betas], marker="o", label=algorithm)
+            axis.fill_between(
+                betas,
+                [min(points[b]) for b in betas],
+                [max(points[b]) for b in betas],
+                color=line.get_color(),
+                alpha=0.15,
+            )
 
     with_beta = [record for record in records if record["beta"] is not None]
     return _dataset_panels(with_beta, path, "beta", "final return", draw, log_x=True)
 
 
-def aggregate_scores(records: Sequence[Record], choices: Mapping[Group, Optional[float]],
-                     normalisers: Mapping[Tuple[str, str], Tuple[float, float]], reference: str = "omsd",
-                     reps: int = 2000) -> Dict[str, Any]:
+def aggregate_scores(
+    records: Sequence[Record],
+    choices: Mapping[Group, Optional[float]],
+    normalisers: Mapping[Tuple[str, str], Tuple[float, float]],
+    reference: str = "omsd",
+    reps: int = 2000,
+) -> Dict[str, Any]:
     """rliable: IQM of normalised final returns with stratified-bootstrap 95% CIs per
     algorithm, and the probability that ``reference`` improves on each other algorithm."""
     from rliable import library, metrics
@@ -94,23 +111,30 @@ def aggregate_scores(records: Sequence[Record], choices: Mapping[Group, Optional
     if not columns or any(matrix.shape[0] == 0 for matrix in matrices.values()):
         return {"datasets": columns, "iqm": {}, "probability_of_improvement": {}}
     iqm, iqm_ci = library.get_interval_estimates(
-        matrices, lambda scores: np.array([metrics.aggregate_iqm(scores)]), reps=reps)
+        matrices, lambda scores: np.array([metrics.aggregate_iqm(scores)]), reps=reps
+    )
     result: Dict[str, Any] = {
         "datasets": columns,
         "seeds": int(next(iter(matrices.values())).shape[0]),
-        "iqm": {name: {"value": float(iqm[name][0]), "ci": [float(iqm_ci[name][0][0]), float(iqm_ci[name][1][0])]}
-                for name in matrices},
+        "iqm": {
+            name: {"value": float(iqm[name][0]), "ci": [float(iqm_ci[name][0][0]), float(iqm_ci[name][1][0])]}
+            for name in matrices
+        },
         "probability_of_improvement": {},
     }
     if reference in matrices:
-        pairs = {f"{reference},{other}": (matrices[reference], matrices[other]) for other in matrices if other != reference}
+        pairs = {
+            f"{reference},{other}": (matrices[reference], matrices[other]) for other in matrices if other != reference
+        }
         if pairs:
-            probability, probability_ci = library.get_interval_estimates(pairs, metrics.probability_of_improvement,
-                                                                         reps=reps)
+            probability, probability_ci = library.get_interval_estimates(
+                pairs, metrics.probability_of_improvement, reps=reps
+            )
             result["probability_of_improvement"] = {
-                pair.split(",")[1]: {"value": float(np.ravel(probability[pair])[0]),
-                                     "ci": [float(np.ravel(probability_ci[pair][0])[0]),
-                                            float(np.ravel(probability_ci[pair][1])[0])]}
+                pair.split(",")[1]: {
+                    "value": float(np.ravel(probability[pair])[0]),
+                    "ci": [float(np.ravel(probability_ci[pair][0])[0]), float(np.ravel(probability_ci[pair][1])[0])],
+                }
                 for pair in pairs
             }
     return result
@@ -123,15 +147,25 @@ def plot_aggregate(aggregate: Mapping[str, Any], path: str, reference: str = "om
     names = sorted(aggregate["iqm"])
     for row, name in enumerate(names):
         entry = aggregate["iqm"][name]
-        axes[0].errorbar(entry["value"], row, xerr=[[entry["value"] - entry["ci"][0]], [entry["ci"][1] - entry["value"]]],
-                         fmt="o", capsize=3)
+        axes[0].errorbar(
+            entry["value"],
+            row,
+            xerr=[[entry["value"] - entry["ci"][0]], [entry["ci"][1] - entry["value"]]],
+            fmt="o",
+            capsize=3,
+        )
     axes[0].set_yticks(range(len(names)), names)
     axes[0].set_xlabel("IQM of normalised return (0 = Random, 1 = Expert)")
     others = sorted(aggregate["probability_of_improvement"])
     for row, name in enumerate(others):
         entry = aggregate["probability_of_improvement"][name]
-        axes[1].errorbar(entry["value"], row, xerr=[[entry["value"] - entry["ci"][0]], [entry["ci"][1] - entry["value"]]],
-                         fmt="o", capsize=3)
+        axes[1].errorbar(
+            entry["value"],
+            row,
+            xerr=[[entry["value"] - entry["ci"][0]], [entry["ci"][1] - entry["value"]]],
+            fmt="o",
+            capsize=3,
+        )
     axes[1].set_yticks(range(len(others)), [f"{reference} > {name}" for name in others])
     axes[1].axvline(0.5, color="grey", linestyle=":")
     axes[1].set_xlim(0, 1)

@@ -22,7 +22,7 @@ import json
 import math
 import os
 from collections import defaultdict
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -40,16 +40,31 @@ def group_of(record: Mapping[str, Any]) -> Group:
     return (algorithm_name(record), str(record["env"]), str(record["task"]), str(record["dataset"]))
 
 
-def record_from_results(results: Mapping[str, Any], beta: Optional[float], variant: str = "",
-                        ood_share: Optional[float] = None, run_dir: str = "") -> Record:
+def record_from_results(
+    results: Mapping[str, Any],
+    beta: Optional[float],
+    variant: str = "",
+    ood_share: Optional[float] = None,
+    run_dir: str = "",
+) -> Record:
     """A record from a run's ``results.json`` (the runner's output)."""
-    curve = [[int(point["training_steps"]), float(point[METRIC])] for point in results.get("evaluation_curve", [])
-             if "training_steps" in point]
+    curve = [
+        [int(point["training_steps"]), float(point[METRIC])]
+        for point in results.get("evaluation_curve", [])
+        if "training_steps" in point
+    ]
     return {
-        "system": results["system"], "variant": variant, "env": results["env"], "task": results["task"],
-        "dataset": results["dataset"], "seed": int(results["seed"]), "beta": None if beta is None else float(beta),
-        "final_return": float(results["final_evaluation"][METRIC]), "curve": curve,
-        "dataset_mean": float(results["dataset_statistics"]["mean_return"]), "ood_share": ood_share,
+        "system": results["system"],
+        "variant": variant,
+        "env": results["env"],
+        "task": results["task"],
+        "dataset": results["dataset"],
+        "seed": int(results["seed"]),
+        "beta": None if beta is None else float(beta),
+        "final_return": float(results["final_evaluation"][METRIC]),
+        "curve": curve,
+        "dataset_mean": float(results["dataset_statistics"]["mean_return"]),
+        "ood_share": ood_share,
         "run_dir": run_dir,
     }
 
@@ -83,21 +98,28 @@ def select_beta(records: Iterable[Record]) -> Dict[Group, Optional[float]]:
 
 def chosen(records: Iterable[Record], choices: Mapping[Group, Optional[float]]) -> List[Record]:
     """The records of each group's chosen beta (all of them for groups without beta)."""
-    return [record for record in records if group_of(record) in choices
-            and (choices[group_of(record)] is None or math.isclose(record["beta"], choices[group_of(record)]))]
+
+    def is_chosen(record: Record) -> bool:
+        if group_of(record) not in choices:
+            return False
+        beta = choices[group_of(record)]
+        return beta is None or math.isclose(record["beta"], beta)
+
+    return [record for record in records if is_chosen(record)]
 
 
 # ---------------------------------------------------------------------- statistics
-def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, reps: int = 10_000,
-                 seed: int = 0) -> Tuple[float, float]:
+def bootstrap_ci(
+    values: Union[Sequence[float], np.ndarray], confidence: float = 0.95, reps: int = 10_000, seed: int = 0
+) -> Tuple[float, float]:
     """Percentile bootstrap confidence interval of the mean (a single value: that value twice)."""
-    values = np.asarray(values, np.float64)
-    if values.size == 0:
+    array = np.asarray(values, np.float64)
+    if array.size == 0:
         raise ValueError("No values to bootstrap.")
-    if values.size == 1:
-        return float(values[0]), float(values[0])
+    if array.size == 1:
+        return float(array[0]), float(array[0])
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(reps, values.size))].mean(axis=1)
+    means = array[rng.integers(0, array.size, size=(reps, array.size))].mean(axis=1)
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
@@ -114,35 +136,51 @@ def summary_rows(records: Iterable[Record], choices: Mapping[Group, Optional[flo
         finals = [record["final_return"] for record in sorted(members, key=lambda r: r["seed"])]
         shares = [record["ood_share"] for record in members if record.get("ood_share") is not None]
         low, high = bootstrap_ci(finals)
-        rows.append({
-            "algorithm": algorithm, "env": env, "task": task, "dataset": dataset, "seeds": len(finals),
-            "mean": float(np.mean(finals)), "std": float(np.std(finals)), "ci_low": low, "ci_high": high,
-            "dataset_mean": float(members[0]["dataset_mean"]), "beta": choices[(algorithm, env, task, dataset)],
-            "ood_share": float(np.mean(shares)) if shares else None,
-        })
+        rows.append(
+            {
+                "algorithm": algorithm,
+                "env": env,
+                "task": task,
+                "dataset": dataset,
+                "seeds": len(finals),
+                "mean": float(np.mean(finals)),
+                "std": float(np.std(finals)),
+                "ci_low": low,
+                "ci_high": high,
+                "dataset_mean": float(members[0]["dataset_mean"]),
+                "beta": choices[(algorithm, env, task, dataset)],
+                "ood_share": float(np.mean(shares)) if shares else None,
+            }
+        )
     return rows
 
 
 def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Markdown: a row per dataset and algorithm (datasets in first-seen order)."""
-    lines = ["| dataset | algorithm | final return (mean +- std) | 95% CI | seeds | dataset mean | beta | OOD share |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | algorithm | final return (mean +- std) | 95% CI | seeds | dataset mean | beta | OOD share |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     datasets = list(dict.fromkeys(f"{row['task']}/{row['dataset']}" for row in rows))
     for dataset in datasets:
         for row in (r for r in rows if f"{r['task']}/{r['dataset']}" == dataset):
             beta = "-" if row["beta"] is None else f"{row['beta']:g}"
             ood = "-" if row["ood_share"] is None else f"{100 * row['ood_share']:.1f}%"
-            lines.append(f"| {dataset} | {row['algorithm']} | {row['mean']:.1f} +- {row['std']:.1f} | "
-                         f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}] | {row['seeds']} | {row['dataset_mean']:.1f} | "
-                         f"{beta} | {ood} |")
+            lines.append(
+                f"| {dataset} | {row['algorithm']} | {row['mean']:.1f} +- {row['std']:.1f} | "
+                f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}] | {row['seeds']} | {row['dataset_mean']:.1f} | "
+                f"{beta} | {ood} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------- marl-eval JSON
 def marl_eval_entry(record: Record) -> Dict[str, Any]:
     """One run as marl-eval's per-seed dict: ``step_i`` evaluations and ``absolute_metrics``."""
-    entry: Dict[str, Any] = {f"step_{i}": {"step_count": int(step), METRIC: [float(value)]}
-                             for i, (step, value) in enumerate(record["curve"])}
+    entry: Dict[str, Any] = {
+        f"step_{i}": {"step_count": int(step), METRIC: [float(value)]}
+        for i, (step, value) in enumerate(record["curve"])
+    }
     entry["absolute_metrics"] = {METRIC: [float(record["final_return"])]}
     return entry
 
@@ -163,7 +201,9 @@ def write_marl_eval(records: Iterable[Record], choices: Mapping[Group, Optional[
     written = []
     for record in records:
         task = f"{record['task']}-{record['dataset']}"
-        trees = [("beta_grid", algorithm_name(record) + ("" if record["beta"] is None else f"@beta={record['beta']:g}"))]
+        trees = [
+            ("beta_grid", algorithm_name(record) + ("" if record["beta"] is None else f"@beta={record['beta']:g}"))
+        ]
         if id(record) in selected:
             trees.append(("chosen", algorithm_name(record)))
         for tree, algorithm in trees:
@@ -208,18 +248,31 @@ def normalised(value: float, random_mean: float, expert_mean: float) -> float:
     return (value - random_mean) / (expert_mean - random_mean)
 
 
-def score_matrices(records: Iterable[Record], choices: Mapping[Group, Optional[float]],
-                   normalisers: Mapping[Tuple[str, str], Tuple[float, float]]) -> Tuple[Dict[str, np.ndarray], List[str]]:
+def score_matrices(
+    records: Iterable[Record],
+    choices: Mapping[Group, Optional[float]],
+    normalisers: Mapping[Tuple[str, str], Tuple[float, float]],
+) -> Tuple[Dict[str, np.ndarray], List[str]]:
     """rliable's input: per algorithm a ``(seeds, datasets)`` matrix of normalised final
     returns over the datasets every algorithm ran, truncated to the seeds all share."""
     table: Dict[str, Dict[str, Dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for record in chosen(records, choices):
         random_mean, expert_mean = normalisers[(record["env"], record["task"])]
         column = f"{record['task']}/{record['dataset']}"
-        table[algorithm_name(record)][column][record["seed"]] = normalised(record["final_return"], random_mean,
-                                                                           expert_mean)
+        table[algorithm_name(record)][column][record["seed"]] = normalised(
+            record["final_return"], random_mean, expert_mean
+        )
     columns = sorted(set.intersection(*(set(cols) for cols in table.values()))) if table else []
-    seeds = sorted(set.intersection(*(set(seeds) for cols in table.values() for name, seeds in cols.items()
-                                      if name in columns))) if columns else []
-    matrices = {algorithm: np.array([[cols[c][s] for c in columns] for s in seeds]) for algorithm, cols in table.items()}
+    seeds = (
+        sorted(
+            set.intersection(
+                *(set(seeds) for cols in table.values() for name, seeds in cols.items() if name in columns)
+            )
+        )
+        if columns
+        else []
+    )
+    matrices = {
+        algorithm: np.array([[cols[c][s] for c in columns] for s in seeds]) for algorithm, cols in table.items()
+    }
     return matrices, columns
