@@ -178,6 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _run_phase("seeds (other seeds, chosen beta)", seeds, common, args)
     more, more_failures = _collect(seeds, common)
     records += more
+    report.fill_dataset_means(records)  # OG-MARL's systems record none
     failures += more_failures
     _write_outputs(records, choices, args)
     if failures:

@@ -330,3 +330,28 @@ def test_critic_and_behaviour_checks_on_exact_and_wrong_parts():
         lambda s, _: np.stack([np.tanh(s[:, :1]) * 0.8, -np.tanh(s[:, :1]) * 0.8], axis=1), support
     )
     assert flipped["ood_share_samples"] > 0.5 > same["ood_share_samples"]
+
+
+def test_runs_without_dataset_statistics_take_the_datasets_mean_from_other_runs():
+    """OG-MARL's own systems write no dataset statistics: their records get the mean the
+    plugin's runs recorded on the same dataset, and the table prints it."""
+    base = {
+        "system": "iddpg_bc",
+        "env": "mamujoco",
+        "task": "2halfcheetah",
+        "dataset": "Medium",
+        "seed": 0,
+        "final_evaluation": {"mean_episode_return": 5.0},
+        "evaluation_curve": [{"training_steps": 10, "mean_episode_return": 5.0}],
+    }
+    records = [
+        report.record_from_results(base, None),
+        record("bc", "Medium", 0, None, 1.0, dataset_mean=2566.1),
+        report.record_from_results({**base, "dataset": "Expert"}, None),
+    ]
+    assert records[0]["dataset_mean"] is None
+    report.fill_dataset_means(records)
+    assert records[0]["dataset_mean"] == 2566.1 and records[2]["dataset_mean"] is None  # no run knows Expert's
+    table = report.format_table(report.summary_rows(records, report.select_beta(records)))
+    assert "| 2halfcheetah/Medium | iddpg_bc | 5.0 +- 0.0 | [5.0, 5.0] | 1 | 2566.1 | - | - |" in table
+    assert "| 2halfcheetah/Expert | iddpg_bc | 5.0 +- 0.0 | [5.0, 5.0] | 1 | - | - | - |" in table

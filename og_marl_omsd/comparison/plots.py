@@ -40,7 +40,7 @@ def _dataset_panels(
     for axis, (task, dataset) in zip(axes[0], datasets):
         members = [record for record in records if (record["task"], record["dataset"]) == (task, dataset)]
         draw(axis, members)
-        if members:
+        if members and members[0]["dataset_mean"] is not None:
             axis.axhline(members[0]["dataset_mean"], color="black", linestyle=":", linewidth=1, label="dataset mean")
         if log_x:
             axis.set_xscale("log")

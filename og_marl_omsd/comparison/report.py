@@ -63,10 +63,29 @@ def record_from_results(
         "beta": None if beta is None else float(beta),
         "final_return": float(results["final_evaluation"][METRIC]),
         "curve": curve,
-        "dataset_mean": float(results["dataset_statistics"]["mean_return"]),
+        # OG-MARL's own systems' results carry no dataset statistics: see fill_dataset_means
+        "dataset_mean": _dataset_mean(results),
         "ood_share": ood_share,
         "run_dir": run_dir,
     }
+
+
+def _dataset_mean(results: Mapping[str, Any]) -> Optional[float]:
+    statistics = results.get("dataset_statistics")
+    return None if statistics is None else float(statistics["mean_return"])
+
+
+def fill_dataset_means(records: Sequence[Record]) -> None:
+    """Give records without a dataset mean (runs of OG-MARL's own systems) the mean that the
+    other runs on the same env, task and dataset recorded (``None`` when none did)."""
+    known = {
+        (record["env"], record["task"], record["dataset"]): record["dataset_mean"]
+        for record in records
+        if record["dataset_mean"] is not None
+    }
+    for record in records:
+        if record["dataset_mean"] is None:
+            record["dataset_mean"] = known.get((record["env"], record["task"], record["dataset"]))
 
 
 # ---------------------------------------------------------------------- beta selection
@@ -147,7 +166,7 @@ def summary_rows(records: Iterable[Record], choices: Mapping[Group, Optional[flo
                 "std": float(np.std(finals)),
                 "ci_low": low,
                 "ci_high": high,
-                "dataset_mean": float(members[0]["dataset_mean"]),
+                "dataset_mean": members[0]["dataset_mean"],
                 "beta": choices[(algorithm, env, task, dataset)],
                 "ood_share": float(np.mean(shares)) if shares else None,
             }
@@ -166,9 +185,10 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
         for row in (r for r in rows if f"{r['task']}/{r['dataset']}" == dataset):
             beta = "-" if row["beta"] is None else f"{row['beta']:g}"
             ood = "-" if row["ood_share"] is None else f"{100 * row['ood_share']:.1f}%"
+            mean = "-" if row["dataset_mean"] is None else f"{row['dataset_mean']:.1f}"
             lines.append(
                 f"| {dataset} | {row['algorithm']} | {row['mean']:.1f} +- {row['std']:.1f} | "
-                f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}] | {row['seeds']} | {row['dataset_mean']:.1f} | "
+                f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}] | {row['seeds']} | {mean} | "
                 f"{beta} | {ood} |"
             )
     return "\n".join(lines) + "\n"
