@@ -265,6 +265,8 @@ class StageCheckpoint:
             self._guard.reset(step)
         if fallback:
             print(f"[resume] fell back to the older {self.label} checkpoint {latest}", flush=True)
+        if self._latest_name() != os.path.basename(latest):  # so that the next save replaces a damaged newer one
+            _write_file(os.path.join(self.path, LATEST), os.path.basename(latest))
         print(f"[resume] resuming {self.label} from step {step} ({latest})", flush=True)
         return step
 

@@ -149,6 +149,52 @@ def test_behaviour_training_resumes_from_its_checkpoint(quick_vaults, tmp_path, 
         np.testing.assert_array_equal(final[key], expected[key])
 
 
+def test_damaged_newest_behaviour_checkpoint_falls_back_to_the_previous_one(
+    quick_vaults, tmp_path, monkeypatch, capsys
+):
+    """MATD3 checkpoints go through StageCheckpoint: with the step-2000 checkpoint's data
+    truncated, the resume says so, falls back to step 1000 (kept as the fallback), drops
+    the replay rows written after it and still ends exactly where the uninterrupted run did."""
+    from og_marl_omsd.datasets import matd3
+
+    vault_dir, location = quick_vaults
+    config = load_vault_config(QUICK)
+    reference = MaMuJoCoDatasets(config, location).behaviour()
+    resumed = MaMuJoCoDatasets(config, location_of(config, str(tmp_path))).behaviour()
+    original_save = matd3.BehaviourTraining._save_checkpoint
+
+    def save_then_die(self, learner, replay, state):
+        original_save(self, learner, replay, state)
+        if state["step"] == 2000:
+            raise KeyboardInterrupt("killed after the step-2000 checkpoint")
+
+    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        resumed.run()
+    checkpoints = os.path.join(resumed.work_dir, "checkpoints")
+    assert sorted(os.listdir(checkpoints)) == ["LATEST", "step-000001000", "step-000002000"]
+    newest = os.path.join(checkpoints, "step-000002000")
+    data = [name for name in os.listdir(newest) if name.startswith("ckpt.data")][0]
+    with open(os.path.join(newest, data), "r+b") as handle:
+        handle.truncate(8)
+    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", original_save)
+    capsys.readouterr()
+    logs = []
+    resumed.log = logs.append
+    result = resumed.run()
+    out = capsys.readouterr().out
+    assert f"the MATD3 behaviour checkpoint {newest} cannot be read" in out
+    assert "fell back to the older MATD3 behaviour checkpoint" in out
+    assert logs[0].startswith("[matd3] resumed at step 1000")
+    assert result == reference.final_result()
+    np.testing.assert_array_equal(
+        resumed.replay_experience(3000)["actions"], reference.replay_experience(3000)["actions"]
+    )
+    final, expected = np.load(resumed.policy_path(None)), np.load(reference.policy_path(None))
+    for key in expected.files:
+        np.testing.assert_array_equal(final[key], expected[key])
+
+
 def test_resume_refuses_a_different_behaviour_config(quick_vaults):
     vault_dir, location = quick_vaults
     config = load_vault_config(QUICK)

@@ -14,14 +14,20 @@ thread, a run is a function of its config and seed, and it stays so across resum
 Working directory (``work_dir``)::
 
     config.json                  the run's config (a resume with another config is refused)
-    LATEST                       name of the newest complete checkpoint (written atomically)
-    ckpt-<step>/                 networks + optimisers (tf.train.Checkpoint) and state.json
-    replay/rows-<a>-<b>.npz      replay rows [a, b): written once, at the checkpoint after b
+    checkpoints/LATEST           name of the newest complete checkpoint (the commit point)
+    checkpoints/step-<step>/     networks + optimisers (tf.train.Checkpoint) and state.json,
+                                 whose run_state is the run's counters, rng state and curves
+    replay/rows-<a>-<b>.npz      replay rows [a, b): written once, just before the checkpoint of b
     policies/step-<step>.npz     actor weights at every evaluation (and final.npz)
     evaluations.json             (step, mean evaluation return) of every evaluation
+    COMPLETE                     the final result, written last
 
-Checkpoints are taken at episode ends only, so a resumed run restarts with a fresh
-episode exactly as the uninterrupted run would.
+``checkpoints/`` is an :class:`og_marl_omsd.checkpoints.StageCheckpoint`, the engine of the
+training stages: a save is atomic, the previous checkpoint is kept, and a damaged newest
+one falls back to it with a message (replay rows written after the restored checkpoint are
+deleted and written again, identically). Checkpoints are taken at episode ends only, so a
+resumed run restarts with a fresh episode exactly as the uninterrupted run would. A work
+directory from before this layout (``LATEST`` and ``ckpt-<step>/`` at its top) still resumes.
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from og_marl_omsd.checkpoints import LATEST, StageCheckpoint
 from og_marl_omsd.datasets.matd3_config import MATD3Config
 from og_marl_omsd.datasets.matd3_learner import MATD3, FrozenActors, ReplayBuffer, actor_sizes, save_actor_weights
 from og_marl_omsd.datasets.rollouts import run_episodes
-from og_marl_omsd.files import partial_dir, publish_dir, write_json, write_text
+from og_marl_omsd.files import write_json
 
 __all__ = [
     "LATEST",
@@ -53,7 +60,7 @@ __all__ = [
     "save_actor_weights",
 ]
 
-LATEST = "LATEST"
+CHECKPOINTS = "checkpoints"  # the StageCheckpoint directory under work_dir
 
 
 def _format_seconds(seconds: float) -> str:
@@ -149,32 +156,36 @@ class BehaviourTraining:
         else:
             write_json(path, self.identity, indent=1)
 
+    def _checkpoint(self, learner: MATD3, run_state: "_RunState") -> StageCheckpoint:
+        return StageCheckpoint(
+            self.work_dir,
+            CHECKPOINTS,
+            self.config.checkpoint_every,
+            trackables=learner.trackables,
+            run_state=run_state,
+            label="MATD3 behaviour",
+        )
+
     def _save_checkpoint(self, learner: MATD3, replay: ReplayBuffer, state: Dict[str, Any]) -> None:
+        """Write the replay rows since the last checkpoint, then the checkpoint of ``state``."""
         step = state["step"]
         rows_saved = state["rows_saved"]
         if step > rows_saved:
             replay.save_rows(self._path("replay", f"rows-{rows_saved:09d}-{step:09d}.npz"), rows_saved, step)
             state["rows_saved"] = step
-        name = f"ckpt-{step:09d}"
-        temporary = partial_dir(self._path(name))
-        learner.checkpoint.write(os.path.join(temporary, "networks"))
-        write_json(os.path.join(temporary, "state.json"), state, indent=None)
-        publish_dir(temporary, self._path(name))
-        write_text(self._path(LATEST), name)  # the commit point
-        for old in os.listdir(self.work_dir):
-            if old.startswith("ckpt-") and old != name:
-                shutil.rmtree(self._path(old), ignore_errors=True)
+        self._checkpoint(learner, _RunState(state)).save(step, self.config.total_steps)
+        if os.path.isfile(self._path(LATEST)):  # a resumed run of the older layout: its checkpoint is superseded
+            os.remove(self._path(LATEST))
+        for name in os.listdir(self.work_dir):
+            if name.startswith("ckpt-"):
+                shutil.rmtree(self._path(name), ignore_errors=True)
 
     def _restore(self, learner: MATD3, replay: ReplayBuffer) -> Optional[Dict[str, Any]]:
-        """Load the latest checkpoint and the replay rows it covers; delete replay files a
-        killed run wrote after it (the resumed run writes them again, identically)."""
-        state = None
-        if os.path.isfile(self._path(LATEST)):
-            with open(self._path(LATEST)) as handle:
-                name = handle.read().strip()
-            learner.checkpoint.read(self._path(name, "networks")).assert_existing_objects_matched()
-            with open(self._path(name, "state.json")) as handle:
-                state = json.load(handle)
+        """Load the latest readable checkpoint and the replay rows it covers; delete replay
+        files written after it (the resumed run writes them again, identically)."""
+        run_state = _RunState({})
+        self._checkpoint(learner, run_state).restore(self.config.total_steps)
+        state = run_state.state or self._restore_legacy(learner)
         rows_saved = 0 if state is None else state["rows_saved"]
         for file_name in sorted(os.listdir(self._path("replay"))):
             path = self._path("replay", file_name)
@@ -190,6 +201,17 @@ class BehaviourTraining:
             return None
         replay.size = state["step"]
         return state
+
+    def _restore_legacy(self, learner: MATD3) -> Optional[Dict[str, Any]]:
+        """The checkpoint of a work directory written before ``checkpoints/`` (``LATEST`` naming
+        a ``ckpt-<step>/`` at the top), or ``None``; its next save uses the new layout."""
+        if not os.path.isfile(self._path(LATEST)):
+            return None
+        with open(self._path(LATEST)) as handle:
+            name = handle.read().strip()
+        learner.checkpoint.read(self._path(name, "networks")).assert_existing_objects_matched()
+        with open(self._path(name, "state.json")) as handle:
+            return json.load(handle)
 
     # -- the run
     def run(self) -> Dict[str, Any]:
@@ -362,6 +384,21 @@ class BehaviourTraining:
         state["evaluations"].append([state["step"], value])
         write_json(self._path("evaluations.json"), state["evaluations"], indent=None)
         return value
+
+
+class _RunState:
+    """The run-state adapter of a MATD3 checkpoint: the state dict (step, episodes, rows saved,
+    rng state, evaluations, episode returns, pending updates, early stop) goes into the
+    checkpoint's ``state.json`` and comes back on a restore."""
+
+    def __init__(self, state: Dict[str, Any]):
+        self.state = state
+
+    def checkpoint_state(self) -> Dict[str, Any]:
+        return json.loads(json.dumps(self.state))
+
+    def restore_checkpoint_state(self, state: Dict[str, Any]) -> None:
+        self.state = dict(state)
 
 
 @dataclasses.dataclass

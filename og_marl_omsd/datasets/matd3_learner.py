@@ -91,15 +91,16 @@ class MATD3:
         self.actor_optimizer._initialize(self.actors.trainable_variables)  # slots exist before a restore
         self.critic_optimizer._initialize(self.critics.trainable_variables)
         self.updates = tf.Variable(0, dtype=tf.int64, name="updates")
-        self.checkpoint = tf.train.Checkpoint(
-            actors=self.actors,
-            critics=self.critics,
-            target_actors=self.target_actors,
-            target_critics=self.target_critics,
-            actor_optimizer=self.actor_optimizer,
-            critic_optimizer=self.critic_optimizer,
-            updates=self.updates,
-        )
+        self.trackables = {  # what a checkpoint saves (og_marl_omsd.checkpoints.StageCheckpoint)
+            "actors": self.actors,
+            "critics": self.critics,
+            "target_actors": self.target_actors,
+            "target_critics": self.target_critics,
+            "actor_optimizer": self.actor_optimizer,
+            "critic_optimizer": self.critic_optimizer,
+            "updates": self.updates,
+        }
+        self.checkpoint = tf.train.Checkpoint(**self.trackables)
         self._train = tf.function(self._train_many, jit_compile=True)
 
     def actor_weights(self) -> List[np.ndarray]:
