@@ -19,3 +19,6 @@ class OGMarlOMSDSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         if any(entry.provider == "main" and _is_og_marl_runner(entry.path) for entry in search_path.get_path()):
             search_path.append(provider="og-marl-omsd", path="pkg://og_marl_omsd.configs")
+            from og_marl_omsd.systems.defaults import register_system_defaults
+
+            register_system_defaults()  # system_defaults/score_regularised, which system/omsd.yaml builds on

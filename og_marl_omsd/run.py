@@ -34,6 +34,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from og_marl_omsd.errors import StageStopped, UserError
 from og_marl_omsd.files import try_lock, write_json
+from og_marl_omsd.systems.defaults import register_system_defaults
 from og_marl_omsd.upstream.og_marl_systems import register_configs as register_og_marl_system_configs
 from og_marl_omsd.validation import RUN_RULES, rule_problems, unknown_keys
 
@@ -77,6 +78,7 @@ class RunSchema:
 
 
 ConfigStore.instance().store(name="run_schema", node=RunSchema)
+register_system_defaults()  # system_defaults/score_regularised: the constructor defaults (systems/defaults.py)
 register_og_marl_system_configs()  # system=iddpg_bc etc.: OG-MARL's systems, configs from their YAML defaults
 
 

@@ -1,4 +1,4 @@
-"""The typed stage configs: the constructor's defaults are the YAML defaults, and the configs
+"""The typed stage configs: the constructor's defaults are the config defaults, and the configs
 check their own values."""
 
 import inspect
@@ -18,9 +18,20 @@ def constructor_defaults(system: str) -> dict:
     return {name: p.default for name, p in signature.items() if p.default is not inspect.Parameter.empty}
 
 
-def test_yaml_defaults_are_the_constructor_defaults():
-    with open(os.path.join(CONFIGS, "system_defaults", "score_regularised.yaml")) as handle:
-        defaults = yaml.safe_load(handle)
+def test_config_defaults_are_the_constructor_defaults():
+    """The hydra node the system YAMLs build on is generated from the one declaration
+    (systems/defaults.py) that the constructor's defaults come from, and no YAML repeats it."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    import og_marl_omsd.run  # noqa: F401 (registers system_defaults/score_regularised)
+
+    node = ConfigStore.instance().load("system_defaults/score_regularised.yaml").node
+    defaults = OmegaConf.to_container(node)
+    assert not os.path.exists(os.path.join(CONFIGS, "system_defaults"))
+    for system in ("omsd", "brpo_fac", "brpo_ind", "brpo_jal"):
+        with open(os.path.join(CONFIGS, "system", f"{system}.yaml")) as handle:
+            assert set(yaml.safe_load(handle)) == {"defaults", "name"}
     expected = {
         name: list(value) if isinstance(value, tuple) else value
         for name, value in constructor_defaults("omsd").items()
