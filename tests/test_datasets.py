@@ -195,6 +195,51 @@ def test_damaged_newest_behaviour_checkpoint_falls_back_to_the_previous_one(
         np.testing.assert_array_equal(final[key], expected[key])
 
 
+def test_behaviour_run_of_the_older_checkpoint_layout_still_resumes(quick_vaults, tmp_path, monkeypatch):
+    """A work directory written before checkpoints/ (LATEST naming ckpt-<step>/ with networks.*
+    and the state dict) resumes from it, ends equal to the reference and moves to the new layout."""
+    from og_marl_omsd.datasets import matd3
+
+    vault_dir, location = quick_vaults
+    config = load_vault_config(QUICK)
+    reference = MaMuJoCoDatasets(config, location).behaviour()
+    resumed = MaMuJoCoDatasets(config, location_of(config, str(tmp_path))).behaviour()
+    original_save = matd3.BehaviourTraining._save_checkpoint
+
+    def save_then_die(self, learner, replay, state):
+        original_save(self, learner, replay, state)
+        if state["step"] == 2000:
+            raise KeyboardInterrupt("killed after the step-2000 checkpoint")
+
+    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        resumed.run()
+    work = resumed.work_dir  # rewrite the step-2000 checkpoint as the older engine wrote it
+    newest = os.path.join(work, "checkpoints", "step-000002000")
+    legacy = os.path.join(work, "ckpt-000002000")
+    os.makedirs(legacy)
+    for name in os.listdir(newest):
+        if name.startswith("ckpt."):
+            os.rename(os.path.join(newest, name), os.path.join(legacy, "networks" + name[len("ckpt") :]))
+    with open(os.path.join(newest, "state.json")) as handle:
+        state = json.load(handle)["run_state"]
+    with open(os.path.join(legacy, "state.json"), "w") as handle:
+        json.dump(state, handle)
+    with open(os.path.join(work, "LATEST"), "w") as handle:
+        handle.write("ckpt-000002000")
+    shutil.rmtree(os.path.join(work, "checkpoints"))
+    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", original_save)
+    logs = []
+    resumed.log = logs.append
+    assert resumed.run() == reference.final_result()
+    assert logs[0].startswith("[matd3] resumed at step 2000")
+    assert not os.path.exists(legacy) and not os.path.exists(os.path.join(work, "LATEST"))
+    assert sorted(os.listdir(os.path.join(work, "checkpoints")))[0] == "LATEST"
+    final, expected = np.load(resumed.policy_path(None)), np.load(reference.policy_path(None))
+    for key in expected.files:
+        np.testing.assert_array_equal(final[key], expected[key])
+
+
 def test_resume_refuses_a_different_behaviour_config(quick_vaults):
     vault_dir, location = quick_vaults
     config = load_vault_config(QUICK)
