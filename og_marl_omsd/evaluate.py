@@ -27,7 +27,6 @@ import numpy as np
 
 from og_marl_omsd.errors import UserError
 from og_marl_omsd.files import write_json
-from og_marl_omsd.losses import team_step_reward
 
 OPTIONS = {"num_eval_episodes": int, "seed": int, "first_episode": int, "video": bool}
 USAGE = "python -m og_marl_omsd.evaluate <run_dir> [num_eval_episodes=N] [seed=S] [first_episode=K] [video=true]"
@@ -178,6 +177,8 @@ def evaluate_policy(
 ) -> Dict[str, Any]:
     """OG-MARL's evaluation loop (team reward = mean over agents) plus the environment's ``get_stats``;
     with ``actions_out`` each episode's joint actions ``(T, N, A)`` are appended to it."""
+    from og_marl_omsd.losses import team_step_reward  # not at import: the video child must not load TensorFlow
+
     get_stats = getattr(environment, "get_stats", None)
     if callable(get_stats):
         get_stats()

@@ -145,6 +145,15 @@ def test_evaluate_reproduces_the_final_return_and_takes_options(finished_run, tm
         assert message in capsys.readouterr().err
 
 
+def test_the_video_child_module_does_not_load_tensorflow():
+    """The rendering child runs ``python -m og_marl_omsd.evaluate``: software EGL and TensorFlow
+    crash together in one process, so importing the module must not import TensorFlow."""
+    code = "import sys, og_marl_omsd.evaluate; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
+
+
 def test_video_replays_the_evaluated_episodes_into_one_file_each(tmp_path, monkeypatch):
     """video=true's recorder: each evaluated episode's joint actions are replayed in a child
     process with gymnasium's RecordVideo (software EGL here) into one mp4 per episode, as long

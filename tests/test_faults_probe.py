@@ -52,7 +52,15 @@ def cli(overrides, cwd, *extra_args):
         text=True,
         cwd=cwd,
         env=env,
+        # Ctrl-C's default: a job started in the background by a non-interactive shell (a CI
+        # runner, nohup) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+        restore_signals=True,
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(overrides, cwd, *extra_args, timeout=600):
