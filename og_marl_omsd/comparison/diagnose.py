@@ -119,15 +119,14 @@ def behaviour_check(sample: Any, support: Any, max_states: int = 2048, seed: int
 
 
 def pretrained_system(run_dir: str) -> Any:
-    """The system of a finished run with its pretrained parts loaded from the run's cache
-    (the run's ``config.yaml`` rebuilds everything the cache key depends on)."""
+    """The system of a finished run with its pretrained parts loaded from the run's cache, built
+    by the runner's own steps from the run's ``config.yaml`` (so every part of the cache key is
+    what the run had); also the dataset's arrays and the run's reward scale."""
     from omegaconf import DictConfig, OmegaConf
 
-    from og_marl_omsd import host
-    from og_marl_omsd.datasets.vaults import episode_returns, fingerprint
-    from og_marl_omsd.run import plan_run, prepare_dataset, reward_scale, setup_devices
-    from og_marl_omsd.systems.pretraining import PretrainedCache
-    from og_marl_omsd.validation import read_checked_dataset
+    from og_marl_omsd import run_steps
+    from og_marl_omsd.datasets.vaults import read_dataset
+    from og_marl_omsd.run import plan_run, prepare_dataset
 
     cfg = OmegaConf.load(os.path.join(run_dir, "config.yaml"))
     if not isinstance(cfg, DictConfig):
@@ -136,19 +135,11 @@ def pretrained_system(run_dir: str) -> Any:
     if not hasattr(system_class, "pretrain"):
         raise ValueError(f"{cfg.system.name} has no pretrained parts to check.")
     location = prepare_dataset(cfg, dataset)
-    setup_devices()
-    experience = read_checked_dataset(location, dataset)
-    scale = reward_scale(cfg.task, episode_returns(experience))
-    environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed)
-    buffer = host.FlashbaxReplayBuffer(
-        sequence_length=cfg.replay.sequence_length, batch_size=cfg.replay.batch_size, seed=cfg.seed
-    )
-    buffer.populate_from_vault(
-        location.source, location.env, location.scenario, dataset, rel_dir=os.path.abspath(location.rel_dir)
-    )
-    system = system_class(environment, _SilentLogger(), **params, reward_scale=scale, seed=cfg.seed)
-    system.pretrain(buffer, PretrainedCache(cfg.pretrained_dir, read_only=True), fingerprint(experience))
-    return system, experience, scale
+    environment = run_steps.make_environment(cfg)
+    data = run_steps.load_dataset(cfg, location, dataset, environment, params)
+    system, buffer = run_steps.build_system_and_buffer(cfg, system_class, params, environment, _SilentLogger(), data)
+    run_steps.pretrain(system, buffer, cfg, data, cache_read_only=True)
+    return system, read_dataset(location, dataset), data.reward_scale
 
 
 def diagnose_run(
