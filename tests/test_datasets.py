@@ -110,12 +110,12 @@ def test_rerun_skips_complete_datasets_and_regeneration_is_identical(quick_vault
     assert fingerprint(read_dataset(location, "Expert")) == expert
 
 
-def test_behaviour_training_resumes_from_its_checkpoint(quick_vaults, tmp_path, monkeypatch):
-    """A run interrupted after its step-2000 checkpoint resumes there and ends exactly where
-    the uninterrupted run (the fixture's) ended."""
+def _killed_after_step_2000(quick_vaults, tmp_path):
+    """The fixture's finished behaviour run (the reference) and a second run of the same config
+    in ``tmp_path`` killed right after writing its step-2000 checkpoint."""
     from og_marl_omsd.datasets import matd3
 
-    vault_dir, location = quick_vaults
+    _, location = quick_vaults
     config = load_vault_config(QUICK)
     reference = MaMuJoCoDatasets(config, location).behaviour()
     resumed = MaMuJoCoDatasets(config, location_of(config, str(tmp_path))).behaviour()
@@ -126,15 +126,23 @@ def test_behaviour_training_resumes_from_its_checkpoint(quick_vaults, tmp_path, 
         if state["step"] == 2000:
             raise KeyboardInterrupt("killed after the step-2000 checkpoint")
 
-    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        resumed.run()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(matd3.BehaviourTraining, "_save_checkpoint", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            resumed.run()
+    return reference, resumed
+
+
+def test_behaviour_training_resumes_from_its_checkpoint(quick_vaults, tmp_path):
+    """A run interrupted after its step-2000 checkpoint resumes there and ends exactly where
+    the uninterrupted run (the fixture's) ended."""
+
+    reference, resumed = _killed_after_step_2000(quick_vaults, tmp_path)
     assert not resumed.is_complete()
     # A kill between writing replay rows and pointing LATEST at the checkpoint leaves rows
     # beyond the checkpoint: they must not be loaded nor counted twice later.
     orphan = os.path.join(resumed.work_dir, "replay", "rows-000002000-000002500.npz")
     np.savez(orphan, actions=np.full((500, 2, 3), 7.0, "float32"))
-    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", original_save)
     logs = []
     resumed.log = logs.append
     result = resumed.run()
@@ -149,35 +157,18 @@ def test_behaviour_training_resumes_from_its_checkpoint(quick_vaults, tmp_path, 
         np.testing.assert_array_equal(final[key], expected[key])
 
 
-def test_damaged_newest_behaviour_checkpoint_falls_back_to_the_previous_one(
-    quick_vaults, tmp_path, monkeypatch, capsys
-):
+def test_damaged_newest_behaviour_checkpoint_falls_back_to_the_previous_one(quick_vaults, tmp_path, capsys):
     """MATD3 checkpoints go through StageCheckpoint: with the step-2000 checkpoint's data
     truncated, the resume says so, falls back to step 1000 (kept as the fallback), drops
     the replay rows written after it and still ends exactly where the uninterrupted run did."""
-    from og_marl_omsd.datasets import matd3
 
-    vault_dir, location = quick_vaults
-    config = load_vault_config(QUICK)
-    reference = MaMuJoCoDatasets(config, location).behaviour()
-    resumed = MaMuJoCoDatasets(config, location_of(config, str(tmp_path))).behaviour()
-    original_save = matd3.BehaviourTraining._save_checkpoint
-
-    def save_then_die(self, learner, replay, state):
-        original_save(self, learner, replay, state)
-        if state["step"] == 2000:
-            raise KeyboardInterrupt("killed after the step-2000 checkpoint")
-
-    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        resumed.run()
+    reference, resumed = _killed_after_step_2000(quick_vaults, tmp_path)
     checkpoints = os.path.join(resumed.work_dir, "checkpoints")
     assert sorted(os.listdir(checkpoints)) == ["LATEST", "step-000001000", "step-000002000"]
     newest = os.path.join(checkpoints, "step-000002000")
     data = [name for name in os.listdir(newest) if name.startswith("ckpt.data")][0]
     with open(os.path.join(newest, data), "r+b") as handle:
         handle.truncate(8)
-    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", original_save)
     capsys.readouterr()
     logs = []
     resumed.log = logs.append
@@ -195,25 +186,11 @@ def test_damaged_newest_behaviour_checkpoint_falls_back_to_the_previous_one(
         np.testing.assert_array_equal(final[key], expected[key])
 
 
-def test_behaviour_run_of_the_older_checkpoint_layout_still_resumes(quick_vaults, tmp_path, monkeypatch):
+def test_behaviour_run_of_the_older_checkpoint_layout_still_resumes(quick_vaults, tmp_path):
     """A work directory written before checkpoints/ (LATEST naming ckpt-<step>/ with networks.*
     and the state dict) resumes from it, ends equal to the reference and moves to the new layout."""
-    from og_marl_omsd.datasets import matd3
 
-    vault_dir, location = quick_vaults
-    config = load_vault_config(QUICK)
-    reference = MaMuJoCoDatasets(config, location).behaviour()
-    resumed = MaMuJoCoDatasets(config, location_of(config, str(tmp_path))).behaviour()
-    original_save = matd3.BehaviourTraining._save_checkpoint
-
-    def save_then_die(self, learner, replay, state):
-        original_save(self, learner, replay, state)
-        if state["step"] == 2000:
-            raise KeyboardInterrupt("killed after the step-2000 checkpoint")
-
-    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        resumed.run()
+    reference, resumed = _killed_after_step_2000(quick_vaults, tmp_path)
     work = resumed.work_dir  # rewrite the step-2000 checkpoint as the older engine wrote it
     newest = os.path.join(work, "checkpoints", "step-000002000")
     legacy = os.path.join(work, "ckpt-000002000")
@@ -228,7 +205,6 @@ def test_behaviour_run_of_the_older_checkpoint_layout_still_resumes(quick_vaults
     with open(os.path.join(work, "LATEST"), "w") as handle:
         handle.write("ckpt-000002000")
     shutil.rmtree(os.path.join(work, "checkpoints"))
-    monkeypatch.setattr(matd3.BehaviourTraining, "_save_checkpoint", original_save)
     logs = []
     resumed.log = logs.append
     assert resumed.run() == reference.final_result()
