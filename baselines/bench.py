@@ -16,6 +16,9 @@ Writes ``DIR/bench.json`` and prints a table:
   the same run (an XLA-compiled float32 ``n x n`` matmul, measured before and after every
   training measurement): over the best of the run, and (``matmul_fraction_adjacent``) over
   the better of the two taken just before and after that measurement (same machine load).
+- ``stage_dots_gflops``: the rate of the OMSD behaviour and actor stages' own matmul shapes
+  (forward and backward dots, batch rows) run alone in one XLA call: the ceiling of
+  ``matmul_fraction`` that those shapes leave, whatever the rest of the step costs.
 - ``latency``: microseconds for one decentralised joint action from the actors (compiled,
   batch 1) and for one joint action sampled from the behaviour diffusion model by DDIM with
   5, 20 and 50 denoising steps (compiled too), at the preset sizes: per Python call of the
@@ -35,7 +38,6 @@ Every measurement group runs in its own process with TF's default thread setting
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -69,6 +71,7 @@ SIZES = {
 }
 LEGACY = {"log_every": 50, "logs": 3}
 DIFFUSION_STEPS = (5, 20, 50)
+OG_MARL_STEPS = {"iddpg_bc": 300, "omar": 60}  # steps timed per OG-MARL system (OMAR: ~3-10 steps/s here)
 MATMUL_SIZE = 1024
 
 
@@ -196,6 +199,11 @@ def _flops(system: Any, batch: int) -> Dict[str, float]:
     }
 
 
+def _field(config: Any, name: str) -> Any:
+    """A stage config's field (a dataclass now; a dict in the code before it, for --legacy-src)."""
+    return config[name] if isinstance(config, dict) else getattr(config, name)
+
+
 def worker_train(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Train steps/s of every stage this worker owns, for every system."""
     import numpy as np
@@ -226,8 +234,8 @@ def worker_train(spec: Dict[str, Any]) -> Dict[str, Any]:
         instance.train(buffer, training_steps=steps, evaluation_every=None, num_eval_episodes=0)
         load["after"] = os.getloadavg()[0]
         names = {
-            "critic": f"critic_{instance.critic_config.kind}",
-            "behaviour": f"behaviour_{instance.behaviour_config.factorisation}",
+            "critic": f"critic_{_field(instance.critic_config, 'kind')}",
+            "behaviour": f"behaviour_{_field(instance.behaviour_config, 'factorisation')}",
             "actors": "actors",
         }
         rates = {stage: logger.rate(names[stage]) for stage in owned}
@@ -302,19 +310,112 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
     return {"systems": results, "peak_memory_mib": _peak_memory_mib()}
 
 
+def _layer_shapes(module: Any) -> List[tuple]:
+    """``(groups, in, out)`` of every stacked weight of ``module`` (``(in, out)`` as one group)."""
+    shapes = []
+    for variable in module.trainable_variables:
+        if variable.name.split("/")[-1].startswith("w") and len(variable.shape) >= 2:
+            dims = [int(d) for d in variable.shape]
+            shapes.append(tuple(dims) if len(dims) == 3 else (1, *dims))
+    return shapes
+
+
+def _dots_rate(layers: List[tuple], repeats: int = 4) -> float:
+    """GFLOP/s of XLA float32 matmuls of exactly these ``(groups, rows, in, out, passes)`` shapes
+    and nothing else: pass 1 = forward ``x W``; 2 adds the input gradient ``g W^T``; 3 adds the
+    weight gradient ``x^T g``. The ceiling a step made of those dots can reach. The operands are
+    arguments (nothing constant-folds) and every repeat shifts them (nothing is shared)."""
+    import tensorflow as tf
+
+    operands = [
+        [tf.random.normal([g, r, i]), tf.random.normal([g, i, o]), tf.random.normal([g, r, o])]
+        for g, r, i, o, _ in layers
+    ]
+    passes = [p for *_, p in layers]
+
+    @tf.function(jit_compile=True)
+    def run(operands, shift):
+        total = tf.zeros([])
+        for k in range(repeats):
+            for (x, w, grad), count in zip(operands, passes):
+                x, grad = x + shift * k, grad + shift * k
+                total += tf.reduce_sum(tf.linalg.matmul(x, w))
+                if count >= 2:
+                    total += tf.reduce_sum(tf.linalg.matmul(grad, w, transpose_b=True))
+                if count >= 3:
+                    total += tf.reduce_sum(tf.linalg.matmul(x, grad, transpose_a=True))
+        return total
+
+    flops = repeats * sum(2.0 * g * r * i * o * p for g, r, i, o, p in layers)
+    run(operands, tf.constant(1.0)).numpy()
+    best = 0.0
+    for k in range(5):
+        start = time.perf_counter()
+        run(operands, tf.constant(1.0 + k)).numpy()
+        best = max(best, flops / (time.perf_counter() - start))
+    return best / 1e9
+
+
+def worker_dots(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """The matmul rate of the OMSD behaviour and actor stages' own layer shapes, alone (no
+    element-wise work, no optimiser): how much of the dense-matmul rate those shapes allow."""
+    cls, environment, buffer, params = _setup(spec, "omsd", {"critic_steps": 0, "behaviour_steps": 0})
+    params.update({"critic_steps": 0, "behaviour_steps": 0})
+    instance = cls(environment, _TimingLogger(), **params)
+    instance.pretrain(buffer)
+    rows = spec["batch_size"]
+
+    def layers(module: Any, passes: int) -> List[tuple]:
+        return [(g, rows, i, o, passes) for g, i, o in _layer_shapes(module)]
+
+    q = _layer_shapes(instance.critic._q)
+    return {
+        "behaviour": _dots_rate(layers(instance.behaviour_model, 3)),
+        # the actor step: actors forward/backward, behaviour model forward, Q forward + input gradient
+        "actors": _dots_rate(
+            layers(instance.actors, 3) + layers(instance.behaviour_model, 1) + [(g, rows, i, o, 2) for g, i, o in q]
+        ),
+    }
+
+
 def worker_og_marl(spec: Dict[str, Any]) -> Dict[str, Any]:
-    if importlib.util.find_spec("og_marl") is None:
+    """OG-MARL's ``iddpg_bc`` and ``omar`` train steps/s through the same system loading, vault and
+    replay buffer (batch size, sequence length 2) as the plugin's stages, in OG-MARL's own loop
+    (one Python call and one buffer sample per step), with their configs' default sizes."""
+    from og_marl_omsd import host
+
+    if host.HOST != "og_marl":
         return {
             "skipped": "og_marl is not importable in this environment (OG-MARL is not on PyPI and is not "
             "installed here), so its iddpg_bc and omar were not measured."
         }
-    return {
-        "skipped": "og_marl is importable, but its iddpg_bc/omar need OG-MARL's own vault layout and "
-        "configs; not wired into this benchmark yet."
-    }
+    results: Dict[str, Any] = {"systems": {}}
+    for system, steps in OG_MARL_STEPS.items():
+        cls, environment, buffer, params = _setup(spec, system, {})
+        logger = _TimingLogger()
+        instance = cls(environment, logger, **params)
+        instance.evaluate = lambda num_eval_episodes=0: {}  # throughput only
+        load = {"before": os.getloadavg()[0]}
+        instance.train(buffer, training_steps=steps, evaluation_every=None, num_eval_episodes=0)
+        load["after"] = os.getloadavg()[0]
+        results["systems"][system] = {
+            "steps_per_s": logger.rate("actors"),
+            "steps_timed": steps - 1,
+            "hyperparameters": params,
+            "load_average_1min": load,
+        }
+    results["batch_size"] = spec["batch_size"]
+    results["peak_memory_mib"] = _peak_memory_mib()
+    return results
 
 
-WORKERS = {"matmul": worker_matmul, "train": worker_train, "latency": worker_latency, "og_marl": worker_og_marl}
+WORKERS = {
+    "matmul": worker_matmul,
+    "dots": worker_dots,
+    "train": worker_train,
+    "latency": worker_latency,
+    "og_marl": worker_og_marl,
+}
 
 
 # ---------------------------------------------------------------------- orchestration
@@ -409,8 +510,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         report["train"][size] = run_worker("train", {**SIZES[size], "vault_dir": vault_dir})
         after = matmul()
         adjacent[f"new/{size}"], before = max(before, after), after
+    report["stage_dots_gflops"] = run_worker("dots", preset)
     report["latency"] = run_worker("latency", preset)
-    report["og_marl"] = run_worker("og_marl", {})
+    report["og_marl"] = run_worker("og_marl", preset)
     peak = max(m["gflops"] for m in report["matmul"])
     report["matmul_gflops"] = peak
     report["matmul_gflops_adjacent"] = adjacent
@@ -479,6 +581,16 @@ def print_table(report: Dict[str, Any]) -> None:
                 + " ".join(f"{row[f'diffusion_{k}']:>8.0f}" for k in DIFFUSION_STEPS)
                 + f" {row['speedup_vs_diffusion_20']:>9.1f}"
             )
+    dots = report.get("stage_dots_gflops")
+    if dots and "wall_seconds" in dots:
+        print(
+            "\nOMSD stages' own matmul shapes alone (preset, XLA, no element-wise work): "
+            + ", ".join(
+                f"{stage} {dots[stage]:.1f} GFLOP/s ({100 * dots[stage] / peak:.0f}% of best)"
+                for stage in STAGES
+                if stage in dots
+            )
+        )
     memory = {label: report["train"][label]["peak_memory_mib"] for label in report["train"]}
     if report.get("legacy"):
         memory["old/preset"] = report["legacy"]["preset"]["peak_memory_mib"]
@@ -489,7 +601,14 @@ def print_table(report: Dict[str, Any]) -> None:
             for k, v in memory.items()
         )
     )
-    print(f"OG-MARL: {report['og_marl'].get('skipped', report['og_marl'])}")
+    og_marl = report["og_marl"]
+    if "skipped" in og_marl:
+        print(f"OG-MARL: {og_marl['skipped']}")
+    else:
+        print(
+            f"OG-MARL's own systems, same vault and batch size {og_marl['batch_size']} (train steps/s): "
+            + ", ".join(f"{name} {row['steps_per_s']:.1f}" for name, row in og_marl["systems"].items())
+        )
     print(f"Bench wall time: {report['wall_seconds']:.0f} s")
 
 

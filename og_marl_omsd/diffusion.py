@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Sequence
 import sonnet as snt
 import tensorflow as tf
 
+from og_marl_omsd.fast_random import hashed_dropout
 from og_marl_omsd.losses import ddim_update, denoising_loss, noised, vp_schedule
 from og_marl_omsd.stacked import StackedLayerNorm, StackedLinear, StackedMLP
 
@@ -100,7 +101,8 @@ class ScoreNet(snt.Module):
         """``noisy (G, B, a)``, ``t (B,)``, ``condition (G, B, c)``, ``padded (G, B, p)`` -> ``(G, B, out)``.
 
         ``dropout_seed`` (shape ``[2]``) makes the dropout masks a function of the seed
-        (stateless; XLA ignores the seeds of ``tf.nn.dropout``)."""
+        (:func:`~og_marl_omsd.fast_random.hashed_dropout`: stateless, and far cheaper than
+        Philox under XLA on a CPU; XLA ignores the seeds of ``tf.nn.dropout``)."""
         inputs = [noisy, condition, self._time(t)] + ([] if padded is None else [padded])
         h = self._input(tf.concat(inputs, axis=-1))
         for k, (norm, expand, contract) in enumerate(self._blocks):
@@ -110,7 +112,7 @@ class ScoreNet(snt.Module):
                     x = tf.nn.dropout(h, self._dropout)
                 else:
                     block_seed = tf.random.experimental.stateless_fold_in(dropout_seed, k)
-                    x = tf.nn.experimental.stateless_dropout(h, self._dropout, seed=block_seed)
+                    x = hashed_dropout(h, self._dropout, block_seed)
             h = h + contract(tf.nn.silu(expand(norm(x))))
         return self._output(tf.nn.silu(h))
 

@@ -28,7 +28,7 @@ from og_marl_omsd.device_data import chunk_size
 from og_marl_omsd.errors import NonFiniteLossError
 
 # Bumped whenever what a key covers changes, so entries made under an older rule are never served.
-KEY_VERSION = 2
+KEY_VERSION = 3  # 3: behaviour models' dropout masks from fast_random (not Philox)
 
 
 def replay_signature(replay_buffer: Any) -> Dict[str, Any]:
