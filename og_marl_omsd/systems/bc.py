@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from og_marl_omsd.losses import behaviour_cloning_loss
 from og_marl_omsd.systems.base import ScoreRegularisedSystem
+from og_marl_omsd.systems.defaults import DEFAULTS
 
 
 class BCSystem(ScoreRegularisedSystem):
@@ -34,13 +35,13 @@ class BCSystem(ScoreRegularisedSystem):
         self,
         environment: Any,
         logger: Any,
-        actor_hidden_sizes: Sequence[int] = (256, 256),
-        actor_learning_rate: float = 3e-4,
-        shared_actor: bool = False,
+        actor_hidden_sizes: Sequence[int] = DEFAULTS.actor_hidden_sizes,
+        actor_learning_rate: float = DEFAULTS.actor_learning_rate,
+        shared_actor: bool = DEFAULTS.shared_actor,
         reward_scale: float = 1.0,
         seed: int = 0,
-        jit_compile: bool = True,
-        steps_per_call: int = 50,
+        jit_compile: bool = DEFAULTS.jit_compile,
+        steps_per_call: int = DEFAULTS.steps_per_call,
     ):
         super().__init__(
             environment,

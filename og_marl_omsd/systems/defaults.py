@@ -17,6 +17,9 @@ from typing import Any, Dict, Optional, Tuple
 
 CONFIG_GROUP = "system_defaults"
 CONFIG_NAME = "score_regularised"
+# The subset behaviour cloning (systems/bc.py) takes: the actors, their optimiser and compilation.
+ACTORS_ONLY_NAME = "actors_only"
+ACTORS_ONLY_FIELDS = ("actor_hidden_sizes", "actor_learning_rate", "shared_actor", "jit_compile", "steps_per_call")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +67,12 @@ DEFAULTS = SystemDefaults()
 
 
 def register_system_defaults() -> None:
-    """Store :data:`DEFAULTS` as the hydra config ``system_defaults/score_regularised``."""
+    """Store :data:`DEFAULTS` as the hydra config ``system_defaults/score_regularised``, and its
+    actor fields (:data:`ACTORS_ONLY_FIELDS`) as ``system_defaults/actors_only`` (``system/bc.yaml``)."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(
-        group=CONFIG_GROUP, name=CONFIG_NAME, node=DEFAULTS.to_config(), provider="og-marl-omsd"
-    )
+    values = DEFAULTS.to_config()
+    store = ConfigStore.instance()
+    store.store(group=CONFIG_GROUP, name=CONFIG_NAME, node=values, provider="og-marl-omsd")
+    actors_only = {name: values[name] for name in ACTORS_ONLY_FIELDS}
+    store.store(group=CONFIG_GROUP, name=ACTORS_ONLY_NAME, node=actors_only, provider="og-marl-omsd")
