@@ -20,10 +20,12 @@ Writes ``DIR/bench.json`` and prints a table:
   (forward and backward dots, batch rows) run alone in one XLA call: the ceiling of
   ``matmul_fraction`` that those shapes leave, whatever the rest of the step costs.
 - ``latency``: microseconds for one decentralised joint action from the actors (compiled,
-  batch 1) and for one joint action sampled from the behaviour diffusion model by DDIM with
-  5, 20 and 50 denoising steps (compiled too), at the preset sizes: per Python call of the
-  compiled function (median; includes TF's call overhead), and ``in_graph``: compute only,
-  many actions chained in one compiled call (each input depends on the previous action).
+  batch 1; and ``actors_numpy``: through :class:`og_marl_omsd.policy.NumpyActors`, the way a
+  run's evaluations and a loaded policy act) and for one joint action sampled from the
+  behaviour diffusion model by DDIM with 5, 20 and 50 denoising steps (compiled too), at the
+  preset sizes: per Python call of the compiled function (median; includes TF's call
+  overhead), and ``in_graph``: compute only, many actions chained in one compiled call (each
+  input depends on the previous action).
 - ``peak_memory_mib``: the peak resident memory of each measuring process (and the GPU's
   peak when one is used).
 - ``legacy``: with ``--legacy-src``, the same preset measurements of the code in that
@@ -278,6 +280,15 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
                 times.append(time.perf_counter() - start)
             return float(np.median(times) * 1e6)
 
+        def numpy_median_us(fn, argument, calls=2000):
+            fn(argument)
+            times = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                fn(argument)
+                times.append(time.perf_counter() - start)
+            return float(np.median(times) * 1e6)
+
         def chained(fn, first, repeats):
             """``repeats`` actions in one compiled call, each input depending on the previous
             action (so nothing is hoisted out of the loop): the compute latency per action."""
@@ -291,7 +302,11 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
 
             return run
 
-        latency = {"actors": median_us(act, observations)}
+        from og_marl_omsd.policy import NumpyActors
+
+        acting = NumpyActors.of(instance.actors)  # how evaluations and loaded policies act
+        batch_one = observations.numpy()
+        latency = {"actors": median_us(act, observations), "actors_numpy": numpy_median_us(acting, batch_one)}
         in_graph = {
             "actors": median_us(chained(instance.actors, lambda x, c: x + c, 200), observations, calls=30) / 200
         }
@@ -304,6 +319,7 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
             )
             in_graph[f"diffusion_{steps}"] = median_us(loop, state, noise, calls=10) / repeats
         latency["speedup_vs_diffusion_20"] = latency["diffusion_20"] / latency["actors"]
+        latency["speedup_numpy_actors_vs_diffusion_20"] = latency["diffusion_20"] / latency["actors_numpy"]
         in_graph["speedup_vs_diffusion_20"] = in_graph["diffusion_20"] / in_graph["actors"]
         latency["in_graph"] = in_graph
         results[system] = latency
@@ -569,17 +585,22 @@ def print_table(report: Dict[str, Any]) -> None:
         ("in_graph", "compute only: many actions chained in one compiled call"),
     ):
         print(f"\nAction latency, microseconds ({title})")
+        numpy_column = kind == "call"
         print(
             f"{'system':<9} {'actors':>8} "
+            + (f"{'numpy':>8} " if numpy_column else "")
             + " ".join(f"{f'diff{k}':>8}" for k in DIFFUSION_STEPS)
             + f" {'x diff20':>9}"
+            + (f" {'numpy x diff20':>15}" if numpy_column else "")
         )
         for system, row in report["latency"]["systems"].items():
             row = row if kind == "call" else row["in_graph"]
             print(
                 f"{system:<9} {row['actors']:>8.0f} "
+                + (f"{row.get('actors_numpy', float('nan')):>8.0f} " if numpy_column else "")
                 + " ".join(f"{row[f'diffusion_{k}']:>8.0f}" for k in DIFFUSION_STEPS)
                 + f" {row['speedup_vs_diffusion_20']:>9.1f}"
+                + (f" {row.get('speedup_numpy_actors_vs_diffusion_20', float('nan')):>15.1f}" if numpy_column else "")
             )
     dots = report.get("stage_dots_gflops")
     if dots and "wall_seconds" in dots:

@@ -225,7 +225,7 @@ class _StubEnvironment:
 
 @pytest.mark.parametrize("name, options", [("omsd", {}), ("omsd", {"shared_actor": True}), ("brpo_jal", {})])
 def test_saved_model_gives_the_actors_actions(name, options, tmp_path):
-    from og_marl_omsd.policy import export_system, load_policy
+    from og_marl_omsd.policy import NumpyActors, export_system, load_policy
     from og_marl_omsd.registry import load_system
 
     system = load_system(name)(
@@ -249,8 +249,14 @@ def test_saved_model_gives_the_actors_actions(name, options, tmp_path):
     np.testing.assert_allclose(loaded(tf.constant(observations)).numpy(), expected, rtol=1e-6, atol=1e-6)
     served = loaded.signatures["serving_default"](observations=tf.constant(observations))["actions"]
     np.testing.assert_allclose(served.numpy(), expected, rtol=1e-6, atol=1e-6)
+    # The run's evaluations act through NumpyActors: the TF actors' maths to float32 rounding ...
+    acting = NumpyActors.of(system.actors)
+    assert acting.kind == {"omsd": "shared" if options else "per_agent", "brpo_jal": "centralised"}[name]
+    np.testing.assert_allclose(acting(observations), expected, rtol=1e-5, atol=1e-6)
     policy = load_policy(str(tmp_path))
-    np.testing.assert_array_equal(policy.actions(observations), expected)  # evaluate's eager actors: bit for bit
+    assert policy.info["acting"] == "numpy" and policy.numpy_actors is not None
+    # ... and the loaded policy acts with the same weights and code: bit for bit (evaluate reproduces runs).
+    np.testing.assert_array_equal(policy.actions(observations), acting(observations))
     actions = policy.select_actions({agent: observations[0, i] for i, agent in enumerate(_StubEnvironment.agents)})
     np.testing.assert_allclose(np.stack([actions[a] for a in _StubEnvironment.agents]), expected[0], atol=1e-6)
     assert policy.info["agents"] == _StubEnvironment.agents and policy.info["action_dim"] == 2

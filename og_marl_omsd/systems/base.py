@@ -203,6 +203,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         self._actor_checkpoint: Optional[StageCheckpoint] = None
         self._tf_actor_step = tf.function(self._actor_step, jit_compile=jit_compile)
         self._tf_act = tf.function(self.actors, jit_compile=jit_compile)
+        self._numpy_actors: Optional[Any] = None  # NumpyActors while evaluate() runs
 
     @classmethod
     def checked_stage_configs(cls, flat: Dict[str, Any]) -> Tuple[ActorConfig, CriticConfig, BehaviourConfig]:
@@ -659,7 +660,10 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     # ------------------------------------------------------------------ acting
     def select_actions(self, observations: Dict[str, np.ndarray], legal_actions: Any = None) -> Dict[str, np.ndarray]:
         stacked = np.stack([np.asarray(observations[agent], "float32").reshape(-1) for agent in self.agents])
-        actions = self._tf_act(tf.convert_to_tensor(stacked[None]))[0].numpy()  # (N,A)
+        if self._numpy_actors is not None:  # inside evaluate(): the actors' weights are fixed
+            actions = self._numpy_actors(stacked[None])[0]
+        else:
+            actions = self._tf_act(tf.convert_to_tensor(stacked[None]))[0].numpy()  # (N,A)
         return {agent: actions[i] for i, agent in enumerate(self.agents)}
 
     def evaluate(self, num_eval_episodes: int = 32) -> Dict[str, Any]:
@@ -672,7 +676,13 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         get_stats = getattr(self.environment, "get_stats", None)
         if callable(get_stats):
             get_stats()  # clear what earlier episodes left
-        logs = super().evaluate(num_eval_episodes)
+        from og_marl_omsd.policy import NumpyActors
+
+        self._numpy_actors = NumpyActors.of(self.actors)  # act in numpy: a TF call per step costs ~10x more
+        try:
+            logs = super().evaluate(num_eval_episodes)
+        finally:
+            self._numpy_actors = None
         if callable(get_stats):
             logs.update({f"evaluation/{key}": value for key, value in get_stats().items()})
         return logs
