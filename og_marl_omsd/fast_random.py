@@ -5,8 +5,8 @@ arithmetic: drawing the two dropout masks of a ``(2, 256, 128)`` residual trunk 
 0.5 ms a mask on this project's 2-core machine, 12-15% of a behaviour-model training step
 (measured with TF's profiler; see the README's throughput section). Dropout needs
 independent uniform bits, not a cryptographic-quality stream, so the masks here come from a
-keyed integer hash of each element's index: MurmurHash3's 32-bit finaliser applied twice,
-keyed by the 64-bit seed words. Every op is 32-bit integer arithmetic that vectorises (about
+keyed integer hash of each element's index: three rounds of MurmurHash3's 32-bit finaliser,
+keyed by the four 32-bit words of the seed. Every op is 32-bit integer arithmetic that vectorises (about
 9x faster than Philox under XLA on the CPU), and the result is bit-identical with and
 without XLA and on any device (pure integer maths), a function of the seed only.
 """
