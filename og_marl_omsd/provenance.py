@@ -11,6 +11,10 @@ dataset writer in each vault's metadata::
 
 ``git_dirty`` is true when tracked files differ from the commit (untracked files, such as
 generated vaults and runs, do not count). A library that is not installed is ``null``.
+
+A long process (a run, a dataset generation) can outlive commits made in its checkout, so its
+entry point calls :func:`pin` first: every later record of that process then names the commit
+of the code it imported, not whatever the checkout holds when the record is written.
 """
 
 from __future__ import annotations
@@ -76,7 +80,21 @@ def _static() -> Dict[str, Any]:
     }
 
 
+_PINNED: Optional[Dict[str, Any]] = None
+
+
+def pin() -> Dict[str, Any]:
+    """Read the checkout's git state now and keep it for every later :func:`collect` of this
+    process (the first call wins); call it when a process starts, before its work."""
+    global _PINNED
+    if _PINNED is None:
+        _PINNED = git_state()
+    return dict(_PINNED)
+
+
 def collect() -> Dict[str, Any]:
-    """The provenance record (see the module docstring); the git state is read afresh."""
+    """The provenance record (see the module docstring): the git state :func:`pin` kept, or read
+    now when nothing pinned it."""
     static = _static()
-    return {**static, "versions": dict(static["versions"]), **git_state()}
+    git = dict(_PINNED) if _PINNED is not None else git_state()
+    return {**static, "versions": dict(static["versions"]), **git}

@@ -80,9 +80,11 @@ class CheckedDataset:
 def prepare_run(cfg: DictConfig) -> RunPlan:
     """Check the settings, find the run directory, and decide: a new run, a resumed one, or one
     already complete (``plan.completed``). Directories that must be written are checked now."""
+    from og_marl_omsd import provenance
     from og_marl_omsd.run import check_same_run, plan_run, print_summary
     from og_marl_omsd.validation import check_writable_directory
 
+    provenance.pin()  # results name the commit this process runs, even if the checkout moves on
     system_class, params, dataset, run_dir = plan_run(cfg)
     plan = RunPlan(system_class, params, dataset, run_dir)
     if not plan.pretrains:

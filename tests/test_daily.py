@@ -117,6 +117,20 @@ def test_results_and_vaults_record_provenance(finished_run, small_vault_dir):
         assert isinstance(results["provenance"]["git_dirty"], bool)
 
 
+def test_provenance_keeps_the_commit_a_process_started_with(monkeypatch):
+    """A long run or generation records the commit of the code it imported, even when the
+    checkout moves on (a commit made while it runs) before it writes its records."""
+    from og_marl_omsd import provenance
+
+    states = iter([{"git_commit": "a" * 40, "git_dirty": False}, {"git_commit": "b" * 40, "git_dirty": True}])
+    monkeypatch.setattr(provenance, "_PINNED", None)
+    monkeypatch.setattr(provenance, "git_state", lambda: next(states))
+    assert provenance.pin()["git_commit"] == "a" * 40  # the process starts at commit a ...
+    record = provenance.collect()  # ... and writes after the checkout moved to b
+    assert (record["git_commit"], record["git_dirty"]) == ("a" * 40, False)
+    assert provenance.pin()["git_commit"] == "a" * 40  # the first pin wins
+
+
 def test_evaluate_reproduces_the_final_return_and_takes_options(finished_run, tmp_path, capsys):
     from og_marl_omsd.evaluate import evaluate_run, main
 

@@ -42,8 +42,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     arguments = parser.parse_args(argv)
 
     if arguments.command == "generate":
+        from og_marl_omsd import provenance
         from og_marl_omsd.datasets.generate import ensure_datasets
 
+        provenance.pin()  # every dataset's metadata names the commit this process runs
         _setup_tensorflow(arguments.threads)
         location = ensure_datasets(arguments.vault_config, arguments.datasets, arguments.vault_dir)
         print(f"[datasets] complete: {', '.join(location.available())} in {os.path.abspath(location.path)}", flush=True)
