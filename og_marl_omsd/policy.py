@@ -208,13 +208,9 @@ class LoadedPolicy:
         act = self.actors or self.module
         self._act = tf.function(act, jit_compile=True) if self.info.get("jit_compile") else act
         self.numpy_actors: Optional[NumpyActors] = None
-        if self.info.get("acting") == "numpy":
-            architecture = self.info.get("actor") or {}
-            kind = (
-                "centralised" if architecture.get("centralised") else "shared" if architecture.get("shared") else None
-            )
+        if self.info.get("acting") == "numpy":  # shared/centralised actors were rebuilt above: their kind is known
             self.numpy_actors = NumpyActors.of(
-                self.actors or self.module.actors, kind, len(self.agents), int(self.info["action_dim"])
+                self.actors or self.module.actors, num_agents=len(self.agents), action_dim=int(self.info["action_dim"])
             )
 
     def actions(self, observations: np.ndarray) -> np.ndarray:
