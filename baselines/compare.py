@@ -3,6 +3,7 @@
     python baselines/compare.py --out results/compare                 # the full comparison
     python baselines/compare.py --smoke --out /tmp/smoke              # every output in minutes
     python baselines/compare.py --out DIR --launcher joblib --jobs 2  # 2 runs at a time
+    python baselines/compare.py --out DIR --report-only               # outputs of the runs finished so far
 
 Every job is an ordinary run of ``python -m og_marl_omsd.run`` (same runner, vaults,
 evaluation and outputs as a single run), launched as hydra multiruns through hydra's
@@ -66,7 +67,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--mode-seeking",
         nargs="*",
         default=None,
-        help="datasets also run with the mode-seeking noise range (default: Medium-Replay)",
+        help="datasets also run with the mode-seeking noise range (default: Medium-Replay when compared;\n"
+        "give the flag alone for none)",
     )
     for name, default in (
         ("training-steps", 20000),
@@ -96,7 +98,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help="hydra launcher setting, e.g. hydra.launcher.partition=gpu (repeatable)",
     )
     parser.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="launch nothing: write the outputs of the runs finished so far (safe beside a running comparison)",
+    )
     args = parser.parse_args(argv)
+    explicit_mode_seeking = args.mode_seeking is not None
     preset = SMOKE if args.smoke else {}
     defaults = {
         "systems": SYSTEMS,
@@ -113,6 +121,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     for key, default in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, preset.get(key, default))
+    outside = [dataset for dataset in args.mode_seeking if dataset not in args.datasets]
+    if outside and explicit_mode_seeking:
+        parser.error(f"--mode-seeking {' '.join(outside)}: not among --datasets ({' '.join(args.datasets)})")
+    args.mode_seeking = [dataset for dataset in args.mode_seeking if dataset in args.datasets]
     args.task_overrides = list(preset.get("task_overrides", []))
     args.system_settings = dict(preset.get("system_settings", {}))
     if args.launcher is None:
@@ -147,6 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    run_phase = _report_phase if args.report_only else _run_phase
     comparison = comparison_jobs.Comparison(
         systems=args.systems,
         datasets=args.datasets,
@@ -160,12 +173,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         },
     )
     common = common_overrides(args)
-    with open(os.path.join(args.out, "comparison.json"), "w") as handle:
-        json.dump({k: v for k, v in vars(args).items()} | {"common_overrides": common}, handle, indent=2, default=list)
+    if not args.report_only:  # a report keeps the settings the comparison ran with
+        with open(os.path.join(args.out, "comparison.json"), "w") as handle:
+            settings = {k: v for k, v in vars(args).items()} | {"common_overrides": common}
+            json.dump(settings, handle, indent=2, default=list)
     has_beta = {system: comparison_jobs.has_beta(system) for system in args.systems}.__getitem__
 
     select = comparison.select_jobs(has_beta)
-    _run_phase("select (first seed, every beta)", select, common, args)
+    run_phase("select (first seed, every beta)", select, common, args)
     records, failures = _collect(select, common)
     choices = report.select_beta(records)
     by_algorithm = {(algorithm, dataset): beta for (algorithm, _, _, dataset), beta in choices.items()}
@@ -175,7 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             (report.algorithm_name({"system": system, "variant": variant}), dataset)
         ),
     )
-    _run_phase("seeds (other seeds, chosen beta)", seeds, common, args)
+    run_phase("seeds (other seeds, chosen beta)", seeds, common, args)
     more, more_failures = _collect(seeds, common)
     records += more
     report.fill_dataset_means(records)  # OG-MARL's systems record none
@@ -185,7 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"[compare] {len(failures)} run(s) did not finish (see {os.path.join(args.out, 'logs')}):", flush=True)
         for job in failures:
             print(f"  {job}", flush=True)
-        return 1
+        return 0 if args.report_only else 1
     return 0
 
 
@@ -205,6 +220,13 @@ def _run_phase(name: str, jobs: Sequence[Any], common: Sequence[str], args: argp
             code = comparison_jobs.launch(block, common, args.launcher, args.jobs, log, args.launcher_arg)
             if code != 0:
                 print(f"[compare] a sweep exited with code {code}: see {log}", flush=True)
+
+
+def _report_phase(name: str, jobs: Sequence[Any], common: Sequence[str], args: argparse.Namespace) -> None:
+    from og_marl_omsd.comparison import jobs as comparison_jobs
+
+    done = sum(comparison_jobs.is_finished(comparison_jobs.run_dir(job, common)) for job in jobs)
+    print(f"[compare] phase {name}: {done}/{len(jobs)} runs finished (--report-only: nothing launched)", flush=True)
 
 
 def _collect(jobs: Sequence[Any], common: Sequence[str]) -> Tuple[List[Dict[str, Any]], List[Any]]:

@@ -134,8 +134,16 @@ def test_ood_measure_on_constructed_in_and_out_of_support_actions():
     assert support.ood_share(np.stack([fresh, -fresh], axis=1)[far], held_states[far]) > 0.95
     # A constant joint action far from the data's.
     assert support.ood_share(np.full((len(held_states), 2, 1), 1.5)) > 0.95
+    # The held-out states' neighbours, found once, give what a fresh search gives.
+    shifted = np.stack([fresh, fresh + 0.1], axis=1)
+    assert support.ood_share(shifted) == support.ood_share(shifted, held_states)
+    assert 0.05 < support.ood_share(shifted) < 0.95
     with pytest.raises(ValueError, match="pair up"):
         JointActionSupport(states, actions[:10])
+    with pytest.raises(ValueError, match="held-out states"):
+        support.ood_share(held_actions[:10])
+    capped = JointActionSupport(states, actions, max_holdout=500, seed=0)
+    assert len(capped.holdout_states) == 500 and capped.threshold == pytest.approx(support.threshold, rel=0.5)
 
 
 def test_rliable_aggregate_orders_algorithms():
@@ -355,3 +363,36 @@ def test_runs_without_dataset_statistics_take_the_datasets_mean_from_other_runs(
     table = report.format_table(report.summary_rows(records, report.select_beta(records)))
     assert "| 2halfcheetah/Medium | iddpg_bc | 5.0 +- 0.0 | [5.0, 5.0] | 1 | 2566.1 | - | - |" in table
     assert "| 2halfcheetah/Expert | iddpg_bc | 5.0 +- 0.0 | [5.0, 5.0] | 1 | - | - | - |" in table
+
+
+def test_report_only_launches_nothing_and_keeps_the_comparisons_settings(tmp_path, monkeypatch, capsys):
+    """``compare.py --report-only`` (safe beside a running comparison) writes outputs from
+    the finished runs and never launches a run or overwrites ``comparison.json``."""
+    import importlib.util
+    import json
+    import os
+
+    from og_marl_omsd.comparison import jobs
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "baselines", "compare.py")
+    spec = importlib.util.spec_from_file_location("compare_script", path)
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+
+    def no_launch(*args, **kwargs):
+        raise AssertionError("--report-only launched a run")
+
+    monkeypatch.setattr(jobs, "launch", no_launch)
+    (tmp_path / "comparison.json").write_text('{"kept": true}')
+    argv = ["--out", str(tmp_path), "--env", "bandit", "--task", "bandit", "--datasets", "GMM"]
+    argv += ["--systems", "bc", "omsd", "--seeds", "2", "--betas", "0.1", "--report-only"]
+    assert compare.main(argv) == 0
+    assert json.loads((tmp_path / "comparison.json").read_text()) == {"kept": True}
+    assert json.loads((tmp_path / "records.json").read_text()) == []
+    printed = capsys.readouterr().out
+    # The default mode-seeking dataset (Medium-Replay) is not compared here: no variant jobs.
+    assert "phase select (first seed, every beta): 0/2 runs finished (--report-only: nothing launched)" in printed
+    assert "no finished runs" in printed and "mode_seeking" not in printed
+    with pytest.raises(SystemExit):
+        compare.parse_args(argv + ["--mode-seeking", "Medium-Replay"])
+    assert "not among --datasets" in capsys.readouterr().err
