@@ -48,6 +48,11 @@ def _line(result: Dict[str, Any]) -> str:
         f"{behaviour['ood_share_samples']:.1%} (dataset's own {behaviour['ood_share_dataset']:.1%}) | spread "
         f"{behaviour['std_samples']:.3f} vs {behaviour['std_dataset']:.3f} | saturated "
         f"{behaviour['saturated_samples']:.1%} vs {behaviour['saturated_dataset']:.1%}"
+        + (
+            ""
+            if result["same_parts_as_run"]
+            else "\n  note: the cache's keys changed since this run; checked the current code's parts"
+        )
     )
 
 

@@ -22,6 +22,7 @@ The run's own pretrained cache entries are loaded (nothing is trained when they 
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Dict, Mapping, Optional
 
@@ -138,7 +139,7 @@ def pretrained_system(run_dir: str) -> Any:
     environment = run_steps.make_environment(cfg)
     data = run_steps.load_dataset(cfg, location, dataset, environment, params)
     system, buffer = run_steps.build_system_and_buffer(cfg, system_class, params, environment, _SilentLogger(), data)
-    run_steps.pretrain(system, buffer, cfg, data, cache_read_only=True)
+    system.diagnosed_cache_keys = run_steps.pretrain(system, buffer, cfg, data, cache_read_only=True)
     return system, read_dataset(location, dataset), data.reward_scale
 
 
@@ -170,8 +171,15 @@ def diagnose_run(
 
     behaviour = behaviour_check(sample, support)
     behaviour["denoising_steps"] = int(denoising_steps)
+    with open(os.path.join(run_dir, "results.json")) as handle:
+        run_keys = json.load(handle).get("pretrained_cache_keys", {})
     return {
         "run_dir": run_dir,
+        # Equal unless the cache's key version changed since the run: then the parts checked are
+        # the current code's, trained on the same data with the same settings, not the run's own.
+        "cache_keys": dict(system.diagnosed_cache_keys),
+        "run_cache_keys": dict(run_keys),
+        "same_parts_as_run": dict(run_keys) == dict(system.diagnosed_cache_keys),
         "critic": critic,
         "behaviour": behaviour,
         "critic_kind": system.critic_config.kind,
