@@ -14,7 +14,9 @@ that :func:`~og_marl_omsd.comparison.report.select_beta` picked.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import os
 import subprocess
 import sys
@@ -134,7 +136,8 @@ def run_dir(job: Job, common: Sequence[str]) -> str:
     """Where the runner puts (and finds) this job's run."""
     from og_marl_omsd.run import plan_run
 
-    return plan_run(compose([*common, *job.overrides()]))[3]
+    with contextlib.redirect_stdout(io.StringIO()):  # the run prints its notes when it runs, not here
+        return plan_run(compose([*common, *job.overrides()]))[3]
 
 
 def is_finished(directory: str) -> bool:
