@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 DATASETS = ("Random", "Medium-Replay", "Medium", "Expert")
 SYSTEMS = ("omsd", "brpo_fac", "brpo_ind", "brpo_jal", "bc")
-BETAS = (0.003, 0.01, 0.03, 0.1, 0.3)
+BETAS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 SMOKE = {  # every output, on the quick vault, in minutes
     "task_overrides": ["task.vault_config=2halfcheetah-quick"],
     "systems": ("omsd", "brpo_fac", "brpo_ind", "bc"),
