@@ -396,3 +396,27 @@ def test_report_only_launches_nothing_and_keeps_the_comparisons_settings(tmp_pat
     with pytest.raises(SystemExit):
         compare.parse_args(argv + ["--mode-seeking", "Medium-Replay"])
     assert "not among --datasets" in capsys.readouterr().err
+
+
+def test_figures_are_written_with_one_colour_per_algorithm(tmp_path):
+    """learning_curves.png and beta.png from a small fake result set; an algorithm keeps its
+    colour across figures and the compared systems' colours differ."""
+    pytest.importorskip("matplotlib")
+    from og_marl_omsd.comparison import plots
+
+    records = [
+        record(system, dataset, seed, beta, final, dataset_mean=50.0)
+        for dataset in ("Medium", "Expert")
+        for seed in (0, 1)
+        for system, beta, final in (("omsd", 0.01, 90.0), ("omsd", 0.1, 70.0), ("bc", None, 80.0))
+    ]
+    choices = report.select_beta(records)
+    curves, betas = str(tmp_path / "curves.png"), str(tmp_path / "beta.png")
+    plots.plot_learning_curves(records, choices, curves)
+    plots.plot_beta(records, betas)
+    for path in (curves, betas):
+        with open(path, "rb") as handle:
+            assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    systems = ("omsd", "brpo_fac", "brpo_ind", "brpo_jal", "bc", "iddpg_bc")
+    assert len({plots.colour(name) for name in systems}) == len(systems)
+    assert plots.colour("omsd-mode_seeking") == plots.colour("omsd-mode_seeking") != plots.colour("omsd")

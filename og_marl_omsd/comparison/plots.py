@@ -20,6 +20,20 @@ def _pyplot() -> Any:
     return plt
 
 
+# One colour per algorithm in every figure (matplotlib's tab10 order); others from a stable hash.
+_COLOURS = {
+    name: f"C{index}"
+    for index, name in enumerate(("omsd", "brpo_fac", "brpo_ind", "brpo_jal", "bc", "iddpg_bc", "maddpg_cql", "omar"))
+}
+
+
+def colour(algorithm: str) -> str:
+    """The algorithm's colour (a variant, ``omsd-mode_seeking``, gets a colour of its own)."""
+    if algorithm in _COLOURS:
+        return _COLOURS[algorithm]
+    return f"C{8 + sum(algorithm.encode()) % 2}"
+
+
 def _datasets(records: Sequence[Record]) -> List[Tuple[str, str]]:
     return list(dict.fromkeys((record["task"], record["dataset"]) for record in records))
 
@@ -68,7 +82,7 @@ def plot_learning_curves(records: Sequence[Record], choices: Mapping[Group, Opti
                 continue
             values = np.array([[dict(map(tuple, run["curve"]))[step] for step in steps] for run in runs])
             bands = np.array([bootstrap_ci(values[:, i], reps=2000) for i in range(len(steps))])
-            (line,) = axis.plot(steps, values.mean(axis=0), label=algorithm)
+            (line,) = axis.plot(steps, values.mean(axis=0), label=algorithm, color=colour(algorithm))
             axis.fill_between(steps, bands[:, 0], bands[:, 1], color=line.get_color(), alpha=0.2)
 
     return _dataset_panels(chosen(records, choices), path, "actor training steps", "episode return", draw)
@@ -83,7 +97,8 @@ def plot_beta(records: Sequence[Record], path: str) -> str:
             by_algorithm[algorithm_name(record)][record["beta"]].append(record["final_return"])
         for algorithm, points in sorted(by_algorithm.items()):
             betas = sorted(points)
-            (line,) = axis.plot(betas, [np.mean(points[b]) for b in betas], marker="o", label=algorithm)
+            means = [np.mean(points[b]) for b in betas]
+            (line,) = axis.plot(betas, means, marker="o", label=algorithm, color=colour(algorithm))
             axis.fill_between(
                 betas,
                 [min(points[b]) for b in betas],
@@ -153,6 +168,7 @@ def plot_aggregate(aggregate: Mapping[str, Any], path: str, reference: str = "om
             xerr=[[entry["value"] - entry["ci"][0]], [entry["ci"][1] - entry["value"]]],
             fmt="o",
             capsize=3,
+            color=colour(name),
         )
     axes[0].set_yticks(range(len(names)), names)
     axes[0].set_xlabel("IQM of normalised return (0 = Random, 1 = Expert)")
@@ -165,6 +181,7 @@ def plot_aggregate(aggregate: Mapping[str, Any], path: str, reference: str = "om
             xerr=[[entry["value"] - entry["ci"][0]], [entry["ci"][1] - entry["value"]]],
             fmt="o",
             capsize=3,
+            color=colour(name),
         )
     axes[1].set_yticks(range(len(others)), [f"{reference} > {name}" for name in others])
     axes[1].axvline(0.5, color="grey", linestyle=":")
