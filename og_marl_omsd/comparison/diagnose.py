@@ -122,7 +122,7 @@ def behaviour_check(sample: Any, support: Any, max_states: int = 2048, seed: int
 def pretrained_system(run_dir: str) -> Any:
     """The system of a finished run with its pretrained parts loaded from the run's cache, built
     by the runner's own steps from the run's ``config.yaml`` (so every part of the cache key is
-    what the run had); also the dataset's arrays and the run's reward scale."""
+    what the run had); also the dataset's arrays, the run's reward scale and the cache keys loaded."""
     from omegaconf import DictConfig, OmegaConf
 
     from og_marl_omsd import run_steps
@@ -139,8 +139,8 @@ def pretrained_system(run_dir: str) -> Any:
     environment = run_steps.make_environment(cfg)
     data = run_steps.load_dataset(cfg, location, dataset, environment, params)
     system, buffer = run_steps.build_system_and_buffer(cfg, system_class, params, environment, _SilentLogger(), data)
-    system.diagnosed_cache_keys = run_steps.pretrain(system, buffer, cfg, data, cache_read_only=True)
-    return system, read_dataset(location, dataset), data.reward_scale
+    keys = run_steps.pretrain(system, buffer, cfg, data, cache_read_only=True)
+    return system, read_dataset(location, dataset), data.reward_scale, keys
 
 
 def diagnose_run(
@@ -151,7 +151,7 @@ def diagnose_run(
 
     from og_marl_omsd.comparison.ood import dataset_support
 
-    system, experience, scale = pretrained_system(run_dir)
+    system, experience, scale, keys = pretrained_system(run_dir)
     support = support if support is not None else dataset_support(experience)
     # min of the twin heads (IQL's value target); an independent critic's agents each estimate
     # the team return, so their mean is compared
@@ -177,9 +177,9 @@ def diagnose_run(
         "run_dir": run_dir,
         # Equal unless the cache's key version changed since the run: then the parts checked are
         # the current code's, trained on the same data with the same settings, not the run's own.
-        "cache_keys": dict(system.diagnosed_cache_keys),
+        "cache_keys": dict(keys),
         "run_cache_keys": dict(run_keys),
-        "same_parts_as_run": dict(run_keys) == dict(system.diagnosed_cache_keys),
+        "same_parts_as_run": dict(run_keys) == dict(keys),
         "critic": critic,
         "behaviour": behaviour,
         "critic_kind": system.critic_config.kind,
