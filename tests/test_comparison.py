@@ -212,6 +212,21 @@ def test_seed_phase_runs_other_seeds_at_the_chosen_beta_only():
     }
 
 
+def test_run_dir_is_the_runners_and_composed_once_per_job(monkeypatch):
+    from og_marl_omsd.comparison import jobs as comparison_jobs
+    from og_marl_omsd.run import plan_run
+
+    job = comparison_jobs.Job("bc", "Medium", 7, None)
+    common = ["env=bandit"]
+    composed = []
+    compose = comparison_jobs.compose
+    monkeypatch.setattr(comparison_jobs, "compose", lambda overrides: composed.append(1) or compose(overrides))
+    first = comparison_jobs.run_dir(job, common)
+    assert comparison_jobs.run_dir(job, list(common)) == first and len(composed) == 1
+    assert first == plan_run(compose([*common, *job.overrides()]))[3]
+    assert comparison_jobs.run_dir(comparison_jobs.Job("bc", "Medium", 8, None), common) != first
+
+
 def test_blocks_are_products_and_commands_carry_every_setting():
     from og_marl_omsd.comparison.jobs import Job, blocks, sweep_command, threads_per_job
 

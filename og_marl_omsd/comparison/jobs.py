@@ -15,6 +15,7 @@ that :func:`~og_marl_omsd.comparison.report.select_beta` picked.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import io
 import os
@@ -133,7 +134,13 @@ def compose(overrides: Sequence[str], hydra_node: bool = False) -> Any:
 
 
 def run_dir(job: Job, common: Sequence[str]) -> str:
-    """Where the runner puts (and finds) this job's run."""
+    """Where the runner puts (and finds) this job's run (composed once per job and
+    common overrides: a comparison asks again when it collects)."""
+    return _run_dir(job, tuple(common))
+
+
+@functools.lru_cache(maxsize=None)
+def _run_dir(job: Job, common: Tuple[str, ...]) -> str:
     from og_marl_omsd.run import plan_run
 
     with contextlib.redirect_stdout(io.StringIO()):  # the run prints its notes when it runs, not here
