@@ -155,10 +155,13 @@ def test_rliable_aggregate_orders_algorithms():
         for seed in range(3):
             records.append(record("omsd", dataset, seed, 0.1, 90.0 + seed))
             records.append(record("bc", dataset, seed, None, 10.0 + seed))
+    for seed in range(3):  # a variant on one dataset only: left out, not shrinking the datasets
+        records.append(record("omsd", "Medium", seed, 0.1, 50.0, variant="mode_seeking"))
     aggregate = aggregate_scores(
         records, report.select_beta(records), {("mamujoco", "2halfcheetah"): (0.0, 100.0)}, reps=200
     )
     assert aggregate["datasets"] == ["2halfcheetah/Expert", "2halfcheetah/Medium"]
+    assert aggregate["left_out"] == ["omsd-mode_seeking"] and set(aggregate["iqm"]) == {"omsd", "bc"}
     assert aggregate["iqm"]["omsd"]["value"] == pytest.approx(0.91, abs=0.011)
     assert aggregate["iqm"]["bc"]["value"] == pytest.approx(0.11, abs=0.011)
     assert aggregate["probability_of_improvement"]["bc"]["value"] == pytest.approx(1.0)

@@ -123,8 +123,9 @@ def aggregate_scores(
     from rliable import library, metrics
 
     matrices, columns = score_matrices(records, choices, normalisers)
+    left_out = sorted({algorithm_name(record) for record in records} - set(matrices))
     if not columns or any(matrix.shape[0] == 0 for matrix in matrices.values()):
-        return {"datasets": columns, "iqm": {}, "probability_of_improvement": {}}
+        return {"datasets": columns, "iqm": {}, "probability_of_improvement": {}, "left_out": left_out}
     iqm, iqm_ci = library.get_interval_estimates(
         matrices, lambda scores: np.array([metrics.aggregate_iqm(scores)]), reps=reps
     )
@@ -136,6 +137,7 @@ def aggregate_scores(
             for name in matrices
         },
         "probability_of_improvement": {},
+        "left_out": left_out,  # ran on fewer datasets than the others
     }
     if reference in matrices:
         pairs = {
@@ -188,7 +190,10 @@ def plot_aggregate(aggregate: Mapping[str, Any], path: str, reference: str = "om
     axes[1].set_xlim(0, 1)
     axes[1].set_xlabel("probability of improvement")
     seeds = aggregate.get("seeds", 0)
-    figure.suptitle(f"{len(aggregate['datasets'])} datasets x {seeds} seeds, stratified bootstrap 95% CIs", fontsize=9)
+    title = f"{len(aggregate['datasets'])} datasets x {seeds} seeds, stratified bootstrap 95% CIs"
+    if aggregate.get("left_out"):
+        title += f"; on fewer datasets, left out: {', '.join(aggregate['left_out'])}"
+    figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

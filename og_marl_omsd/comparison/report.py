@@ -274,7 +274,9 @@ def score_matrices(
     normalisers: Mapping[Tuple[str, str], Tuple[float, float]],
 ) -> Tuple[Dict[str, np.ndarray], List[str]]:
     """rliable's input: per algorithm a ``(seeds, datasets)`` matrix of normalised final
-    returns over the datasets every algorithm ran, truncated to the seeds all share."""
+    returns, truncated to the seeds all share. The datasets are those of the algorithms
+    that ran the most datasets (the ones all of them ran); an algorithm that ran fewer (a
+    variant run on one dataset) is left out, rather than shrinking everyone's datasets."""
     table: Dict[str, Dict[str, Dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for record in chosen(records, choices):
         random_mean, expert_mean = normalisers[(record["env"], record["task"])]
@@ -282,7 +284,12 @@ def score_matrices(
         table[algorithm_name(record)][column][record["seed"]] = normalised(
             record["final_return"], random_mean, expert_mean
         )
-    columns = sorted(set.intersection(*(set(cols) for cols in table.values()))) if table else []
+    if table:
+        widest = max(len(cols) for cols in table.values())
+        columns = sorted(set.intersection(*(set(cols) for cols in table.values() if len(cols) == widest)))
+        table = {name: cols for name, cols in table.items() if set(columns) <= set(cols)}
+    else:
+        columns = []
     seeds = (
         sorted(
             set.intersection(
