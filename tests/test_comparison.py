@@ -428,6 +428,7 @@ def test_figures_are_written_with_one_colour_per_algorithm(tmp_path):
         for seed in (0, 1)
         for system, beta, final in (("omsd", 0.01, 90.0), ("omsd", 0.1, 70.0), ("bc", None, 80.0))
     ]
+    records.append(record("omsd", "Expert", 0, 0.1, 60.0, variant="mode_seeking", dataset_mean=50.0))
     choices = report.select_beta(records)
     curves, betas = str(tmp_path / "curves.png"), str(tmp_path / "beta.png")
     plots.plot_learning_curves(records, choices, curves)
@@ -437,4 +438,14 @@ def test_figures_are_written_with_one_colour_per_algorithm(tmp_path):
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     systems = ("omsd", "brpo_fac", "brpo_ind", "brpo_jal", "bc", "iddpg_bc")
     assert len({plots.colour(name) for name in systems}) == len(systems)
-    assert plots.colour("omsd-mode_seeking") == plots.colour("omsd-mode_seeking") != plots.colour("omsd")
+    assert plots.colour("omsd-mode_seeking") == plots.colour("omsd")  # same system, dashed
+    assert plots.line_style("omsd-mode_seeking") != plots.line_style("omsd") == plots.line_style("bc")
+    # one legend with every algorithm of every panel: the variant ran on Expert only
+    plt = plots._pyplot()
+    figure, axes = plt.subplots(1, 2)
+    axes[0].plot([0, 1], label="omsd")
+    axes[1].plot([0, 1], label="omsd")
+    axes[1].plot([0, 1], label="omsd-mode_seeking")
+    axes[0].axhline(0.5, label="dataset mean")
+    assert plots.legend_entries(axes)[1] == ["omsd", "omsd-mode_seeking", "dataset mean"]
+    plt.close(figure)

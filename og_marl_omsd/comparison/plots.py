@@ -28,10 +28,28 @@ _COLOURS = {
 
 
 def colour(algorithm: str) -> str:
-    """The algorithm's colour (a variant, ``omsd-mode_seeking``, gets a colour of its own)."""
-    if algorithm in _COLOURS:
-        return _COLOURS[algorithm]
-    return f"C{8 + sum(algorithm.encode()) % 2}"
+    """The algorithm's colour; a variant (``omsd-mode_seeking``) has its system's colour and
+    a dashed line (:func:`line_style`)."""
+    system = algorithm.split("-")[0]
+    if system in _COLOURS:
+        return _COLOURS[system]
+    return f"C{8 + sum(system.encode()) % 2}"
+
+
+def line_style(algorithm: str) -> str:
+    """Solid for a system, dashed for a variant of it."""
+    return "--" if "-" in algorithm else "-"
+
+
+def legend_entries(axes: Sequence[Any]) -> Tuple[List[Any], List[str]]:
+    """Every labelled line of every panel, once (a variant run on one dataset only is
+    still in the legend)."""
+    entries: Dict[str, Any] = {}
+    for axis in axes:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    labels = sorted(entries, key=lambda label: (label == "dataset mean", label))
+    return [entries[label] for label in labels], labels
 
 
 def _datasets(records: Sequence[Record]) -> List[Tuple[str, str]]:
@@ -61,7 +79,7 @@ def _dataset_panels(
         axis.set_title(f"{task} {dataset}")
         axis.set_xlabel(xlabel)
         axis.set_ylabel(ylabel)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    axes[0][-1].legend(*legend_entries(axes[0]), fontsize=7, loc="best")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -82,7 +100,9 @@ def plot_learning_curves(records: Sequence[Record], choices: Mapping[Group, Opti
                 continue
             values = np.array([[dict(map(tuple, run["curve"]))[step] for step in steps] for run in runs])
             bands = np.array([bootstrap_ci(values[:, i], reps=2000) for i in range(len(steps))])
-            (line,) = axis.plot(steps, values.mean(axis=0), label=algorithm, color=colour(algorithm))
+            (line,) = axis.plot(
+                steps, values.mean(axis=0), label=algorithm, color=colour(algorithm), linestyle=line_style(algorithm)
+            )
             axis.fill_between(steps, bands[:, 0], bands[:, 1], color=line.get_color(), alpha=0.2)
 
     return _dataset_panels(chosen(records, choices), path, "actor training steps", "episode return", draw)
@@ -98,7 +118,9 @@ def plot_beta(records: Sequence[Record], path: str) -> str:
         for algorithm, points in sorted(by_algorithm.items()):
             betas = sorted(points)
             means = [np.mean(points[b]) for b in betas]
-            (line,) = axis.plot(betas, means, marker="o", label=algorithm, color=colour(algorithm))
+            (line,) = axis.plot(
+                betas, means, marker="o", label=algorithm, color=colour(algorithm), linestyle=line_style(algorithm)
+            )
             axis.fill_between(
                 betas,
                 [min(points[b]) for b in betas],
