@@ -214,7 +214,7 @@ def plot_aggregate(aggregate: Mapping[str, Any], path: str, reference: str = "om
     seeds = aggregate.get("seeds", 0)
     title = f"{len(aggregate['datasets'])} datasets x {seeds} seeds, stratified bootstrap 95% CIs"
     if aggregate.get("left_out"):
-        title += f"; on fewer datasets, left out: {', '.join(aggregate['left_out'])}"
+        title += f"\nleft out (run on fewer datasets): {', '.join(aggregate['left_out'])}"
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
