@@ -358,9 +358,12 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     start = time.time()
     plan = steps.prepare_run(cfg)
     if not plan.pretrains:  # OG-MARL's own systems: no pretraining stage
+        from og_marl_omsd.provenance import collect
         from og_marl_omsd.upstream.runner import run_offline_system
 
-        return run_offline_system(cfg, plan.system_class, prepare_vault=vault_of_task)
+        return run_offline_system(
+            cfg, plan.system_class, prepare_vault=vault_of_task, more_results=lambda: {"provenance": collect()}
+        )
     if plan.completed is not None:
         return plan.completed
     location = prepare_dataset(cfg, plan.dataset)

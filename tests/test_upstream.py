@@ -299,10 +299,14 @@ def _plain_system_class():
     return ConstantActions
 
 
-def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluation(tmp_path, small_vault_dir):
+def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluation(
+    tmp_path, small_vault_dir, monkeypatch
+):
     import json
 
-    from og_marl_omsd.run import vault_of_task
+    from og_marl_omsd import registry
+    from og_marl_omsd.provenance import collect
+    from og_marl_omsd.run import run, vault_of_task
     from og_marl_omsd.upstream import runner
 
     from conftest import run_config
@@ -321,7 +325,8 @@ def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluati
         f"runs_root={tmp_path / 'runs'}",
         "+system.action=1.0",
     )
-    results = runner.run_offline_system(cfg, system_class, prepare_vault=vault_of_task)
+    monkeypatch.setattr(registry, "load_system", lambda name: system_class)  # the plugin's runner, as for OG-MARL's
+    results = run(cfg)
     # The env preset's score-regularised keys (beta, critic_steps, ...) were left out, the given one kept.
     assert built[0].action == 1.0 and built[0].batches[0] == (8, 2, 2, 1)
     # Evaluations at steps 0 and 3, then the final one (10x episodes) at step 6; bandit reward a1 * a2 = 1.
@@ -330,6 +335,7 @@ def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluati
     run_dir = tmp_path / "runs" / "iddpg_bc"
     stored = json.loads(next(run_dir.rglob("results.json")).read_text())
     assert stored["stage_steps"] == {"training": 6}
+    assert stored["provenance"]["git_commit"] == collect()["git_commit"]  # the commit, as for plugin systems
     # The same command again finds the finished run.
     assert runner.run_offline_system(cfg, system_class, prepare_vault=vault_of_task) == stored
 

@@ -98,12 +98,16 @@ def task_vault(cfg: DictConfig, dataset: str) -> VaultPlace:
 
 
 def run_offline_system(
-    cfg: DictConfig, system_class: type, prepare_vault: Optional[Callable[[DictConfig, str], VaultPlace]] = None
+    cfg: DictConfig,
+    system_class: type,
+    prepare_vault: Optional[Callable[[DictConfig, str], VaultPlace]] = None,
+    more_results: Optional[Callable[[], Dict[str, Any]]] = None,
 ) -> Dict[str, Any]:
     """Train and evaluate ``system_class(environment, logger, **system.*)``; returns ``results.json``'s content.
 
     ``prepare_vault(cfg, dataset)`` finds (or generates) the dataset; the default is
-    :func:`task_vault`. A finished run directory prints its results instead.
+    :func:`task_vault`. ``more_results()`` adds entries to ``results.json`` (the plugin's
+    provenance). A finished run directory prints its results instead.
     """
     start = time.time()
     check_run_settings(cfg)
@@ -144,6 +148,7 @@ def run_offline_system(
         logger.evaluations,
         {"training": int(system.training_step_ctr)},
         wall_time_seconds=time.time() - start,
+        **(more_results() if more_results else {}),
     )
     write_json(results_path, results)
     print_summary(results)
