@@ -8,7 +8,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from og_marl_omsd.comparison.report import Group, Record, algorithm_name, bootstrap_ci, chosen, score_matrices
+from og_marl_omsd.comparison.report import (
+    Group,
+    Record,
+    algorithm_name,
+    bootstrap_ci,
+    chosen,
+    score_matrices,
+    split_algorithm_name,
+)
 
 
 def _pyplot() -> Any:
@@ -30,7 +38,7 @@ _COLOURS = {
 def colour(algorithm: str) -> str:
     """The algorithm's colour; a variant (``omsd-mode_seeking``) has its system's colour and
     a dashed line (:func:`line_style`)."""
-    system = algorithm.split("-")[0]
+    system = split_algorithm_name(algorithm)[0]
     if system in _COLOURS:
         return _COLOURS[system]
     return f"C{8 + sum(system.encode()) % 2}"
@@ -38,7 +46,7 @@ def colour(algorithm: str) -> str:
 
 def line_style(algorithm: str) -> str:
     """Solid for a system, dashed for a variant of it."""
-    return "--" if "-" in algorithm else "-"
+    return "--" if split_algorithm_name(algorithm)[1] else "-"
 
 
 def legend_entries(axes: Sequence[Any]) -> Tuple[List[Any], List[str]]:

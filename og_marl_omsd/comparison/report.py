@@ -36,6 +36,12 @@ def algorithm_name(record: Mapping[str, Any]) -> str:
     return f"{record['system']}-{record['variant']}" if record.get("variant") else str(record["system"])
 
 
+def split_algorithm_name(name: str) -> Tuple[str, str]:
+    """``(system, variant)`` of an :func:`algorithm_name` (variant ``""`` for a plain system)."""
+    system, _, variant = name.partition("-")
+    return system, variant
+
+
 def group_of(record: Mapping[str, Any]) -> Group:
     return (algorithm_name(record), str(record["env"]), str(record["task"]), str(record["dataset"]))
 
