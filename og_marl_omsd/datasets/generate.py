@@ -18,6 +18,13 @@ Environments:
     the final evaluation return;
   - ``Medium-Replay``: the whole MATD3 replay buffer up to that evaluation;
   - ``Expert``: the final policy.
+
+  And datasets of a team with several coordinated behaviours (policy ``team_switch``, see
+  :mod:`og_marl_omsd.datasets.team_switch`): the Expert policies of the MATD3 runs seeded
+  ``teams`` (each trained with the same ``behaviour`` config; a seed other than ``seed``
+  trains under ``<behaviour dir>-seed<k>``), switched every ``switch_every`` steps by a latent
+  that all agents share (``shared_switch: true``, the coordinated dataset) or that each agent
+  draws on its own (``false``, its matched control: same behaviours, same period).
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ def location_of(config: Dict[str, Any], rel_dir: str = "vaults") -> VaultLocatio
 
 
 DEFAULT_SOURCE = "og_marl_omsd"
-MAMUJOCO_POLICIES = ("random", "medium", "medium_replay", "expert")
+MAMUJOCO_POLICIES = ("random", "medium", "medium_replay", "expert", "team_switch")
 MAMUJOCO_DEFAULTS = {
     "seed": 0,
     "action_noise": 0.2,
@@ -73,7 +80,8 @@ MAMUJOCO_KEYS = {
     "generate_on_first_use",
     *MAMUJOCO_DEFAULTS,
 }
-DATASET_KEYS = {"policy", "action_noise", "transitions"}
+DATASET_KEYS = {"policy", "action_noise", "transitions", "teams", "switch_every", "shared_switch"}
+TEAM_SWITCH_KEYS = ("teams", "switch_every", "shared_switch")
 
 
 def config_hash(config: Dict[str, Any]) -> str:
@@ -133,6 +141,22 @@ def generation_lock(directory: str) -> Any:
     return file_lock(path, waiting=waiting)
 
 
+def _check_team_switch(name: str, spec: Dict[str, Any]) -> None:
+    """A ``team_switch`` dataset names >= 2 distinct MATD3 seeds, a period >= 1 and the switch kind."""
+    missing = [key for key in TEAM_SWITCH_KEYS if key not in spec]
+    if missing:
+        raise ValueError(f"Dataset {name}: policy team_switch needs {missing} (see og_marl_omsd.datasets.team_switch).")
+    teams = spec["teams"]
+    if not isinstance(teams, list) or len(teams) < 2 or len(set(teams)) != len(teams):
+        raise ValueError(f"Dataset {name}: teams must list at least 2 distinct MATD3 seeds, got {teams!r}.")
+    if not all(isinstance(seed, int) and seed >= 0 for seed in teams):
+        raise ValueError(f"Dataset {name}: teams must be non-negative integer seeds, got {teams!r}.")
+    if not isinstance(spec["switch_every"], int) or spec["switch_every"] < 1:
+        raise ValueError(f"Dataset {name}: switch_every must be an integer >= 1, got {spec['switch_every']!r}.")
+    if not isinstance(spec["shared_switch"], bool):
+        raise ValueError(f"Dataset {name}: shared_switch must be true or false, got {spec['shared_switch']!r}.")
+
+
 def _log(message: str) -> None:
     print(message, flush=True)
 
@@ -157,6 +181,11 @@ class MaMuJoCoDatasets:
                 raise ValueError(
                     f"Dataset {name}: policy must be one of {', '.join(MAMUJOCO_POLICIES)}, not {spec.get('policy')!r}."
                 )
+            team_keys = sorted(set(spec) & set(TEAM_SWITCH_KEYS))
+            if spec["policy"] == "team_switch":
+                _check_team_switch(name, spec)
+            elif team_keys:
+                raise ValueError(f"Dataset {name}: {team_keys} apply only to policy team_switch.")
         from og_marl_omsd.datasets.matd3_config import MATD3Config
         from og_marl_omsd.environments.mamujoco import scenario_spec
 
@@ -169,19 +198,24 @@ class MaMuJoCoDatasets:
         location = self.location
         return os.path.join(location.rel_dir, ".behaviour", location.source, location.env, location.scenario)
 
+    def behaviour_dir_of(self, seed: int) -> str:
+        """The MATD3 run of ``seed``: the config's own seed keeps the historical directory."""
+        return self.behaviour_dir if int(seed) == self.seed else f"{self.behaviour_dir}-seed{int(seed)}"
+
     def make_env(self, seed: int) -> Any:
         from og_marl_omsd.environments.mamujoco import make_mamujoco
 
         return make_mamujoco(self.config["scenario"], seed=seed)
 
-    def behaviour(self) -> Any:
+    def behaviour(self, seed: Optional[int] = None) -> Any:
         from og_marl_omsd.datasets.matd3 import BehaviourTraining
 
+        seed = self.seed if seed is None else int(seed)
         return BehaviourTraining(
-            self.behaviour_dir,
+            self.behaviour_dir_of(seed),
             self.make_env,
             self.behaviour_config,
-            self.seed,
+            seed,
             run_identity={"scenario": self.config["scenario"]},
             log=self.log,
         )
@@ -202,24 +236,31 @@ class MaMuJoCoDatasets:
         if not missing:
             return self.location
         policies = {name: self.config["datasets"][name]["policy"] for name in missing}
-        training = None
-        if any(policy != "random" for policy in policies.values()):
-            training = self.behaviour()
-            started = time.time()
-            self.log(
-                f"[datasets] behaviour training (MATD3, up to {self.behaviour_config.total_steps} steps) in "
-                f"{self.behaviour_dir}"
-            )
-            result = training.run()
-            self.log(
-                f"[datasets] behaviour training done: final evaluation return {result['final_return']:.1f} at "
-                f"step {result['final_step']} ({time.time() - started:.0f} s in this call)"
-            )
+        seeds = sorted(
+            {self.seed for policy in policies.values() if policy != "random"}
+            | {int(seed) for name in missing for seed in self.config["datasets"][name].get("teams", [])}
+        )
+        trainings = {seed: self._train(seed) for seed in seeds}
         for name in missing:
-            self._generate(name, policies[name], training)
+            self._generate(name, policies[name], trainings)
         return self.location
 
-    def _generate(self, name: str, policy_kind: str, training: Any) -> None:
+    def _train(self, seed: int) -> Any:
+        """The completed MATD3 run of ``seed`` (trained now, or resumed, if needed)."""
+        training = self.behaviour(seed)
+        started = time.time()
+        self.log(
+            f"[datasets] behaviour training (MATD3 seed {seed}, up to {self.behaviour_config.total_steps} steps) in "
+            f"{self.behaviour_dir_of(seed)}"
+        )
+        result = training.run()
+        self.log(
+            f"[datasets] behaviour training done: final evaluation return {result['final_return']:.1f} at "
+            f"step {result['final_step']} ({time.time() - started:.0f} s in this call)"
+        )
+        return training
+
+    def _generate(self, name: str, policy_kind: str, trainings: Dict[int, Any]) -> None:
         from og_marl_omsd.datasets.matd3 import medium_step
         from og_marl_omsd.datasets.matd3_learner import FrozenActors
 
@@ -235,6 +276,7 @@ class MaMuJoCoDatasets:
             "seed": self.seed,
         }
         started = time.time()
+        training = trainings.get(self.seed)
         self.log(f"[datasets] generating {self.location.dataset_path(name)} ({policy_kind} policy)")
         if policy_kind in ("medium", "medium_replay"):
             result = training.final_result()
@@ -262,6 +304,22 @@ class MaMuJoCoDatasets:
                 probe.close()
             elif policy_kind == "medium":
                 policy = FrozenActors.load(training.policy_path(step))
+            elif policy_kind == "team_switch":
+                from og_marl_omsd.datasets.team_switch import TeamSwitchPolicy
+
+                teams = [int(seed) for seed in spec["teams"]]
+                policy = TeamSwitchPolicy(
+                    [FrozenActors.load(trainings[seed].policy_path(None)) for seed in teams],
+                    switch_every=int(spec["switch_every"]),
+                    shared_switch=bool(spec["shared_switch"]),
+                    seed=self.seed,
+                )
+                metadata.update(
+                    teams=teams,
+                    team_final_evaluation_returns=[trainings[seed].final_result()["final_return"] for seed in teams],
+                    switch_every=int(spec["switch_every"]),
+                    shared_switch=bool(spec["shared_switch"]),
+                )
             else:  # expert
                 result = training.final_result()
                 policy = FrozenActors.load(training.policy_path(None))

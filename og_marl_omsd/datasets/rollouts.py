@@ -26,6 +26,10 @@ def run_episodes(
     so the result depends only on the arguments. Returns the team return of each episode and,
     with ``record``, the experience of all episodes in order as OG-MARL arrays with a leading
     time axis (observations, actions, rewards, terminals, truncations, infos.state).
+
+    A policy with ``takes_context = True`` is also given, per row, the episode's identifier
+    (``seed + e``, unique across calls that use disjoint seeds) and the time step within it
+    (the team-switch policy draws its latents from them).
     """
     rng = rng if rng is not None else np.random.default_rng(seed)
     returns = np.zeros(num_episodes)
@@ -33,7 +37,7 @@ def run_episodes(
     for start in range(0, num_episodes, num_envs):
         episode_ids = list(range(start, min(start + num_envs, num_episodes)))
         envs = [make_env(seed + e) for e in episode_ids]
-        _play_lockstep(envs, episode_ids, policy, noise, rng, returns, recorded if record else None, progress)
+        _play_lockstep(envs, episode_ids, policy, noise, rng, returns, recorded if record else None, progress, seed)
         for env in envs:
             env.close()
     if not record:
@@ -53,6 +57,7 @@ def _play_lockstep(
     returns: np.ndarray,
     recorded: Optional[List[Dict[str, np.ndarray]]],
     progress: Optional[Callable[[int], None]],
+    seed: int = 0,
 ) -> None:
     """Play one episode in each of ``envs`` (episode ``episode_ids[i]`` in ``envs[i]``) until all
     have ended; adds each episode's team return to ``returns`` and, when ``recorded`` is given,
@@ -67,7 +72,12 @@ def _play_lockstep(
     lengths = [0] * len(envs)
     buffers: List[Dict[str, List[Any]]] = [{key: [] for key in RECORDED_KEYS} for _ in envs]
     while active:
-        actions = policy(np.stack([observations[i] for i in active]))  # (B, N, A)
+        batch = np.stack([observations[i] for i in active])  # (B, N, O)
+        if getattr(policy, "takes_context", False):
+            episodes = np.array([seed + episode_ids[i] for i in active])
+            actions = policy(batch, episodes=episodes, steps=np.array([lengths[i] for i in active]))  # type: ignore[call-arg]
+        else:
+            actions = policy(batch)  # (B, N, A)
         if noise > 0:
             actions = actions + noise * rng.standard_normal(actions.shape)
         actions = np.clip(actions, -1.0, 1.0).astype("float32")
