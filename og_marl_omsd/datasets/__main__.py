@@ -1,7 +1,7 @@
 """Command line for the plugin's datasets.
 
     python -m og_marl_omsd.datasets generate <vault_config> [--datasets Medium ...] [--vault-dir vaults] [--threads 1]
-    python -m og_marl_omsd.datasets describe <.vlt dir or dataset dir> [--plot actions.png]
+    python -m og_marl_omsd.datasets describe <.vlt dir or dataset dir> [--plot actions.png] [--no-coordination]
 
 ``generate`` is resumable: rerun it after an interruption; complete datasets are skipped
 and behaviour training continues from its latest checkpoint.
@@ -39,6 +39,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     describe = commands.add_parser("describe", help="return statistics and joint-action plot of datasets")
     describe.add_argument("path", help="a <scenario>.vlt directory (all its datasets) or one dataset directory")
     describe.add_argument("--plot", default=None, help="PNG path (default: <.vlt dir>/joint_actions.png)")
+    describe.add_argument(
+        "--no-coordination", action="store_true", help="skip the coordination need (about a minute per agent)"
+    )
+    describe.add_argument("--coordination-splits", type=int, default=5, help="episode splits of the estimator")
+    describe.add_argument(
+        "--coordination-samples", type=int, default=20_000, help="training transitions per split of the estimator"
+    )
+    describe.add_argument("--coordination-steps", type=int, default=3_000, help="training steps per model")
     arguments = parser.parse_args(argv)
 
     if arguments.command == "generate":
@@ -51,9 +59,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"[datasets] complete: {', '.join(location.available())} in {os.path.abspath(location.path)}", flush=True)
         return 0
     if arguments.command == "describe":
+        from og_marl_omsd.datasets.coordination import EstimatorSettings
         from og_marl_omsd.datasets.describe import describe_path
 
-        describe_path(arguments.path, plot_path=arguments.plot)
+        settings = None
+        if not arguments.no_coordination:
+            settings = EstimatorSettings(
+                splits=arguments.coordination_splits,
+                train_samples=arguments.coordination_samples,
+                steps=arguments.coordination_steps,
+            )
+        describe_path(arguments.path, plot_path=arguments.plot, coordination=settings)
         return 0
     parser.error(f"unknown command {arguments.command!r}; valid: generate, describe")
     return 2
