@@ -71,14 +71,14 @@ def run_seed(seed: int, args: argparse.Namespace) -> Dict[str, Any]:
         logger = host.TerminalLogger(log_every=10**9)  # quiet: results go to JSON
         system, buffer = steps.build_system_and_buffer(cfg, system_class, params, environment, logger, data)
         steps.pretrain(system, buffer, cfg, data)
-        steps = int(cfg.training_steps)
+        actor_steps = int(cfg.training_steps)
         runs: Dict[str, Any] = {}
         for setting, noise in NOISE_SETTINGS.items():
             for beta in args.betas:
                 system.restart_actor_training(beta=beta, **noise)
                 record = _RecordingLogger()
                 system.logger = record
-                system.train(buffer, training_steps=steps, evaluation_every=args.trajectory_every, num_eval_episodes=1)
+                system.train(buffer, training_steps=actor_steps, evaluation_every=args.trajectory_every, num_eval_episodes=1)
                 final = record.evaluations[-1]
                 runs[f"{setting}/beta={beta:g}"] = {
                     "setting": setting,
@@ -214,7 +214,7 @@ def plot_fig2(results: List[Dict[str, Any]], args: argparse.Namespace) -> None:
         ax.contour(
             0.5 * (xedges[1:] + xedges[:-1]),
             0.5 * (yedges[1:] + yedges[:-1]),
-            smooth.T,
+            np.asarray(smooth).T,
             levels=interior_max * np.array([0.1, 0.3, 0.6]),
             colors="gray",
             linewidths=0.8,

@@ -160,8 +160,9 @@ def _setup(spec: Dict[str, Any], system: str, extra: Dict[str, Any]):
         location.source, location.env, location.scenario, "Medium", rel_dir=os.path.abspath(location.rel_dir)
     )
     cls = load_system(system)
-    known = inspect.signature(cls.__init__).parameters
-    params = {k: v for k, v in OmegaConf.to_container(cfg.system).items() if k != "name" and k in known}
+    known = inspect.signature(cls).parameters
+    system_config: Dict[str, Any] = OmegaConf.to_container(cfg.system)  # type: ignore[assignment]
+    params = {k: v for k, v in system_config.items() if k != "name" and k in known}
     params.update({k: v for k, v in extra.items() if k in known})
     return cls, environment, buffer, params
 
@@ -270,7 +271,10 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
         noise = tf.random.normal([1, n, action_dim], seed=5)
         act = tf.function(instance.actors, jit_compile=True)
 
+        scale = 0.02 if spec.get("smoke") else 1.0  # --smoke: a handful of calls, to prove the code runs
+
         def median_us(fn, *args, calls=200):
+            calls = max(2, int(calls * scale))
             fn = fn.get_concrete_function(*args)  # what a deployed policy calls: no retracing checks
             fn(*args).numpy()
             times = []
@@ -281,6 +285,7 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
             return float(np.median(times) * 1e6)
 
         def numpy_median_us(fn, argument, calls=2000):
+            calls = max(2, int(calls * scale))
             fn(argument)
             times = []
             for _ in range(calls):
@@ -485,6 +490,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--vault-dir", default=None, help="vault root for the quick 2halfcheetah vault (default OUT/vaults)"
     )
     parser.add_argument("--sizes", default="preset,authors", help="comma-separated: preset, authors")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny counts (preset sizes, 2 logs of 2 steps, few calls): CI's check"
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--spec", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -498,6 +506,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     vault_dir = os.path.abspath(args.vault_dir or os.path.join(args.out, "vaults"))
     start = time.time()
     sizes = [s for s in args.sizes.split(",") if s]
+    smoke: Dict[str, Any] = {}
+    if args.smoke:
+        sizes, smoke = ["preset"], {"smoke": True, "log_every": 2, "logs": 2, "size": 64}
     report: Dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "matmul": [],
@@ -507,14 +518,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
 
     def matmul() -> float:
-        report["matmul"].append(run_worker("matmul", {}))
+        report["matmul"].append(run_worker("matmul", {"size": smoke["size"]} if smoke else {}))
         return report["matmul"][-1]["gflops"]
 
     # A matmul measurement before and after every training measurement: each is compared
     # with the better of the two beside it (same load), and with the best of the whole run.
     adjacent: Dict[str, float] = {}
     before = matmul()
-    preset = {**SIZES["preset"], "vault_dir": vault_dir}
+    preset = {**SIZES["preset"], "vault_dir": vault_dir, **smoke}
     if args.legacy_src:  # old and new back to back
         report["legacy"]["preset"] = run_worker(
             "train", {**preset, **LEGACY}, pythonpath=os.path.abspath(args.legacy_src)
@@ -523,7 +534,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         after = matmul()
         adjacent["old/preset"], before = max(before, after), after
     for size in sizes:
-        report["train"][size] = run_worker("train", {**SIZES[size], "vault_dir": vault_dir})
+        report["train"][size] = run_worker("train", {**SIZES[size], "vault_dir": vault_dir, **smoke})
         after = matmul()
         adjacent[f"new/{size}"], before = max(before, after), after
     report["stage_dots_gflops"] = run_worker("dots", preset)

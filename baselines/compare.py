@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 DATASETS = ("Random", "Medium-Replay", "Medium", "Expert")
 SYSTEMS = ("omsd", "brpo_fac", "brpo_ind", "brpo_jal", "bc")
 BETAS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
-SMOKE = {  # every output, on the quick vault, in minutes
+SMOKE: Dict[str, Any] = {  # every output, on the quick vault, in minutes
     "task_overrides": ["task.vault_config=2halfcheetah-quick"],
     "systems": ("omsd", "brpo_fac", "brpo_ind", "bc"),
     "datasets": ("Medium", "Expert"),
@@ -106,7 +106,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     explicit_mode_seeking = args.mode_seeking is not None
     preset = SMOKE if args.smoke else {}
-    defaults = {
+    defaults: Dict[str, Any] = {
         "systems": SYSTEMS,
         "datasets": DATASETS,
         "seeds": 3,

@@ -136,8 +136,8 @@ def _subsample(rows: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
     return np.sort(rng.choice(rows, size, replace=False)) if rows.size > size else rows
 
 
-def _summary(agent: int, values: Sequence[float]) -> CoordinationNeed:
-    values = np.asarray(values, np.float64)
+def _summary(agent: int, per_split: Sequence[float]) -> CoordinationNeed:
+    values = np.asarray(per_split, np.float64)
     mean = float(values.mean())
     half = _T_975[values.size - 1] * float(values.std(ddof=1)) / np.sqrt(values.size)
     return CoordinationNeed(agent, mean, mean - half, mean + half, tuple(float(value) for value in values))

@@ -276,7 +276,8 @@ class MaMuJoCoDatasets:
             "seed": self.seed,
         }
         started = time.time()
-        training = trainings.get(self.seed)
+        training: Any = trainings.get(self.seed)
+        policy: Any
         self.log(f"[datasets] generating {self.location.dataset_path(name)} ({policy_kind} policy)")
         if policy_kind in ("medium", "medium_replay"):
             result = training.final_result()
