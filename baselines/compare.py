@@ -3,11 +3,12 @@
     python baselines/compare.py --out results/compare                 # the full comparison
     python baselines/compare.py --smoke --out /tmp/smoke              # every output in minutes
     python baselines/compare.py --out DIR --launcher joblib --jobs 2  # 2 runs at a time
+    python baselines/compare.py --out DIR --launcher submitit_local   # the cluster path on this machine
     python baselines/compare.py --out DIR --report-only               # outputs of the runs finished so far
 
 Every job is an ordinary run of ``python -m og_marl_omsd.run`` (same runner, vaults,
 evaluation and outputs as a single run), launched as hydra multiruns through hydra's
-launchers (``basic``, ``joblib``, ``submitit_slurm``). Pretrained critics and behaviour
+launchers (``basic``, ``joblib``, ``submitit_local``, ``submitit_slurm``). Pretrained critics and behaviour
 models are shared through the runner's cache (``DIR/pretrained``): the joint critic across
 OMSD, BRPO-FAC and BRPO-JAL, the independent behaviour models across BRPO-Ind and BRPO-FAC,
 and every pretrained part across the beta grid. Started again, the comparison skips the
@@ -86,11 +87,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--launcher",
-        choices=("basic", "joblib", "submitit_slurm"),
+        choices=("basic", "joblib", "submitit_local", "submitit_slurm"),
         default=None,
-        help="hydra launcher (default basic; --smoke: joblib when installed)",
+        help="hydra launcher (default basic; --smoke: joblib when installed); submitit_local: each run\n"
+        "pickled and submitted through submitit as on SLURM, on this machine (job logs in DIR/logs/submitit)",
     )
-    parser.add_argument("--jobs", type=int, default=None, help="parallel runs with --launcher joblib (--smoke: 2)")
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="parallel runs with --launcher joblib or submitit_local (--smoke: 2)"
+    )
     parser.add_argument(
         "--launcher-arg",
         action="append",
@@ -131,7 +135,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         joblib = importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is not None
         args.launcher = preset["launcher"] if preset and joblib else "basic"
     if args.jobs is None:
-        args.jobs = preset.get("jobs", 1) if args.launcher == "joblib" else 1
+        args.jobs = preset.get("jobs", 1) if args.launcher in ("joblib", "submitit_local") else 1
     if args.jobs < 1:
         parser.error("--jobs must be >= 1")
     return args

@@ -449,3 +449,136 @@ def test_figures_are_written_with_one_colour_per_algorithm(tmp_path):
     axes[0].axhline(0.5, label="dataset mean")
     assert plots.legend_entries(axes)[1] == ["omsd", "omsd-mode_seeking", "dataset mean"]
     plt.close(figure)
+
+
+# ---------------------------------------------------------------------- the cluster path, run for real
+def test_submitit_local_sweeps_run_n_at_a_time_with_a_long_timeout_and_logs_beside_the_comparisons():
+    from og_marl_omsd.comparison.jobs import LOCAL_TIMEOUT_MIN, Job, parallel_jobs, sweep_command
+
+    block = [Job("bc", "GMM", seed) for seed in (0, 1, 2)]
+    command = sweep_command(block, ["env=bandit"], "submitit_local", 2, logs_dir="/tmp/out/logs")
+    assert command[-4:] == [
+        "hydra/launcher=submitit_local",
+        "hydra.sweeper.max_batch_size=2",
+        f"hydra.launcher.timeout_min={LOCAL_TIMEOUT_MIN}",
+        "hydra.launcher.submitit_folder=/tmp/out/logs/submitit/%j",
+    ]
+    given = ["hydra.launcher.timeout_min=5", "hydra.launcher.submitit_folder=/elsewhere/%j"]
+    command = sweep_command(block, [], "submitit_local", 1, given, "/tmp/out/logs")
+    assert command[-3:] == ["hydra.sweeper.max_batch_size=1", *given]  # the user's settings replace ours
+    slurm = sweep_command(block, [], "submitit_slurm", 3, [], "/tmp/out/logs")
+    assert "hydra.launcher.submitit_folder=/tmp/out/logs/submitit/%j" in slurm
+    assert not any("max_batch_size" in part or "timeout_min" in part for part in slurm)  # the cluster decides
+    assert [parallel_jobs(launcher, 3) for launcher in ("basic", "joblib", "submitit_local", "submitit_slurm")] == [
+        1,
+        3,
+        3,
+        1,
+    ]
+
+
+def _compare(out, vault_dir, launcher):
+    """``baselines/compare.py`` on a tiny bandit comparison (BC, 2 seeds, 40 steps, a checkpoint every 10),
+    in its own process group."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    argv = [sys.executable, os.path.join(root, "baselines", "compare.py"), "--out", str(out), "--launcher", launcher]
+    argv += ["--env", "bandit", "--task", "bandit", "--datasets", "GMM", "--systems", "bc", "--seeds", "2"]
+    argv += ["--training-steps", "40", "--evaluation-every", "20", "--num-eval-episodes", "2"]
+    argv += ["--override", f"vault_dir={vault_dir}", "--override", "checkpoint_every=10", "--progress-every", "600"]
+    environment = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    return subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        start_new_session=True,  # the comparison, its sweeps and submitit's job processes: one group to kill
+    )
+
+
+def _results(out):
+    """What a comparison produced, without the paths that name its output directory."""
+    import json
+    import os
+
+    with open(os.path.join(out, "records.json")) as handle:
+        records = [{k: v for k, v in record.items() if k != "run_dir"} for record in json.load(handle)]
+    marl_eval = {}
+    for folder, _, names in os.walk(os.path.join(out, "marl_eval")):
+        for name in names:
+            with open(os.path.join(folder, name)) as handle:
+                marl_eval[os.path.relpath(os.path.join(folder, name), out)] = json.load(handle)
+    return records, marl_eval
+
+
+@pytest.mark.slow
+def test_a_comparison_through_submitit_local_killed_and_restarted_equals_the_basic_launchers(tmp_path, small_vault_dir):
+    """The cluster path for real: every run pickled, submitted and collected by hydra's
+    submitit launcher (as on SLURM, on this machine). The comparison is killed (SIGKILL, its
+    whole process group) in the middle of its second run, started again, and then gives the
+    same records and marl-eval files as the same comparison through the basic launcher."""
+    import glob
+    import os
+    import signal
+    import time
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    basic = _compare(tmp_path / "basic", small_vault_dir, "basic")
+    output = basic.communicate(timeout=900)[0]
+    assert basic.returncode == 0, output[-3000:]
+
+    out = tmp_path / "submitit"
+    second_run = str(out / "runs" / "bc" / "bandit-bandit" / "GMM" / "seed1-*")
+    first = _compare(out, small_vault_dir, "submitit_local")
+    deadline = time.monotonic() + 900
+    while not glob.glob(os.path.join(second_run, "checkpoints", "actors", "step-000000010")):
+        assert first.poll() is None, f"finished before it could be killed: {first.communicate()[0][-3000:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate(timeout=60)
+    assert glob.glob(os.path.join(str(out), "runs", "bc", "*", "GMM", "seed0-*", "results.json"))
+    assert not glob.glob(os.path.join(second_run, "results.json")), "the second run ended before the kill"
+
+    again = _compare(out, small_vault_dir, "submitit_local")
+    output = again.communicate(timeout=900)[0]
+    assert again.returncode == 0, output[-3000:]
+    assert "phase select (first seed, every beta): 1 runs, 1 already finished" in output
+    assert _results(out) == _results(tmp_path / "basic")
+    assert _results(out)[0] and len(_results(out)[1]) == 4  # 2 records; 2 seeds x (chosen, beta grid)
+    # Each run went through submitit (a pickled job, its pickled result) and was counted by its sweep.
+    jobs = str(out / "logs" / "submitit" / "*")
+    assert len(glob.glob(os.path.join(jobs, "*_submitted.pkl"))) == 3  # seed 0, seed 1 (killed), seed 1 again
+    assert len(glob.glob(os.path.join(jobs, "*_result.pkl"))) == 2
+    with open(out / "logs" / "bc.log") as handle:
+        assert handle.read().count("[sweep] all 1 jobs finished") == 2
+
+
+def test_a_failed_job_under_submitit_local_is_reported_by_its_sweep(tmp_path, small_vault_dir):
+    """A job run by submitit in another process: its failure still reaches the sweep's report and exit code."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    overrides = ["env=bandit", "system=omsd", "dataset=GMM", "system.beta=inf", f"vault_dir={small_vault_dir}"]
+    overrides += [f"runs_root={tmp_path / 'runs'}", f"pretrained_dir={tmp_path / 'cache'}"]
+    overrides += ["hydra/launcher=submitit_local", f"hydra.launcher.submitit_folder={tmp_path / 'submitit'}/%j"]
+    environment = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    process = subprocess.run(
+        [sys.executable, "-m", "og_marl_omsd.run", "-m", *overrides],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert process.returncode == 2, process.stdout[-2000:] + process.stderr[-3000:]
+    report = process.stderr[process.stderr.index("[sweep]") :].splitlines()
+    assert report[0] == "[sweep] 1 of 1 jobs failed:"
+    assert "system.beta=inf" in report[1] and "exit 2" in report[1] and "finite" in report[1]
+    assert not list((tmp_path / "runs" / "multirun").glob("*/.jobs-*"))  # the outcome files are read, then removed

@@ -5,7 +5,9 @@ ordinary run of ``python -m og_marl_omsd.run`` (its run directory is the runner'
 :func:`~og_marl_omsd.run.default_run_dir`, so a finished job is found again and never run
 twice). Jobs run as hydra multiruns, one per block of jobs that differ only in seed and
 beta, through hydra's launchers: ``basic`` (one after another), ``joblib`` (N at a time on
-this machine, each with its share of the cores) or ``submitit_slurm`` (a cluster).
+this machine, each with its share of the cores), ``submitit_slurm`` (a cluster) or
+``submitit_local`` (the cluster path on this machine: each job pickled, submitted as its own
+process through submitit and its result collected as on SLURM; N at a time).
 
 Beta is chosen in two phases (README, "Comparison protocol"): phase ``select`` runs the
 first seed at every beta of the grid; phase ``seeds`` runs the other seeds at the beta
@@ -200,10 +202,24 @@ def _products(points: Sequence[Tuple[str, str, int]]) -> List[List[Tuple[str, st
     return parts
 
 
+# submitit_local stops a job after hydra's default of 60 minutes; a comparison's run may take longer.
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60
+
+
 def sweep_command(
-    block: Sequence[Job], common: Sequence[str], launcher: str, jobs: int, launcher_overrides: Sequence[str] = ()
+    block: Sequence[Job],
+    common: Sequence[str],
+    launcher: str,
+    jobs: int,
+    launcher_overrides: Sequence[str] = (),
+    logs_dir: Optional[str] = None,
 ) -> List[str]:
-    """``python -m og_marl_omsd.run -m ...`` for one block, through ``hydra/launcher=<launcher>``."""
+    """``python -m og_marl_omsd.run -m ...`` for one block, through ``hydra/launcher=<launcher>``.
+
+    ``submitit_local`` runs ``jobs`` at a time (hydra's sweeper hands the launcher batches of
+    that size) with a timeout of :data:`LOCAL_TIMEOUT_MIN`; the submitit launchers keep their
+    job folders (pickles, each job's stdout and stderr) under ``logs_dir/submitit`` when given.
+    A setting in ``launcher_overrides`` replaces the one chosen here."""
     first = block[0]
 
     def values(name: str) -> str:
@@ -226,9 +242,24 @@ def sweep_command(
         command.append("system.beta=" + ",".join(f"{beta:g}" for beta in betas))
     if launcher != "basic":
         command.append(f"hydra/launcher={launcher}")
+    chosen = []
     if launcher == "joblib":
-        command.append(f"hydra.launcher.n_jobs={jobs}")
-    return command + list(launcher_overrides)
+        chosen.append(f"hydra.launcher.n_jobs={jobs}")
+    if launcher == "submitit_local":
+        chosen += [f"hydra.sweeper.max_batch_size={jobs}", f"hydra.launcher.timeout_min={LOCAL_TIMEOUT_MIN}"]
+    if launcher.startswith("submitit_") and logs_dir is not None:
+        chosen.append(f"hydra.launcher.submitit_folder={os.path.abspath(logs_dir)}/submitit/%j")
+    given = {_override_key(override) for override in launcher_overrides}
+    return command + [setting for setting in chosen if _override_key(setting) not in given] + list(launcher_overrides)
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def parallel_jobs(launcher: str, jobs: int) -> int:
+    """How many runs a launcher runs at a time on this machine (``--jobs`` for the local ones)."""
+    return jobs if launcher in ("joblib", "submitit_local") else 1
 
 
 def threads_per_job(jobs: int, cores: Optional[int] = None) -> int:
@@ -298,7 +329,7 @@ def launch(
 ) -> int:
     """Run one block's sweep; its output goes to ``log_path``. Returns the exit code."""
     environment = dict(os.environ)
-    threads = threads_per_job(jobs if launcher == "joblib" else 1)
+    threads = threads_per_job(parallel_jobs(launcher, jobs))
     environment.update(
         {
             "TF_NUM_INTRAOP_THREADS": str(threads),
@@ -308,11 +339,12 @@ def launch(
         }
     )
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    command = sweep_command(block, common, launcher, jobs, launcher_overrides, os.path.dirname(log_path))
     with open(log_path, "a") as log:
-        log.write(" ".join(sweep_command(block, common, launcher, jobs, launcher_overrides)) + "\n")
+        log.write(" ".join(command) + "\n")
         log.flush()
         return subprocess.run(
-            sweep_command(block, common, launcher, jobs, launcher_overrides),
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,
