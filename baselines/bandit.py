@@ -78,7 +78,9 @@ def run_seed(seed: int, args: argparse.Namespace) -> Dict[str, Any]:
                 system.restart_actor_training(beta=beta, **noise)
                 record = _RecordingLogger()
                 system.logger = record
-                system.train(buffer, training_steps=actor_steps, evaluation_every=args.trajectory_every, num_eval_episodes=1)
+                system.train(
+                    buffer, training_steps=actor_steps, evaluation_every=args.trajectory_every, num_eval_episodes=1
+                )
                 final = record.evaluations[-1]
                 runs[f"{setting}/beta={beta:g}"] = {
                     "setting": setting,

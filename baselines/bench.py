@@ -273,7 +273,7 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
 
         scale = 0.02 if spec.get("smoke") else 1.0  # --smoke: a handful of calls, to prove the code runs
 
-        def median_us(fn, *args, calls=200):
+        def median_us(fn, *args, calls=200, scale=scale):
             calls = max(2, int(calls * scale))
             fn = fn.get_concrete_function(*args)  # what a deployed policy calls: no retracing checks
             fn(*args).numpy()
@@ -284,7 +284,7 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
                 times.append(time.perf_counter() - start)
             return float(np.median(times) * 1e6)
 
-        def numpy_median_us(fn, argument, calls=2000):
+        def numpy_median_us(fn, argument, calls=2000, scale=scale):
             calls = max(2, int(calls * scale))
             fn(argument)
             times = []

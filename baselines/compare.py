@@ -12,12 +12,15 @@ launchers (``basic``, ``joblib``, ``submitit_local``, ``submitit_slurm``). Pretr
 models are shared through the runner's cache (``DIR/pretrained``): the joint critic across
 OMSD, BRPO-FAC and BRPO-JAL, the independent behaviour models across BRPO-Ind and BRPO-FAC,
 and every pretrained part across the beta grid. Started again, the comparison skips the
-runs that finished. Beta is chosen per algorithm and dataset by one rule (the best final
-return on the first seed; README, "Comparison protocol").
+runs that finished. The protocol (README, "Comparison protocol"): beta is chosen per
+algorithm and dataset by the best mean final return over the first ``--select-seeds`` seeds
+(3), each with its own pretrained parts; the other seeds (up to ``--seeds``, 5) run at the
+chosen beta; BRPO-FAC's A/A twin (``--aa-system``: only the behaviour models' seed changed)
+runs on every seed at FAC's chosen beta and gives the noise floor printed beside the table.
 
 Writes to DIR: ``comparison.json`` (these settings), ``runs/`` (every run, with its
 resolved config), ``logs/``, ``records.json``, ``marl_eval/{chosen,beta_grid}/``,
-``table.md``, ``learning_curves.png``, ``beta.png``, ``aggregate.png`` and
+``table.md`` (with the A/A floor), ``aa_floor.json``, ``learning_curves.png``, ``beta.png``, ``aggregate.png`` and
 ``aggregate.json`` (rliable: IQM and probability of improvement on Random/Expert-normalised
 returns).
 """
@@ -39,6 +42,7 @@ SMOKE: Dict[str, Any] = {  # every output, on the quick vault, in minutes
     "systems": ("omsd", "brpo_fac", "brpo_ind", "bc"),
     "datasets": ("Medium", "Expert"),
     "seeds": 2,
+    "select_seeds": 1,
     "betas": (0.01, 0.1),
     "mode_seeking": (),
     "training_steps": 100,
@@ -62,7 +66,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--task", default="2halfcheetah")
     parser.add_argument("--systems", nargs="+", default=None, help=f"default: {' '.join(SYSTEMS)}")
     parser.add_argument("--datasets", nargs="+", default=None, help=f"default: {' '.join(DATASETS)}")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 5)")
+    parser.add_argument(
+        "--select-seeds", type=int, default=None, help="seeds run at every beta; beta = best mean over them (default 3)"
+    )
+    parser.add_argument(
+        "--aa-system",
+        default=None,
+        help="system whose A/A twin (only the behaviour models' seed changed) gives the noise floor\n"
+        "(default brpo_fac when compared; 'none' for no floor)",
+    )
     parser.add_argument("--betas", type=float, nargs="+", default=None, help=f"beta grid (default {BETAS})")
     parser.add_argument(
         "--mode-seeking",
@@ -75,8 +88,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         ("training-steps", 20000),
         ("evaluation-every", 5000),
         ("num-eval-episodes", 5),
-        ("critic-steps", 20000),
-        ("behaviour-steps", 20000),
+        ("critic-steps", 40000),
+        ("behaviour-steps", 40000),
     ):
         parser.add_argument(f"--{name}", type=int, default=None, help=f"same for every system (default {default})")
     parser.add_argument(
@@ -113,14 +126,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     defaults: Dict[str, Any] = {
         "systems": SYSTEMS,
         "datasets": DATASETS,
-        "seeds": 3,
+        "seeds": 5,
+        "select_seeds": 3,
+        "aa_system": "brpo_fac",
         "betas": BETAS,
         "mode_seeking": ("Medium-Replay",),
         "training_steps": 20000,
         "evaluation_every": 5000,
         "num_eval_episodes": 5,
-        "critic_steps": 20000,
-        "behaviour_steps": 20000,
+        "critic_steps": 40000,
+        "behaviour_steps": 40000,
     }
     for key, default in defaults.items():
         if getattr(args, key) is None:
@@ -129,6 +144,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if outside and explicit_mode_seeking:
         parser.error(f"--mode-seeking {' '.join(outside)}: not among --datasets ({' '.join(args.datasets)})")
     args.mode_seeking = [dataset for dataset in args.mode_seeking if dataset in args.datasets]
+    if args.aa_system == "none" or (args.aa_system == "brpo_fac" and "brpo_fac" not in args.systems):
+        args.aa_system = None  # the default twin only when its system is compared
+    if not 1 <= args.select_seeds <= args.seeds:
+        parser.error(f"--select-seeds must be between 1 and --seeds ({args.seeds}), got {args.select_seeds}")
+    if args.aa_system is not None and args.aa_system not in args.systems:
+        parser.error(f"--aa-system {args.aa_system}: not among --systems ({' '.join(args.systems)})")
     args.task_overrides = list(preset.get("task_overrides", []))
     args.system_settings = dict(preset.get("system_settings", {}))
     if args.launcher is None:
@@ -170,6 +191,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seeds=list(range(args.seeds)),
         betas=args.betas,
         variants={"mode_seeking": args.mode_seeking} if args.mode_seeking else {},
+        select_seeds=args.select_seeds,
+        aa_system=args.aa_system,
         system_settings={
             "critic_steps": args.critic_steps,
             "behaviour_steps": args.behaviour_steps,
@@ -184,7 +207,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     has_beta = {system: comparison_jobs.has_beta(system) for system in args.systems}.__getitem__
 
     select = comparison.select_jobs(has_beta)
-    run_phase("select (first seed, every beta)", select, common, args)
+    run_phase(f"select (first {args.select_seeds} seed(s), every beta)", select, common, args)
     records, failures = _collect(select, common)
     choices = report.select_beta(records)
     by_algorithm = {(algorithm, dataset): beta for (algorithm, _, _, dataset), beta in choices.items()}
@@ -194,7 +217,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             (report.algorithm_name({"system": system, "variant": variant}), dataset)
         ),
     )
-    run_phase("seeds (other seeds, chosen beta)", seeds, common, args)
+    run_phase("seeds (other seeds and the A/A twin, chosen beta)", seeds, common, args)
     more, more_failures = _collect(seeds, common)
     records += more
     report.fill_dataset_means(records)  # OG-MARL's systems record none
@@ -302,7 +325,12 @@ def _write_outputs(records: List[Dict[str, Any]], choices: Dict[Any, Any], args:
         print("[compare] no finished runs: nothing to report", flush=True)
         return
     report.write_marl_eval(records, choices, os.path.join(out, "marl_eval"))
+    floor = report.aa_floor(records, choices)
+    with open(os.path.join(out, "aa_floor.json"), "w") as handle:
+        json.dump(floor, handle, indent=2)
     table = report.format_table(report.summary_rows(records, choices))
+    if floor:
+        table += "\n" + report.format_aa_floor(floor)
     with open(os.path.join(out, "table.md"), "w") as handle:
         handle.write(table)
     plots.plot_learning_curves(records, choices, os.path.join(out, "learning_curves.png"))

@@ -31,27 +31,28 @@ def group(system, dataset, variant=""):
     return (f"{system}-{variant}" if variant else system, "mamujoco", "2halfcheetah", dataset)
 
 
-def test_beta_rule_uses_first_seed_and_breaks_ties_to_smaller_beta():
+def test_beta_rule_takes_the_mean_over_the_selection_seeds_and_breaks_ties_to_smaller_beta():
     records = [
         record("omsd", "Medium", 0, 0.01, 50.0),
-        record("omsd", "Medium", 0, 0.1, 70.0),
+        record("omsd", "Medium", 0, 0.1, 70.0),  # best on seed 0 alone
         record("omsd", "Medium", 1, 0.01, 500.0),
-        record("omsd", "Medium", 1, 0.1, 10.0),  # later seeds do not vote
+        record("omsd", "Medium", 1, 0.1, 10.0),  # but the mean over seeds 0-1 prefers 0.01
+        record("omsd", "Medium", 2, 0.1, 10_000.0),  # seed 2 ran at one beta only: not a selection seed
         record("brpo_fac", "Medium", 0, 0.3, 40.0),
         record("brpo_fac", "Medium", 0, 0.03, 40.0),  # tie
         record("bc", "Medium", 0, None, 30.0),
         record("omsd", "Medium", 0, 0.3, 90.0, variant="mode_seeking"),
     ]
     choices = report.select_beta(records)
-    assert choices[group("omsd", "Medium")] == 0.1
+    assert choices[group("omsd", "Medium")] == 0.01
     assert choices[group("brpo_fac", "Medium")] == 0.03
     assert choices[group("bc", "Medium")] is None
     assert choices[group("omsd", "Medium", "mode_seeking")] == 0.3
     kept = report.chosen(records, choices)
     assert sorted((r["system"], r["variant"], r["seed"], r["beta"]) for r in kept) == sorted(
         [
-            ("omsd", "", 0, 0.1),
-            ("omsd", "", 1, 0.1),
+            ("omsd", "", 0, 0.01),
+            ("omsd", "", 1, 0.01),
             ("brpo_fac", "", 0, 0.03),
             ("bc", "", 0, None),
             ("omsd", "mode_seeking", 0, 0.3),
@@ -59,6 +60,22 @@ def test_beta_rule_uses_first_seed_and_breaks_ties_to_smaller_beta():
     )
     with pytest.raises(ValueError, match="some runs have a beta"):
         report.select_beta([record("bc", "Medium", 0, None, 1.0), record("bc", "Medium", 1, 0.1, 1.0)])
+
+
+def test_the_aa_floor_pairs_the_twin_with_its_system_by_seed_at_the_chosen_beta():
+    records = [record("brpo_fac", "Medium", seed, 0.1, 100.0 + 10 * seed) for seed in range(3)]
+    records += [record("brpo_fac", "Medium", seed, 0.3, 1000.0) for seed in range(2)]  # not chosen? mean decides
+    records += [record("brpo_fac", "Medium", seed, 0.1, 90.0 + 10 * seed, variant="aa") for seed in range(3)]
+    records += [record("brpo_fac", "Medium", 3, 0.1, -500.0, variant="aa")]  # no partner seed: left out
+    choices = report.select_beta(records)
+    assert choices[group("brpo_fac", "Medium")] == 0.3  # mean over the common seeds 0-1
+    choices[group("brpo_fac", "Medium")] = 0.1  # the floor reads the system at its chosen beta
+    (row,) = report.aa_floor(records, choices)
+    assert (row["system"], row["dataset"], row["seeds"], row["beta"]) == ("brpo_fac", "Medium", 3, 0.1)
+    assert row["diff"] == pytest.approx(10.0) and row["abs_diff"] == pytest.approx(10.0)
+    assert row["spread"] == pytest.approx(0.0)
+    assert "| 2halfcheetah/Medium | brpo_fac | 0.1 | 3 | +10.0 |" in report.format_aa_floor([row])
+    assert report.aa_floor([r for r in records if r["variant"] != "aa"], choices) == []
 
 
 def test_table_from_a_small_fake_result_set():
@@ -168,7 +185,7 @@ def test_rliable_aggregate_orders_algorithms():
 
 
 # ---------------------------------------------------------------------- jobs and launchers
-def jobs_of(has_beta=lambda system: system != "bc"):
+def jobs_of(has_beta=lambda system: system != "bc", **more):
     from og_marl_omsd.comparison.jobs import Comparison
 
     comparison = Comparison(
@@ -177,8 +194,39 @@ def jobs_of(has_beta=lambda system: system != "bc"):
         seeds=[0, 1, 2],
         betas=[0.01, 0.1],
         variants={"mode_seeking": ["Medium"]},
+        **more,
     )
     return comparison, comparison.select_jobs(has_beta)
+
+
+def test_the_protocol_selects_on_several_seeds_and_runs_the_aa_twin_at_the_chosen_beta():
+    comparison, select = jobs_of(select_seeds=2, aa_system="brpo_fac")
+    assert {job.seed for job in select} == {0, 1}
+    assert len(select) == 2 * (2 * 2 * 2 + 2 + 2 * 2)  # every select job of one seed, for 2 seeds
+    assert not any(job.variant == "aa" for job in select)
+    chosen = {("omsd", "", "Medium"): 0.1, ("brpo_fac", "", "Medium"): 0.01, ("brpo_fac", "", "Expert"): 0.1}
+    seeds = comparison.seed_jobs(lambda system: system != "bc", lambda *key: chosen.get(key))
+    twins = [job for job in seeds if job.variant == "aa"]
+    assert {(job.system, job.dataset, job.seed, job.beta) for job in twins} == {
+        ("brpo_fac", dataset, seed, beta) for dataset, beta in (("Medium", 0.01), ("Expert", 0.1)) for seed in range(3)
+    }
+    assert {job.seed for job in seeds if job.variant != "aa"} == {2}
+    (twin_overrides,) = {tuple(job.overrides()) for job in twins if job.seed == 0 and job.dataset == "Medium"}
+    (plain_overrides,) = {
+        tuple(job.overrides())
+        for job in seeds + select
+        if job.seed == 0
+        and job.dataset == "Medium"
+        and job.system == "brpo_fac"
+        and job.beta == 0.01
+        and not job.variant
+    }
+    # the A/A twin differs from its system's run in the behaviour models' seed only
+    assert sorted(set(twin_overrides) ^ set(plain_overrides)) == ["system.behaviour_seed=1"]
+    with pytest.raises(ValueError, match="select_seeds"):
+        jobs_of(select_seeds=4)
+    with pytest.raises(ValueError, match="A/A system"):
+        jobs_of(aa_system="brpo_jal")
 
 
 def test_select_phase_runs_the_first_seed_at_every_beta():

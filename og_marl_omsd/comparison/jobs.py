@@ -10,8 +10,13 @@ this machine, each with its share of the cores), ``submitit_slurm`` (a cluster) 
 process through submitit and its result collected as on SLURM; N at a time).
 
 Beta is chosen in two phases (README, "Comparison protocol"): phase ``select`` runs the
-first seed at every beta of the grid; phase ``seeds`` runs the other seeds at the beta
-that :func:`~og_marl_omsd.comparison.report.select_beta` picked.
+first ``select_seeds`` seeds at every beta of the grid; phase ``seeds`` runs the other seeds
+at the beta that :func:`~og_marl_omsd.comparison.report.select_beta` picked (the best mean
+final return over the selection seeds). Phase ``seeds`` also runs the **A/A twin** of one
+system (``aa_system``, BRPO-FAC by default): the same system at its chosen beta on every
+seed with only the behaviour models' seed changed (variant ``aa``), whose difference from
+the system itself is the comparison's noise floor
+(:func:`~og_marl_omsd.comparison.report.aa_floor`).
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+AA_VARIANT = "aa"
 # Variants of the score-regularised systems other than beta (README, Algorithm notes: noise-level range).
 VARIANTS: Dict[str, List[str]] = {
     "": [],
     "mode_seeking": ["system.t_min=0.02", "system.t_max=0.1", "system.score_weight=one"],
+    AA_VARIANT: ["system.behaviour_seed=1"],  # the A/A twin: only the behaviour models' seed differs
 }
 
 
@@ -63,8 +70,18 @@ class Comparison:
     betas: Sequence[float]
     variants: Mapping[str, Sequence[str]] = field(default_factory=dict)  # variant -> its datasets
     system_settings: Mapping[str, Any] = field(default_factory=dict)  # e.g. budgets, for every system that takes them
+    select_seeds: int = 1  # seeds run at every beta; beta = the best mean final return over them
+    aa_system: Optional[str] = None  # the system whose A/A twin runs beside it (None: no noise floor)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.select_seeds <= len(self.seeds):
+            raise ValueError(
+                f"select_seeds must be between 1 and the {len(self.seeds)} seeds, got {self.select_seeds}."
+            )
+        if self.aa_system is not None and self.aa_system not in self.systems:
+            raise ValueError(f"The A/A system {self.aa_system} is not among the systems {list(self.systems)}.")
+        if AA_VARIANT in self.variants:
+            raise ValueError(f"Variant {AA_VARIANT!r} is the A/A twin: ask for it with aa_system.")
         unknown = sorted(set(self.variants) - set(VARIANTS))
         if unknown:
             raise ValueError(f"Unknown variant(s) {', '.join(unknown)}; known: {', '.join(v for v in VARIANTS if v)}.")
@@ -90,25 +107,35 @@ class Comparison:
         return entries
 
     def select_jobs(self, has_beta: Callable[[str], bool]) -> List[Job]:
-        """Phase ``select``: the first seed, every beta (systems without beta: the first seed)."""
+        """Phase ``select``: the first ``select_seeds`` seeds at every beta (systems without
+        beta: those seeds)."""
         jobs = []
         for system, variant, datasets in self.algorithms(has_beta):
             for dataset in datasets:
                 for beta in self.betas if has_beta(system) else [None]:
-                    jobs.append(Job(system, dataset, self.seeds[0], beta, variant, self.settings(system)))
+                    for seed in self.seeds[: self.select_seeds]:
+                        jobs.append(Job(system, dataset, seed, beta, variant, self.settings(system)))
         return jobs
 
     def seed_jobs(
         self, has_beta: Callable[[str], bool], chosen_beta: Callable[[str, str, str], Optional[float]]
     ) -> List[Job]:
-        """Phase ``seeds``: the other seeds at each algorithm's and dataset's chosen beta."""
+        """Phase ``seeds``: the other seeds at each algorithm's and dataset's chosen beta, and
+        the A/A twin of ``aa_system`` at that system's chosen beta on every seed."""
         jobs = []
         for system, variant, datasets in self.algorithms(has_beta):
             for dataset in datasets:
                 beta = chosen_beta(system, variant, dataset) if has_beta(system) else None
                 if has_beta(system) and beta is None:
-                    continue  # its first seed failed at every beta: nothing to choose from
-                jobs += [Job(system, dataset, seed, beta, variant, self.settings(system)) for seed in self.seeds[1:]]
+                    continue  # its selection seeds failed at every beta: nothing to choose from
+                rest = self.seeds[self.select_seeds :]
+                jobs += [Job(system, dataset, seed, beta, variant, self.settings(system)) for seed in rest]
+        if self.aa_system is not None and has_beta(self.aa_system):
+            for dataset in self.datasets:
+                beta = chosen_beta(self.aa_system, "", dataset)
+                if beta is not None:
+                    settings = self.settings(self.aa_system)
+                    jobs += [Job(self.aa_system, dataset, seed, beta, AA_VARIANT, settings) for seed in self.seeds]
         return jobs
 
 

@@ -11,7 +11,8 @@ Everything here works on *records*, one per finished run::
 ``mode_seeking``); a system plus its variant is one *algorithm* (:func:`algorithm_name`).
 
 Protocol (README, "Comparison protocol"): for every algorithm and dataset, beta is chosen
-by :func:`select_beta` (the best final return on the first seed, ties to the smaller beta);
+by :func:`select_beta` (the best mean final return over the selection seeds, ties to the
+smaller beta); the A/A twin of one system gives the noise floor (:func:`aa_floor`);
 the table and the learning curves show the chosen beta's seeds; ``beta.png`` shows every
 beta, so the sensitivity stays visible.
 """
@@ -96,9 +97,10 @@ def fill_dataset_means(records: Sequence[Record]) -> None:
 
 # ---------------------------------------------------------------------- beta selection
 def select_beta(records: Iterable[Record]) -> Dict[Group, Optional[float]]:
-    """The rule: per algorithm and dataset, the beta with the best final return on the
-    lowest seed that ran; a tie goes to the smaller beta (the more regularised policy).
-    Algorithms without beta map to ``None``.
+    """The rule: per algorithm and dataset, the beta with the best mean final return over the
+    seeds that ran at every beta of the grid (the selection seeds; every seed when no seed ran
+    at all of them); a tie goes to the smaller beta (the more regularised policy). Algorithms
+    without beta map to ``None``.
 
     Raises:
         ValueError: if one group mixes runs with and without beta.
@@ -114,11 +116,89 @@ def select_beta(records: Iterable[Record]) -> Dict[Group, Optional[float]]:
         if members[0]["beta"] is None:
             choices[group] = None
             continue
-        first_seed = min(record["seed"] for record in members)
-        candidates = [record for record in members if record["seed"] == first_seed]
-        best = max(candidates, key=lambda record: (record["final_return"], -record["beta"]))
-        choices[group] = float(best["beta"])
+        seeds_of: Dict[float, set] = defaultdict(set)
+        for record in members:
+            seeds_of[float(record["beta"])].add(record["seed"])
+        common = set.intersection(*seeds_of.values()) or set.union(*seeds_of.values())
+        means = {}
+        for beta in seeds_of:
+            finals = [r["final_return"] for r in members if float(r["beta"]) == beta and r["seed"] in common]
+            if finals:
+                means[beta] = float(np.mean(finals))
+        choices[group] = max(means, key=lambda beta: (means[beta], -beta))
     return choices
+
+
+def aa_floor(records: Iterable[Record], choices: Mapping[Group, Optional[float]]) -> List[Dict[str, Any]]:
+    """The noise floor per dataset: the A/A twin (variant ``aa``: the same system, beta, seeds,
+    critic and actor batches, only the behaviour models' seed changed) against its system at
+    the chosen beta, paired by seed. A difference between two algorithms that is not larger
+    than this one's is not evidence of a difference.
+
+    Returns:
+        one row per (system, env, task, dataset) with an A/A twin: ``seeds`` (paired), ``diff``
+        (mean of system - twin), its 95% bootstrap CI, ``abs_diff``, and ``spread`` (the std of
+        the paired differences over seeds).
+    """
+    records = list(records)
+    selected = chosen(records, choices)
+    rows = []
+    twins = [record for record in records if record.get("variant") == "aa"]
+    for key in sorted({(r["system"], r["env"], r["task"], r["dataset"]) for r in twins}):
+        system, env, task, dataset = key
+        base = {
+            r["seed"]: r["final_return"]
+            for r in selected
+            if (r["system"], r["env"], r["task"], r["dataset"]) == key and not r.get("variant")
+        }
+        beta = choices.get((system, env, task, dataset))
+        twin = {
+            r["seed"]: r["final_return"]
+            for r in twins
+            if (r["system"], r["env"], r["task"], r["dataset"]) == key
+            and (beta is None or r["beta"] is None or math.isclose(r["beta"], beta))
+        }
+        seeds = sorted(set(base) & set(twin))
+        if not seeds:
+            continue
+        differences = [base[seed] - twin[seed] for seed in seeds]
+        low, high = bootstrap_ci(differences)
+        rows.append(
+            {
+                "system": system,
+                "env": env,
+                "task": task,
+                "dataset": dataset,
+                "beta": beta,
+                "seeds": len(seeds),
+                "diff": float(np.mean(differences)),
+                "abs_diff": float(abs(np.mean(differences))),
+                "ci_low": low,
+                "ci_high": high,
+                "spread": float(np.std(differences)),
+            }
+        )
+    return rows
+
+
+def format_aa_floor(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown: the A/A noise floor beside the table."""
+    if not rows:
+        return ""
+    lines = [
+        "A/A noise floor: the system against its twin with only the behaviour models' seed changed "
+        "(same beta, seeds, critic, actor batches); paired over seeds.",
+        "",
+        "| dataset | system | beta | seeds | mean difference | 95% CI | std of differences |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        beta = "-" if row["beta"] is None else f"{row['beta']:g}"
+        lines.append(
+            f"| {row['task']}/{row['dataset']} | {row['system']} | {beta} | {row['seeds']} | {row['diff']:+.1f} | "
+            f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}] | {row['spread']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def chosen(records: Iterable[Record], choices: Mapping[Group, Optional[float]]) -> List[Record]:
