@@ -34,7 +34,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from og_marl_omsd.errors import StageStopped, UserError
 from og_marl_omsd.files import try_lock, write_json
-from og_marl_omsd.systems.defaults import register_system_defaults
+from og_marl_omsd.systems.defaults import identity_neutral, register_system_defaults
 from og_marl_omsd.upstream.og_marl_systems import register_configs as register_og_marl_system_configs
 from og_marl_omsd.validation import RUN_RULES, rule_problems, unknown_keys
 
@@ -176,9 +176,13 @@ def plan_run(cfg: DictConfig) -> Tuple[type, Dict[str, Any], str, str]:
 
 
 def run_identity(resolved: Dict[str, Any], dataset: Optional[str] = None) -> Dict[str, Any]:
-    """The settings that make a run what it is: the resolved config less ``NOT_RUN_IDENTITY``,
-    with the dataset resolved (``dataset`` or the task's default)."""
+    """The settings that make a run what it is: the resolved config less ``NOT_RUN_IDENTITY``
+    and less the system hyperparameters added after the pin that sit at their default
+    (:func:`~og_marl_omsd.systems.defaults.identity_neutral`), with the dataset resolved
+    (``dataset`` or the task's default)."""
     identity = {key: value for key, value in resolved.items() if key not in NOT_RUN_IDENTITY}
+    if isinstance(identity.get("system"), dict):  # hyperparameters added later, at their default
+        identity["system"] = {k: v for k, v in identity["system"].items() if not identity_neutral(k, v)}
     identity["dataset"] = dataset or resolved.get("dataset") or resolved["task"]["dataset"]
     return identity
 

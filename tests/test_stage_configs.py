@@ -56,3 +56,6 @@ def test_check_parameters_lists_every_invalid_setting():
         load_system("brpo_fac").check_parameters(beta=-1.0, diffusion_dropout=1.5)
     with pytest.raises(ValueError, match="critic_hidden_sizes must be a non-empty list"):
         load_system("omsd").check_parameters(critic_hidden_sizes="big")
+    with pytest.raises(ValueError, match=r"behaviour_seed must be null \(the run's seed\) or a whole number"):
+        load_system("brpo_fac").check_parameters(behaviour_seed=-1)
+    load_system("brpo_fac").check_parameters(behaviour_seed=3)

@@ -9,6 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from og_marl_omsd.run import default_run_dir
+from og_marl_omsd.systems.defaults import ADDED_AFTER_PIN, DEFAULTS
 
 from conftest import run_config
 
@@ -307,10 +308,21 @@ def test_composed_system_config_and_run_dir_are_unchanged(case):
     system, env = case.split("/")
     cfg = run_config(f"system={system}", f"env={env}")
     composed = OmegaConf.to_container(cfg.system, resolve=True)
+    # Hyperparameters added since the pin are there at their default, which leaves the run as it was.
+    later = {name: composed.pop(name) for name in ADDED_AFTER_PIN if name in composed}
+    assert later == {name: DEFAULTS.to_config()[name] for name in later}
+    assert set(later) == (set() if system == "bc" else set(ADDED_AFTER_PIN))
     assert composed == SYSTEM_CONFIGS[case]
     assert list(composed) == list(SYSTEM_CONFIGS[case])  # the same order (config.yaml of a run)
     assert json.dumps(composed) == json.dumps(SYSTEM_CONFIGS[case])  # and types (3e-4 stays a float, 50 an int)
     assert default_run_dir(cfg, "D") == RUN_DIRS[case]
+
+
+def test_hyperparameters_added_after_the_pin_enter_the_run_identity_only_when_set():
+    """A later hyperparameter at its default keeps the pinned run directory; set, it gets its own."""
+    pinned = default_run_dir(run_config("system=brpo_fac", "env=bandit"), "D")
+    assert pinned == RUN_DIRS["brpo_fac/bandit"]
+    assert default_run_dir(run_config("system=brpo_fac", "env=bandit", "system.behaviour_seed=7"), "D") != pinned
 
 
 def test_og_marl_runner_composes_the_plugin_systems_with_the_same_defaults(tmp_path):

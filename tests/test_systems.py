@@ -163,3 +163,69 @@ def test_restart_actor_training_resets_actors_and_sets_hyperparameters(buffer):
 def test_bad_hyperparameters_are_clear_errors(bad, match):
     with pytest.raises(ValueError, match=match):
         load_system("omsd")(BanditEnvironment(), _Quiet(), **{**TINY, **bad})
+
+
+# The stage keys of the TINY systems at seed 5 before behaviour_seed existed (host "standalone").
+PINNED_STAGE_KEYS = {
+    "omsd": ("8dd4c0be0807d178", "d00ba2d3f967b202"),
+    "brpo_fac": ("8dd4c0be0807d178", "2ab3d56e07dcf008"),
+    "brpo_ind": ("ffa5047ed5c593a3", "2ab3d56e07dcf008"),
+    "brpo_jal": ("8dd4c0be0807d178", "55b989c24a1ea998"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SYSTEMS))
+def test_default_behaviour_seed_keeps_every_stage_key(name, monkeypatch):
+    """behaviour_seed=None (the default) is the run's seed: the cache keys are those made before it
+    existed, and naming the run's seed explicitly is the same stage."""
+    from og_marl_omsd import host
+    from og_marl_omsd.systems.pretraining import stage_key
+
+    monkeypatch.setattr(host, "HOST", "standalone")
+
+    def keys(**overrides):
+        system = load_system(name)(BanditEnvironment(), _Quiet(), seed=5, **{**TINY, **overrides})
+        return stage_key(system.critic_config, "data"), stage_key(system.behaviour_config, "data")
+
+    assert keys() == PINNED_STAGE_KEYS[name]
+    assert keys(behaviour_seed=5) == PINNED_STAGE_KEYS[name]
+    other = keys(behaviour_seed=6)
+    assert other[0] == PINNED_STAGE_KEYS[name][0] and other[1] != PINNED_STAGE_KEYS[name][1]
+
+
+def test_behaviour_seed_changes_only_the_behaviour_models(buffer, tmp_path):
+    """The A/A pair: two runs that differ only in system.behaviour_seed share the critic (weights and
+    cache entry), the initial actors and the actors' batch stream; their behaviour models differ."""
+    from og_marl_omsd.device_data import DeviceDataset
+    from og_marl_omsd.systems.pretraining import PretrainedCache
+
+    def pair():
+        fac = load_system("brpo_fac")
+        return [fac(BanditEnvironment(), _Quiet(), seed=5, behaviour_seed=b, **TINY) for b in (None, 9)]
+
+    cache = PretrainedCache(str(tmp_path))
+    runs = pair()
+    keys = [system.pretrain(buffer, cache, "data") for system in runs]
+    assert keys[0]["critic"] == keys[1]["critic"] and keys[0]["behaviour"] != keys[1]["behaviour"]
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("critic_")]) == 1  # one critic, trained once
+    fresh = pair()
+    for system in fresh:  # trained here, not loaded: the critic's training is the same too
+        system.pretrain(buffer)
+    for pair in (runs, fresh):
+        first, second = pair
+        for a, b in zip(first.critic.variables, second.critic.variables):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        for a, b in zip(first.actors.variables, second.actors.variables):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        assert len(first.behaviour_model.variables) == len(second.behaviour_model.variables)
+        assert all(
+            not np.array_equal(a.numpy(), b.numpy())
+            for a, b in zip(first.behaviour_model.trainable_variables, second.behaviour_model.trainable_variables)
+            if np.any(a.numpy() != 0)  # weights that start at 0 (biases) may still agree
+        )
+    dataset = DeviceDataset.of(buffer)
+    batches = [dataset.sample(system._batch_rng) for system in fresh]  # the actors' next batch
+    for field in ("observations", "actions", "state"):
+        np.testing.assert_array_equal(batches[0][field].numpy(), batches[1][field].numpy())
+    # ... and the actor updates draw the same diffusion times and noise.
+    np.testing.assert_array_equal(fresh[0]._rng.state.numpy(), fresh[1]._rng.state.numpy())

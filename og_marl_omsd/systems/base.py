@@ -104,6 +104,9 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         behaviour_steps, behaviour_learning_rate, behaviour_weight_decay, diffusion_width,
             diffusion_hidden, diffusion_blocks, diffusion_time_dim, diffusion_dropout,
             shared_behaviour_model, agent_order: the behaviour diffusion model (AdamW).
+        behaviour_seed: seeds the behaviour models alone (initialisation, denoising noise and
+            dropout, their batches); ``None`` = ``seed``. Changing it leaves the critic, the
+            initial actors and the actor batches as they are (an A/A comparison's noise floor).
         reward_scale: multiplies the team reward for the critic (the runner sets it).
         seed: seeds network initialisation and all sampling.
         jit_compile: XLA-compile the training steps.
@@ -145,6 +148,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         diffusion_dropout: float = DEFAULTS.diffusion_dropout,
         shared_behaviour_model: bool = DEFAULTS.shared_behaviour_model,
         agent_order: Optional[Sequence[int]] = DEFAULTS.agent_order,
+        behaviour_seed: Optional[int] = DEFAULTS.behaviour_seed,
         reward_scale: float = 1.0,
         seed: int = 0,
         jit_compile: bool = DEFAULTS.jit_compile,
@@ -259,7 +263,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     # ------------------------------------------------------------------ stage 1
     def build_critic(self) -> IQLCritic:
         config = self.critic_config
-        tf.random.set_seed(derived_seed(self.seed, f"critic/{config.kind}"))
+        tf.random.set_seed(derived_seed(config.seed, f"critic/{config.kind}"))
         critic = IQLCritic(config.kind, self.num_agents, config.hidden_sizes)
         state = tf.zeros([1, self.state_dim])
         critic.q_values(state, tf.zeros([1, self.num_agents, self.action_dim]))
@@ -270,7 +274,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
 
     def build_behaviour_model(self) -> BehaviourDiffusion:
         config = self.behaviour_config
-        tf.random.set_seed(derived_seed(self.seed, f"behaviour/{config.factorisation}"))
+        tf.random.set_seed(derived_seed(config.seed, f"behaviour/{config.factorisation}"))
         model = BehaviourDiffusion(
             config.factorisation,
             self.num_agents,
@@ -306,7 +310,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
                     print(f"[pretrain] {name}: loaded from cache {cache.path(name, key)} (key {key})", flush=True)
                 else:
                     print(f"[pretrain] {name}: training {config.steps} steps (cache key {key})", flush=True)
-                    reseed_sampler(replay_buffer, derived_seed(self.seed, f"batches/{name}"))
+                    reseed_sampler(replay_buffer, derived_seed(config.seed, f"batches/{name}"))
                     train(module, replay_buffer, name, key)
                     cached = cache is not None and cache.save(name, key, module, config.cache_dict()) is not None
             if cached and self._checkpointing is not None:  # the cache holds it: no second copy in the run
@@ -327,7 +331,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         guard = FiniteGuard(name=f"{name}_guard")
 
         dataset = DeviceDataset.of(replay_buffer)
-        batch_rng = tf.random.Generator.from_seed(derived_seed(self.seed, f"batches/{name}"))
+        batch_rng = tf.random.Generator.from_seed(derived_seed(config.seed, f"batches/{name}"))
 
         def step():
             batch = dataset.sample(batch_rng, config.reward_scale)
@@ -367,12 +371,12 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     def _train_behaviour_model(self, model: BehaviourDiffusion, replay_buffer: Any, name: str, key: str) -> None:
         config = self.behaviour_config
         optimizer = snt.optimizers.Adam(config.learning_rate)
-        rng = tf.random.Generator.from_seed(derived_seed(self.seed, f"behaviour_updates/{config.factorisation}"))
+        rng = tf.random.Generator.from_seed(derived_seed(config.seed, f"behaviour_updates/{config.factorisation}"))
         decay = config.learning_rate * config.weight_decay
         guard = FiniteGuard(name=f"{name}_guard")
 
         dataset = DeviceDataset.of(replay_buffer)
-        batch_rng = tf.random.Generator.from_seed(derived_seed(self.seed, f"batches/{name}"))
+        batch_rng = tf.random.Generator.from_seed(derived_seed(config.seed, f"batches/{name}"))
 
         def step():
             batch = dataset.sample(batch_rng)

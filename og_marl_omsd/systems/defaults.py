@@ -50,6 +50,7 @@ class SystemDefaults:
     diffusion_dropout: float = 0.1
     shared_behaviour_model: bool = False  # one network for all agents (agent one-hot, masked prefix)
     agent_order: Optional[Tuple[int, ...]] = None  # sequential order (OMSD); None = the environment's order
+    behaviour_seed: Optional[int] = None  # the behaviour models' own seed (init, noise, batches); None = the run's seed
     jit_compile: bool = True
     pretrain_log_every: int = 1000
     steps_per_call: int = 50  # training steps per compiled call (logging, checkpoints, evaluation at its ends)
@@ -64,6 +65,20 @@ class SystemDefaults:
 
 
 DEFAULTS = SystemDefaults()
+
+# Hyperparameters added after the run directories were pinned (tests/test_system_configs_pinned.py).
+# At their default they are left out of a run's identity (its directory hash and the resume check,
+# ``og_marl_omsd.run.run_identity``), so runs made before they existed are still found.
+ADDED_AFTER_PIN = ("behaviour_seed",)
+
+
+def identity_neutral(name: str, value: Any) -> bool:
+    """Whether the system hyperparameter ``name`` at ``value`` leaves a run's identity as it was
+    before the hyperparameter existed (one of :data:`ADDED_AFTER_PIN` at its default)."""
+    if name not in ADDED_AFTER_PIN:
+        return False
+    default = getattr(DEFAULTS, name)
+    return bool(value == (list(default) if isinstance(default, tuple) else default))
 
 
 def register_system_defaults() -> None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from og_marl_omsd.losses import SCORE_WEIGHT_POWERS
-from og_marl_omsd.validation import _is_number, _whole, rule_problems
+from og_marl_omsd.validation import SEED_RANGE, _is_number, _whole, rule_problems
 
 LAYOUT = "stacked"  # stacked per-head weights; batches drawn on the device (part of the cache key)
 
@@ -55,6 +55,10 @@ SYSTEM_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "actor_hidden_sizes": (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]"),
     "agent_order": (_permutation, "null or a permutation of 0..N-1, each agent once (e.g. [1,0])"),
     "pretrain_log_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "behaviour_seed": (
+        lambda v: v is None or (_whole(v) and SEED_RANGE[0] <= v <= SEED_RANGE[1]),
+        f"null (the run's seed) or a whole number in [0, {SEED_RANGE[1]}]",
+    ),
 }
 
 
@@ -136,7 +140,7 @@ class BehaviourConfig:
     dropout: float
     shared: bool
     agent_order: Optional[List[int]]  # the sequential score's order (None for the others)
-    seed: int
+    seed: int  # the behaviour stage's seed: ``behaviour_seed``, or the run's seed when that is None
     layout: str = LAYOUT
 
     @property
@@ -191,7 +195,7 @@ def stage_configs(
         shared=bool(values["shared_behaviour_model"]),
         # the order only matters for the sequential score
         agent_order=None if order is None or factorisation != "sequential" else [int(i) for i in order],
-        seed=seed,
+        seed=seed if values["behaviour_seed"] is None else int(values["behaviour_seed"]),
     )
     return actor, critic, behaviour
 
