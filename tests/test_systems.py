@@ -229,3 +229,62 @@ def test_behaviour_seed_changes_only_the_behaviour_models(buffer, tmp_path):
         np.testing.assert_array_equal(batches[0][field].numpy(), batches[1][field].numpy())
     # ... and the actor updates draw the same diffusion times and noise.
     np.testing.assert_array_equal(fresh[0]._rng.state.numpy(), fresh[1]._rng.state.numpy())
+
+
+def test_reward_scale_changes_only_the_critics_reward_targets(buffer, monkeypatch):
+    """Reward scaling off (``task.reward_normalisation=none``, reward_scale 1) against a scale of 7:
+    the critic regresses on the team reward times the scale (the bandit's r = a_1 a_2, one-step
+    episodes), and only the critic's stage key changes."""
+    from og_marl_omsd.networks import IQLCritic
+    from og_marl_omsd.systems.pretraining import stage_key
+
+    seen = {"reward": tf.Variable(tf.zeros([64])), "actions": tf.Variable(tf.zeros([64, 2, 1]))}
+    q_loss = IQLCritic.q_loss
+
+    def recording(self, state, actions, reward, *rest):
+        seen["reward"].assign(reward)
+        seen["actions"].assign(actions)
+        return q_loss(self, state, actions, reward, *rest)
+
+    monkeypatch.setattr(IQLCritic, "q_loss", recording)
+    rewards, keys = {}, {}
+    for scale in (1.0, 7.0):
+        tiny = {**TINY, "critic_steps": 1, "behaviour_steps": 1}
+        system = load_system("brpo_fac")(BanditEnvironment(), _Quiet(), seed=6, reward_scale=scale, **tiny)
+        system.pretrain(buffer)
+        actions = seen["actions"].numpy()
+        rewards[scale] = seen["reward"].numpy()
+        np.testing.assert_allclose(rewards[scale], scale * actions[:, 0, 0] * actions[:, 1, 0], rtol=1e-5, atol=1e-6)
+        keys[scale] = stage_key(system.critic_config, "data"), stage_key(system.behaviour_config, "data")
+    assert np.any(rewards[1.0] != 0)
+    np.testing.assert_allclose(rewards[7.0], 7.0 * rewards[1.0], rtol=1e-6)  # the same batch, scaled
+    assert keys[1.0][0] != keys[7.0][0] and keys[1.0][1] == keys[7.0][1]
+
+
+def test_subtract_noise_switch_changes_the_actor_loss_by_its_formula(buffer):
+    """``e - z`` (default) against ``e`` on the same pretrained parts, actors and random stream: the
+    losses differ by exactly ``sum_i mean_b w(t) <z_i, a_i>`` (the baseline term), nothing else."""
+    from og_marl_omsd.device_data import DeviceDataset
+    from og_marl_omsd.systems.pretraining import stage_key
+
+    runs = {}
+    for subtract in (True, False):
+        system = load_system("omsd")(BanditEnvironment(), _Quiet(), seed=7, subtract_noise=subtract, **TINY)
+        runs[subtract] = system
+    assert stage_key(runs[True].critic_config, "d") == stage_key(runs[False].critic_config, "d")
+    assert stage_key(runs[True].behaviour_config, "d") == stage_key(runs[False].behaviour_config, "d")
+    for system in runs.values():
+        system.pretrain(buffer)
+    batch = DeviceDataset.of(buffer).sample(tf.random.Generator.from_seed(3))
+    losses = {}
+    for subtract, system in runs.items():
+        system._rng.reset_from_seed(21)
+        losses[subtract] = float(system._actor_update(batch)[0])
+    rng = tf.random.Generator.from_seed(21)  # the draws of the update: t, then z
+    actions = load_system("omsd")(BanditEnvironment(), _Quiet(), seed=7, **TINY).actors(batch["observations"])
+    t = rng.uniform([64], 0.02, 0.98)  # the system default range
+    noise = rng.normal(tf.shape(actions))
+    weight = vp_schedule(t)[1] ** 2  # the default w(t) = sigma^2
+    baseline = tf.reduce_sum(tf.reduce_mean(tf.reduce_sum(weight[:, None, None] * noise * actions, -1), 0))
+    assert abs(float(baseline)) > 1e-3
+    np.testing.assert_allclose(losses[True] - losses[False], -float(baseline), rtol=1e-4, atol=1e-6)
