@@ -7,6 +7,10 @@
 
 With ``shared=True`` one network serves all agents (agent one-hot input; for the sequential
 factorisation the prefix is the joint action zero-padded and masked to the prefix agents).
+
+The condition is the global state ``s`` ``(B, S)``, read by every agent, or one condition per
+agent ``(B, N, O)`` (the authors' choice: agent i's own observation ``o_i``; the joint score
+reads all of them concatenated); the networks take the width of whichever they are given.
 """
 
 from __future__ import annotations
@@ -120,7 +124,8 @@ class ScoreNet(snt.Module):
 class BehaviourDiffusion(snt.Module):
     """Behaviour model of the joint action with an independent, sequential or joint score.
 
-    All tensors are agent-major: actions ``(B, N, A)``, state ``(B, S)``, time ``(B,)``.
+    All tensors are agent-major: actions ``(B, N, A)``, time ``(B,)``, and the condition either
+    the state ``(B, S)`` or one per agent ``(B, N, O)`` (the observations).
     """
 
     def __init__(
@@ -190,7 +195,8 @@ class BehaviourDiffusion(snt.Module):
         Args:
             noisy_actions: ``(B, N, A)`` noised actions.
             t: ``(B,)`` diffusion times.
-            state: ``(B, S)`` conditioning state.
+            state: the condition: ``(B, S)`` the state, read by every agent, or ``(B, N, O)`` one
+                per agent (agent i reads row i; the joint score reads them concatenated).
             clean_actions: ``(B, N, A)`` clean actions the sequential prefix is read from
                 (required for ``sequential``; ignored otherwise).
             is_training: dropout on.
@@ -198,13 +204,15 @@ class BehaviourDiffusion(snt.Module):
         """
         batch = tf.shape(noisy_actions)[0]
         n, d = self.num_agents, self.action_dim
+        per_agent = state.shape.rank == 3
         if self.factorisation == "joint":
-            eps = self._net(tf.reshape(noisy_actions, [1, batch, n * d]), t, state[None], is_training, dropout_seed)
+            joint = tf.reshape(state, [batch, n * state.shape[-1]]) if per_agent else state
+            eps = self._net(tf.reshape(noisy_actions, [1, batch, n * d]), t, joint[None], is_training, dropout_seed)
             return tf.reshape(eps[0], [batch, n, d])
         if self.factorisation == "sequential" and clean_actions is None:
             raise ValueError("The sequential factorisation needs clean_actions for the prefix a_<i.")
         noisy = tf.transpose(noisy_actions, [1, 0, 2])  # (N,B,A), agent-major
-        states = tf.tile(state[None], [n, 1, 1])  # (N,B,S)
+        states = tf.transpose(state, [1, 0, 2]) if per_agent else tf.tile(state[None], [n, 1, 1])  # (N,B,S|O)
         if self.shared:
             condition = [states, tf.tile(tf.eye(n)[:, None, :], [1, batch, 1])]
             if self.factorisation == "sequential":
@@ -225,8 +233,9 @@ class BehaviourDiffusion(snt.Module):
         return tf.transpose(eps, [1, 0, 2])
 
     def sample(self, state: tf.Tensor, num_steps: int, noise: tf.Tensor, t_end: float = 1e-3) -> tf.Tensor:
-        """One joint action per state by the deterministic DDIM sampler (``num_steps`` steps
-        from ``t = 1`` to ``t_end``), starting from ``noise (B, N, A)``.
+        """One joint action per condition ``state`` (as in :meth:`noise_prediction`) by the
+        deterministic DDIM sampler (``num_steps`` steps from ``t = 1`` to ``t_end``), starting
+        from ``noise (B, N, A)``.
 
         Sequential: agent by agent in ``agent_order``, each denoised with the clean actions
         already sampled for the agents before it (the factorisation's ancestral order); the

@@ -144,6 +144,33 @@ def test_independent_model_ignores_other_agents():
     assert eps[0, 0, 0] == pytest.approx(eps[1, 0, 0])  # agent 0's eps unchanged when agent 1 moves
 
 
+@pytest.mark.parametrize("factorisation", ["independent", "sequential", "joint"])
+@pytest.mark.parametrize("shared", [False, True])
+def test_observation_condition_is_read_per_agent(factorisation, shared):
+    """A ``(B, N, O)`` condition: agent i's score reads its own row o_i only (and its prefix
+    actions), the joint score reads every row; the input layer is as wide as O, not as the state."""
+    tf.random.set_seed(2)
+    model = BehaviourDiffusion(factorisation, 3, 2, shared=shared, dropout=0.0, **SMALL)
+    noisy, t, observations = tf.random.normal([4, 3, 2]), tf.fill([4], 0.3), tf.random.normal([4, 3, 7])
+    base = model.noise_prediction(noisy, t, observations, noisy).numpy()
+    input_layer = [v for v in model.trainable_variables if "input" in v.name and v.name.endswith("w:0")][0]
+    # shared: the agent one-hot (3), and for the sequential score the masked prefix (3 x 2) and its mask (3)
+    extra = 3 + 3 * 2 + 3 if shared and factorisation == "sequential" else 3 if shared else 0
+    prefix = 2 * 2 if factorisation == "sequential" and not shared else 0
+    width = 3 * 2 + 3 * 7 if factorisation == "joint" else 2 + 7 + extra + prefix
+    assert input_layer.shape[-2] == width + SMALL["time_dim"]
+
+    def changed(agent):
+        other = observations.numpy().copy()
+        other[:, agent] += 1.0
+        return np.abs(model.noise_prediction(noisy, t, tf.constant(other), noisy).numpy() - base).max(axis=(0, 2))
+
+    for agent in range(3):
+        moved = changed(agent) > 0
+        expected_moved = [True] * 3 if factorisation == "joint" else [a == agent for a in range(3)]
+        np.testing.assert_array_equal(moved, expected_moved)
+
+
 def test_bad_module_arguments_are_rejected():
     with pytest.raises(ValueError, match="factorisation"):
         BehaviourDiffusion("autoregressive", 2, 1)

@@ -288,3 +288,52 @@ def test_subtract_noise_switch_changes_the_actor_loss_by_its_formula(buffer):
     baseline = tf.reduce_sum(tf.reduce_mean(tf.reduce_sum(weight[:, None, None] * noise * actions, -1), 0))
     assert abs(float(baseline)) > 1e-3
     np.testing.assert_allclose(losses[True] - losses[False], -float(baseline), rtol=1e-4, atol=1e-6)
+
+
+class _WideObservations:
+    """Just what the systems read from an environment: 2 agents, observations of 5, a state of 3."""
+
+    agents = ["agent_0", "agent_1"]
+    num_actions = 2
+    observation_shape = (5,)
+    state_shape = (3,)
+
+
+@pytest.mark.parametrize("name", sorted(SYSTEMS))
+def test_observation_conditioned_behaviour_models_read_the_observations(name):
+    """behaviour_condition=observation: the behaviour networks take o_i (JAL: all of them) in place
+    of s, and only the behaviour stage's key changes."""
+    from og_marl_omsd.systems.pretraining import stage_key
+
+    def built(condition):
+        system = load_system(name)(_WideObservations(), _Quiet(), seed=5, behaviour_condition=condition, **TINY)
+        model = system.build_behaviour_model()
+        weights = [v for v in model.trainable_variables if "input" in v.name and v.name.endswith("w:0")][0]
+        keys = stage_key(system.critic_config, "d"), stage_key(system.behaviour_config, "d")
+        return int(weights.shape[-2]), keys, system
+
+    state_width, state_keys, _ = built("state")
+    observation_width, observation_keys, system = built("observation")
+    readers = 2 if name == "brpo_jal" else 1  # the joint model reads both agents' observations
+    assert observation_width - state_width == readers * 5 - 3
+    assert observation_keys[0] == state_keys[0] and observation_keys[1] != state_keys[1]
+    observations, state = tf.zeros([4, 2, 5]), tf.ones([4, 3])
+    assert system.behaviour_input(observations, state) is observations
+    with pytest.raises(ValueError, match="behaviour_condition must be one of state, observation"):
+        load_system(name)(_WideObservations(), _Quiet(), behaviour_condition="obs", **TINY)
+
+
+def test_observation_condition_changes_nothing_else(buffer):
+    """On the bandit every agent observes what the state holds (ones), so an observation-conditioned
+    OMSD trains the very same critic, behaviour model and actors as the state-conditioned one."""
+    runs = {
+        condition: load_system("omsd")(BanditEnvironment(), _Quiet(), seed=8, behaviour_condition=condition, **TINY)
+        for condition in ("state", "observation")
+    }
+    for system in runs.values():
+        system.pretrain(buffer)
+        system.train(buffer, training_steps=3, evaluation_every=None, num_eval_episodes=1)
+    for part in ("critic", "behaviour_model", "actors"):
+        first, second = (getattr(system, part).variables for system in runs.values())
+        for a, b in zip(first, second):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())

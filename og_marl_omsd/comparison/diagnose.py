@@ -152,6 +152,14 @@ def diagnose_run(
     from og_marl_omsd.comparison.ood import dataset_support
 
     system, experience, scale, keys = pretrained_system(run_dir)
+    if system.behaviour_config.condition != "state":
+        from og_marl_omsd.errors import UserError
+
+        raise UserError(
+            f"Run {run_dir} has behaviour models conditioned on the agents' observations "
+            f"(system.behaviour_condition={system.behaviour_config.condition}); the diagnosis samples them at the "
+            "dataset's states, so it covers state-conditioned runs only. Diagnose a run with behaviour_condition=state."
+        )
     support = support if support is not None else dataset_support(experience)
     # min of the twin heads (IQL's value target); an independent critic's agents each estimate
     # the team return, so their mean is compared

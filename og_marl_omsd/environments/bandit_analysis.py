@@ -30,7 +30,10 @@ def action_update_direction(system: Any, state: tf.Tensor, actions: tf.Tensor, n
     alpha, sigma = vp_schedule(t)
     noise = system._rng.normal(tf.shape(repeated))
     noisy = noised(repeated, alpha, sigma, noise)
-    predicted = system.behaviour_model.noise_prediction(noisy, t, repeated_state, clean_actions=repeated)
+    # Every bandit agent observes what the state holds, so an observation-conditioned model reads it too.
+    observations = tf.repeat(repeated_state[:, None], system.num_agents, axis=1)
+    condition = system.behaviour_input(observations, repeated_state)
+    predicted = system.behaviour_model.noise_prediction(noisy, t, condition, clean_actions=repeated)
     regulariser = score_regulariser(predicted, noise, system.subtract_noise)
     weighted = (sigma**system._weight_power)[:, None, None] * regulariser
     score_term = tf.reduce_mean(tf.reshape(weighted, [points, num_samples, *actions.shape[1:]]), axis=1)

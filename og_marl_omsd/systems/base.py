@@ -107,6 +107,9 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         behaviour_seed: seeds the behaviour models alone (initialisation, denoising noise and
             dropout, their batches); ``None`` = ``seed``. Changing it leaves the critic, the
             initial actors and the actor batches as they are (an A/A comparison's noise floor).
+        behaviour_condition: what the behaviour models read: ``"state"`` (the global state) or
+            ``"observation"`` (each agent its own observation, the authors' code; JAL's joint
+            model reads all observations).
         reward_scale: multiplies the team reward for the critic (the runner sets it).
         seed: seeds network initialisation and all sampling.
         jit_compile: XLA-compile the training steps.
@@ -149,6 +152,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         shared_behaviour_model: bool = DEFAULTS.shared_behaviour_model,
         agent_order: Optional[Sequence[int]] = DEFAULTS.agent_order,
         behaviour_seed: Optional[int] = DEFAULTS.behaviour_seed,
+        behaviour_condition: str = DEFAULTS.behaviour_condition,
         reward_scale: float = 1.0,
         seed: int = 0,
         jit_compile: bool = DEFAULTS.jit_compile,
@@ -288,8 +292,16 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             dropout=config.dropout,
         )
         actions = tf.zeros([1, self.num_agents, self.action_dim])
-        model.noise_prediction(actions, tf.ones([1]), tf.zeros([1, self.state_dim]), actions)
+        condition = self.behaviour_input(
+            tf.zeros([1, self.num_agents, self.observation_dim]), tf.zeros([1, self.state_dim])
+        )
+        model.noise_prediction(actions, tf.ones([1]), condition, actions)
         return model
+
+    def behaviour_input(self, observations: tf.Tensor, state: tf.Tensor) -> tf.Tensor:
+        """What the behaviour models read (``behaviour_condition``): the state ``(B, S)``, or the
+        observations ``(B, N, O)``."""
+        return observations if self.behaviour_config.condition == "observation" else state
 
     def pretrain(
         self, replay_buffer: Any, cache: Optional[PretrainedCache] = None, dataset_fingerprint: str = ""
@@ -382,7 +394,8 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             batch = dataset.sample(batch_rng)
             variables = model.trainable_variables
             with tf.GradientTape() as tape:
-                loss = model.loss(batch["actions"], batch["state"], rng)
+                condition = self.behaviour_input(batch["observations"], batch["state"])
+                loss = model.loss(batch["actions"], condition, rng)
             gradients = tape.gradient(loss, variables)
             decoupled_weight_decay(variables, decay)  # AdamW: the decay, then the Adam step
             optimizer.apply(gradients, variables)
@@ -606,7 +619,8 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             noisy = noised(current, alpha, sigma, noise)
             # Sequential prefixes a_<i come from the CURRENT actors (paper eq. 13).
             assert self.critic is not None and self.behaviour_model is not None  # pretrained
-            predicted_noise = self.behaviour_model.noise_prediction(noisy, t, state, clean_actions=current)
+            condition = self.behaviour_input(observations, state)
+            predicted_noise = self.behaviour_model.noise_prediction(noisy, t, condition, clean_actions=current)
             q_gradient = self.critic.action_gradient(state, current)
             loss, per_agent = score_regularised_actor_loss(
                 actions,

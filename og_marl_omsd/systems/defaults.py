@@ -51,6 +51,7 @@ class SystemDefaults:
     shared_behaviour_model: bool = False  # one network for all agents (agent one-hot, masked prefix)
     agent_order: Optional[Tuple[int, ...]] = None  # sequential order (OMSD); None = the environment's order
     behaviour_seed: Optional[int] = None  # the behaviour models' own seed (init, noise, batches); None = the run's seed
+    behaviour_condition: str = "state"  # what the behaviour models read: state s, or observation o_i (the authors')
     jit_compile: bool = True
     pretrain_log_every: int = 1000
     steps_per_call: int = 50  # training steps per compiled call (logging, checkpoints, evaluation at its ends)
@@ -69,7 +70,7 @@ DEFAULTS = SystemDefaults()
 # Hyperparameters added after the run directories were pinned (tests/test_system_configs_pinned.py).
 # At their default they are left out of a run's identity (its directory hash and the resume check,
 # ``og_marl_omsd.run.run_identity``), so runs made before they existed are still found.
-ADDED_AFTER_PIN = ("behaviour_seed",)
+ADDED_AFTER_PIN = ("behaviour_seed", "behaviour_condition")
 
 
 def identity_neutral(name: str, value: Any) -> bool:

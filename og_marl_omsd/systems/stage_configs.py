@@ -22,6 +22,8 @@ from og_marl_omsd.losses import SCORE_WEIGHT_POWERS
 from og_marl_omsd.validation import SEED_RANGE, _is_number, _whole, rule_problems
 
 LAYOUT = "stacked"  # stacked per-head weights; batches drawn on the device (part of the cache key)
+# What the behaviour models are conditioned on: the global state, or each agent's own observation.
+BEHAVIOUR_CONDITIONS = ("state", "observation")
 
 
 def _positive_sizes(value: Any) -> bool:
@@ -141,6 +143,7 @@ class BehaviourConfig:
     shared: bool
     agent_order: Optional[List[int]]  # the sequential score's order (None for the others)
     seed: int  # the behaviour stage's seed: ``behaviour_seed``, or the run's seed when that is None
+    condition: str = "state"  # "state" (s) or "observation" (each agent's o_i)
     layout: str = LAYOUT
 
     @property
@@ -148,11 +151,20 @@ class BehaviourConfig:
         return self.factorisation
 
     def problems(self) -> List[str]:
-        return [] if self.steps >= 0 else [f"behaviour_steps must be >= 0 (got {self.steps})"]
+        problems = [] if self.steps >= 0 else [f"behaviour_steps must be >= 0 (got {self.steps})"]
+        if self.condition not in BEHAVIOUR_CONDITIONS:
+            problems.append(
+                f"behaviour_condition must be one of {', '.join(BEHAVIOUR_CONDITIONS)} (got {self.condition!r})"
+            )
+        return problems
 
     def cache_dict(self) -> Dict[str, Any]:
-        """What the stage's cache key and its cache entry record."""
-        return dataclasses.asdict(self)
+        """What the stage's cache key and its cache entry record (``condition`` only when it is not
+        the state, so that the keys made before it existed still name the same models)."""
+        values = dataclasses.asdict(self)
+        if values["condition"] == "state":
+            del values["condition"]
+        return values
 
 
 def stage_configs(
@@ -196,6 +208,7 @@ def stage_configs(
         # the order only matters for the sequential score
         agent_order=None if order is None or factorisation != "sequential" else [int(i) for i in order],
         seed=seed if values["behaviour_seed"] is None else int(values["behaviour_seed"]),
+        condition=str(values["behaviour_condition"]),
     )
     return actor, critic, behaviour
 
