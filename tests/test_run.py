@@ -21,3 +21,21 @@ def test_reward_scaling_is_a_task_switch():
     assert default_run_dir(raw, "D") != default_run_dir(scaled, "D")
     with pytest.raises(UserError, match="reward_normalisation must be 'none' or 'episode_return_range'"):
         reward_scale(run_config("env=mamujoco", "task.reward_normalisation=max").task, returns)
+
+
+def test_a_run_made_before_the_later_hyperparameters_is_still_the_same_run(tmp_path):
+    """A run directory whose config.yaml predates behaviour_seed / behaviour_condition resumes with
+    them at their defaults, and is refused with them set."""
+    from omegaconf import OmegaConf
+
+    from og_marl_omsd.run import check_same_run
+    from og_marl_omsd.systems.defaults import ADDED_AFTER_PIN
+
+    cfg = run_config("system=brpo_fac", "env=bandit")
+    old = OmegaConf.to_container(cfg, resolve=True)
+    for name in ADDED_AFTER_PIN:
+        del old["system"][name]
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(old)))
+    check_same_run(cfg, "GMM", str(tmp_path))
+    with pytest.raises(UserError, match="system.behaviour_seed: '<unset>' there, 3 now"):
+        check_same_run(run_config("system=brpo_fac", "env=bandit", "system.behaviour_seed=3"), "GMM", str(tmp_path))

@@ -12,9 +12,10 @@ score-regularised surrogate of the README's Algorithm notes. A subclass sets thr
 Every stage is resumable once :meth:`ScoreRegularisedSystem.enable_checkpointing` is
 called (the runner does): each saves its networks, optimiser state, random generator,
 step and replay-sampling key every N steps and continues from there when run again. Each
-stage draws its batches from its own stream (seeded by ``seed`` and the stage), so a
-stage's result does not depend on whether earlier stages were trained or loaded from
-the cache. A non-finite loss stops a stage before it is checkpointed or cached.
+stage draws its batches from its own stream (seeded by ``seed`` and the stage; the behaviour
+stage by ``behaviour_seed`` when that is set), so a stage's result does not depend on whether
+earlier stages were trained or loaded from the cache. A non-finite loss stops a stage before
+it is checkpointed or cached.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         behaviour_condition: what the behaviour models read: ``"state"`` (the global state) or
             ``"observation"`` (each agent its own observation, the authors' code; JAL's joint
             model reads all observations).
-        reward_scale: multiplies the team reward for the critic (the runner sets it).
+        reward_scale: multiplies the team reward for the critic (the runner sets it from
+            ``task.reward_normalisation``; 1 with ``none``: raw rewards, as the authors' code).
         seed: seeds network initialisation and all sampling.
         jit_compile: XLA-compile the training steps.
         pretrain_log_every: pretraining log period in steps.
