@@ -127,7 +127,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "systems": SYSTEMS,
         "datasets": DATASETS,
         "seeds": 5,
-        "select_seeds": 3,
         "aa_system": "brpo_fac",
         "betas": BETAS,
         "mode_seeking": ("Medium-Replay",),
@@ -144,6 +143,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if outside and explicit_mode_seeking:
         parser.error(f"--mode-seeking {' '.join(outside)}: not among --datasets ({' '.join(args.datasets)})")
     args.mode_seeking = [dataset for dataset in args.mode_seeking if dataset in args.datasets]
+    if args.select_seeds is None:
+        args.select_seeds = preset.get("select_seeds", min(3, args.seeds))
     if args.aa_system == "none" or (args.aa_system == "brpo_fac" and "brpo_fac" not in args.systems):
         args.aa_system = None  # the default twin only when its system is compared
     if not 1 <= args.select_seeds <= args.seeds:

@@ -222,7 +222,8 @@ def test_the_protocol_selects_on_several_seeds_and_runs_the_aa_twin_at_the_chose
         and not job.variant
     }
     # the A/A twin differs from its system's run in the behaviour models' seed only
-    assert sorted(set(twin_overrides) ^ set(plain_overrides)) == ["system.behaviour_seed=1"]
+    assert sorted(set(twin_overrides) ^ set(plain_overrides)) == ["system.behaviour_seed=1000"]
+    assert {job.overrides()[-1] for job in twins} == {f"system.behaviour_seed={1000 + seed}" for seed in range(3)}
     with pytest.raises(ValueError, match="select_seeds"):
         jobs_of(select_seeds=4)
     with pytest.raises(ValueError, match="A/A system"):
@@ -457,7 +458,8 @@ def test_report_only_launches_nothing_and_keeps_the_comparisons_settings(tmp_pat
     assert json.loads((tmp_path / "records.json").read_text()) == []
     printed = capsys.readouterr().out
     # The default mode-seeking dataset (Medium-Replay) is not compared here: no variant jobs.
-    assert "phase select (first seed, every beta): 0/2 runs finished (--report-only: nothing launched)" in printed
+    # 2 seeds: both select beta (min(3, seeds)); bc and omsd at the one beta
+    assert "phase select (first 2 seed(s), every beta): 0/4 runs finished (--report-only: nothing launched)" in printed
     assert "no finished runs" in printed and "mode_seeking" not in printed
     with pytest.raises(SystemExit):
         compare.parse_args(argv + ["--mode-seeking", "Medium-Replay"])

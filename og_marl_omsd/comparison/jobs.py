@@ -38,8 +38,9 @@ AA_VARIANT = "aa"
 VARIANTS: Dict[str, List[str]] = {
     "": [],
     "mode_seeking": ["system.t_min=0.02", "system.t_max=0.1", "system.score_weight=one"],
-    AA_VARIANT: ["system.behaviour_seed=1"],  # the A/A twin: only the behaviour models' seed differs
+    AA_VARIANT: [],  # the A/A twin: its own behaviour seed per run seed (aa_settings)
 }
+AA_SEED_OFFSET = 1000  # the twin of seed s trains its behaviour models with seed s + 1000
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,17 @@ class Comparison:
                 beta = chosen_beta(self.aa_system, "", dataset)
                 if beta is not None:
                     settings = self.settings(self.aa_system)
-                    jobs += [Job(self.aa_system, dataset, seed, beta, AA_VARIANT, settings) for seed in self.seeds]
+                    jobs += [
+                        Job(self.aa_system, dataset, seed, beta, AA_VARIANT, settings + aa_settings(seed))
+                        for seed in self.seeds
+                    ]
         return jobs
+
+
+def aa_settings(seed: int) -> Tuple[str, ...]:
+    """The A/A twin's one difference from its system's run of ``seed``: the behaviour models'
+    seed (a different one for every run seed, never equal to a run seed in use)."""
+    return (f"system.behaviour_seed={AA_SEED_OFFSET + seed}",)
 
 
 def parameters(system: str) -> List[str]:
