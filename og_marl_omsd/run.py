@@ -172,7 +172,20 @@ def plan_run(cfg: DictConfig) -> Tuple[type, Dict[str, Any], str, str]:
     if not hasattr(system_class, "pretrain"):  # OG-MARL's own systems: their runner reads cfg as it is
         return system_class, {}, dataset, cfg.run_dir or default_run_dir(cfg, dataset)
     params = configured_system_parameters(cfg, system_class)
+    check_memory(system_class, params, int(cfg.replay.batch_size))
     return system_class, params, dataset, cfg.run_dir or default_run_dir(cfg, dataset)
+
+
+def check_memory(system_class: type, params: Dict[str, Any], batch_size: int) -> None:
+    """Networks that cannot fit in this machine's memory are refused before anything runs
+    (their lower-bound size: :func:`~og_marl_omsd.systems.stage_configs.training_memory_lower_bound`)."""
+    from og_marl_omsd.systems.stage_configs import training_memory_lower_bound
+    from og_marl_omsd.validation import check_fits_in_memory
+
+    signature = inspect.signature(system_class.__init__).parameters  # type: ignore[misc]
+    values = {name: p.default for name, p in signature.items() if p.default is not inspect.Parameter.empty}
+    values.update(params)
+    check_fits_in_memory(training_memory_lower_bound(values, batch_size), batch_size)
 
 
 def run_identity(resolved: Dict[str, Any], dataset: Optional[str] = None) -> Dict[str, Any]:

@@ -169,17 +169,20 @@ def _is_number(value: Any) -> bool:
 
 
 def _whole(value: Any) -> bool:
-    return _is_number(value) and np.isfinite(value) and float(value).is_integer()
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return True  # also past int64, where np.isfinite fails: a range rule then names the limit
+    return _is_number(value) and bool(np.isfinite(value)) and float(value).is_integer()
 
 
 SEED_RANGE = (0, 2**31 - 1)  # what TF, NumPy and JAX all accept as a seed
 MAX_BATCH_SIZE = 1 << 20
 RUN_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: _whole(v) and SEED_RANGE[0] <= v <= SEED_RANGE[1], f"a whole number in [0, {SEED_RANGE[1]}]"),
-    "training_steps": (lambda v: _whole(v) and v >= 1, "> 0"),
-    "evaluation_every": (lambda v: _whole(v) and v >= 1, "> 0"),
-    "num_eval_episodes": (lambda v: _whole(v) and v >= 1, "> 0"),
-    "checkpoint_every": (lambda v: _whole(v) and v >= 1, "> 0"),
+    # step counts are int64 on the device: 2**63 - 1 at most
+    "training_steps": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "a whole number in [1, 2**63 - 1]"),
+    "evaluation_every": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "a whole number in [1, 2**63 - 1]"),
+    "num_eval_episodes": (lambda v: _whole(v) and 1 <= v <= 2**31 - 1, "a whole number in [1, 2**31 - 1]"),
+    "checkpoint_every": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "a whole number in [1, 2**63 - 1]"),
     "replay.sequence_length": (
         lambda v: _whole(v) and v >= 2,
         "a whole number >= 2 (a transition needs its successor)",
@@ -258,3 +261,39 @@ def read_checked_dataset(location: Any, uid: str) -> Dict[str, Any]:
             f"caught it). Delete it (rm -r '{path}') and run the same command again to generate it, or restore it "
             "from a good copy."
         ) from None
+
+
+def machine_memory_bytes() -> int:
+    """The memory this process can use: physical memory, or the cgroup's limit when lower (0 if unknown)."""
+    try:
+        total = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        total = 0
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as handle:
+                limit = handle.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit() and 0 < int(limit) < (total or int(limit) + 1):
+            total = int(limit)
+    return total
+
+
+def check_fits_in_memory(parts: Mapping[str, int], batch_size: int, available: int = 0) -> None:
+    """Raise :class:`UserError` when the networks' lower-bound memory (``parts``: bytes per part,
+    :func:`~og_marl_omsd.systems.stage_configs.training_memory_lower_bound`) exceeds ``available``
+    (default: this machine's memory)."""
+    available = available or machine_memory_bytes()
+    needed = sum(parts.values())
+    if not available or needed <= available:
+        return
+    gib = 1 << 30
+    detail = ", ".join(f"{name} {size / gib:.1f} GiB" for name, size in parts.items())
+    raise UserError(
+        f"Bad system configuration: the networks need at least {needed / gib:.1f} GiB to train with "
+        f"replay.batch_size={batch_size} ({detail}; weights with their gradients and Adam moments, and the "
+        f"batch's activations), more than this machine's {available / gib:.1f} GiB. Choose smaller "
+        "system.*_hidden_sizes / system.diffusion_hidden / system.diffusion_width / system.diffusion_blocks or a "
+        "smaller replay.batch_size. Nothing was written."
+    )

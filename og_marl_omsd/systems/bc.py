@@ -61,7 +61,17 @@ class BCSystem(ScoreRegularisedSystem):
 
     @classmethod
     def check_parameters(cls, **params: Any) -> None:
-        """Nothing beyond the runner's per-setting rules."""
+        """The per-setting rules of its parameters (``steps_per_call=0`` fails here, before a run starts).
+
+        Raises:
+            ValueError: listing every invalid hyperparameter.
+        """
+        from og_marl_omsd.systems.stage_configs import SYSTEM_RULES
+        from og_marl_omsd.validation import rule_problems
+
+        problems = rule_problems(params, SYSTEM_RULES)
+        if problems:
+            raise ValueError("Invalid system hyperparameters: " + "; ".join(problems) + ".")
 
     def pretrain(
         self, replay_buffer: Any, cache: Optional[Any] = None, dataset_fingerprint: str = ""

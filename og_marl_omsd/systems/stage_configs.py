@@ -38,15 +38,29 @@ def _permutation(value: Any) -> bool:
     )
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # hyperparameters held in float32 variables stay finite
+
+
+def _float32_positive(value: Any) -> bool:
+    return _is_number(value) and 0 < value <= FLOAT32_MAX
+
+
 # A setting's rule: (test, what it must be). Checked before anything is built or written;
 # every failing setting is listed in one message. Settings not present are not checked.
 # (The run's own settings have theirs in og_marl_omsd.validation.RUN_RULES.)
 SYSTEM_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
-    "beta": (lambda v: not _is_number(v) or not np.isinf(v), "finite (inf would drop the behaviour regulariser)"),
-    "actor_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
-    "critic_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
-    "behaviour_learning_rate": (lambda v: _is_number(v) and np.isfinite(v) and v > 0, "a finite number > 0"),
-    "behaviour_weight_decay": (lambda v: _is_number(v) and np.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "beta": (
+        lambda v: not _is_number(v) or abs(v) <= FLOAT32_MAX,
+        "finite in float32, |beta| <= 3.4e38 (the actor update holds it as a float32; inf would drop the "
+        "behaviour regulariser)",
+    ),
+    "actor_learning_rate": (_float32_positive, "a number in (0, 3.4e38] (float32)"),
+    "critic_learning_rate": (_float32_positive, "a number in (0, 3.4e38] (float32)"),
+    "behaviour_learning_rate": (_float32_positive, "a number in (0, 3.4e38] (float32)"),
+    "behaviour_weight_decay": (lambda v: _is_number(v) and 0 <= v <= FLOAT32_MAX, "a number in [0, 3.4e38] (float32)"),
+    "critic_steps": (lambda v: not _whole(v) or v <= 2**63 - 1, "at most 2**63 - 1 (an int64 step counter)"),
+    "behaviour_steps": (lambda v: not _whole(v) or v <= 2**63 - 1, "at most 2**63 - 1 (an int64 step counter)"),
+    "steps_per_call": (lambda v: _whole(v) and 1 <= v <= 2**31 - 1, "a whole number in [1, 2**31 - 1]"),
     "target_update_rate": (lambda v: _is_number(v) and 0 < v <= 1, "in (0, 1]"),
     "diffusion_width": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
     "diffusion_hidden": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
@@ -227,3 +241,38 @@ def hyperparameter_problems(values: Mapping[str, Any], critic_kind: str, factori
     except (TypeError, ValueError):  # a value of the wrong kind: its rule names it
         return rule_problems({"beta": values["beta"]}, SYSTEM_RULES) + problems
     return config_problems(*configs) + problems
+
+
+def _chain_parameters(sizes: List[int], heads: int = 1) -> int:
+    """Weights and biases between consecutive layers of ``sizes`` (input width left out), ``heads`` copies."""
+    return heads * sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def training_memory_lower_bound(values: Mapping[str, Any], batch_size: int) -> Dict[str, int]:
+    """Bytes the networks of ``values`` (flat hyperparameters, defaults filled in) need at least
+    while training with batches of ``batch_size``, per part (``critic``, ``behaviour``, ``actors``).
+
+    A lower bound: one agent, input widths left out, float32; each trained weight is held with
+    its gradient and Adam's two moments (4 copies), a target copy once, and each layer's
+    activations for the batch twice (forward and backward). A setting whose lower bound exceeds
+    the machine's memory cannot run, whatever the task.
+    """
+    floats = 4
+    parts: Dict[str, int] = {}
+    if int(values.get("critic_steps", 0) or 0) > 0:
+        hidden = [int(h) for h in values.get("critic_hidden_sizes", [])]
+        chain = [*hidden, 1]
+        trained = _chain_parameters(chain, heads=3)  # twin Q and V
+        target = _chain_parameters(chain, heads=2)
+        activations = 3 * batch_size * sum(hidden) * 2
+        parts["critic"] = floats * (4 * trained + target + activations)
+    if int(values.get("behaviour_steps", 0) or 0) > 0:
+        width, hidden = int(values.get("diffusion_width", 1)), int(values.get("diffusion_hidden", 1))
+        blocks = int(values.get("diffusion_blocks", 0))
+        trained = blocks * (width * hidden + hidden + hidden * width + width + 2 * width)
+        activations = batch_size * (width + blocks * (hidden + 2 * width)) * 2
+        parts["behaviour"] = floats * (4 * trained + activations)
+    actor_hidden = [int(h) for h in values.get("actor_hidden_sizes", [])]
+    if actor_hidden:
+        parts["actors"] = floats * (4 * _chain_parameters(actor_hidden) + batch_size * sum(actor_hidden) * 2)
+    return parts
