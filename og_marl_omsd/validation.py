@@ -179,10 +179,10 @@ MAX_BATCH_SIZE = 1 << 20
 RUN_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: _whole(v) and SEED_RANGE[0] <= v <= SEED_RANGE[1], f"a whole number in [0, {SEED_RANGE[1]}]"),
     # step counts are int64 on the device: 2**63 - 1 at most
-    "training_steps": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "a whole number in [1, 2**63 - 1]"),
-    "evaluation_every": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "a whole number in [1, 2**63 - 1]"),
-    "num_eval_episodes": (lambda v: _whole(v) and 1 <= v <= 2**31 - 1, "a whole number in [1, 2**31 - 1]"),
-    "checkpoint_every": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "a whole number in [1, 2**63 - 1]"),
+    "training_steps": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "> 0 and at most 2**63 - 1"),
+    "evaluation_every": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "> 0 and at most 2**63 - 1"),
+    "num_eval_episodes": (lambda v: _whole(v) and 1 <= v <= 2**31 - 1, "> 0 and at most 2**31 - 1"),
+    "checkpoint_every": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "> 0 and at most 2**63 - 1"),
     "replay.sequence_length": (
         lambda v: _whole(v) and v >= 2,
         "a whole number >= 2 (a transition needs its successor)",

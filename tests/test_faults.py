@@ -131,11 +131,20 @@ def test_out_of_range_actions_are_clipped_only_when_configured(tmp_path, capsys)
 @pytest.mark.parametrize(
     "overrides,fragments",
     [
-        (["training_steps=0"], ["training_steps must be > 0 (got 0)"]),
+        (["training_steps=0"], ["training_steps must be > 0 and at most 2**63 - 1 (got 0)"]),
         (
             ["training_steps=-5", "checkpoint_every=0"],
-            ["training_steps must be > 0 (got -5)", "checkpoint_every must be > 0"],
+            ["training_steps must be > 0 and at most 2**63 - 1 (got -5)", "checkpoint_every must be > 0"],
         ),
+        # issue 22: settings that were accepted, then crashed with a traceback after the run directory existed
+        (["system.steps_per_call=0"], ["steps_per_call must be a whole number in [1, 2**31 - 1] (got 0)"]),
+        (["system=bc", "system.steps_per_call=0"], ["steps_per_call must be a whole number in [1, 2**31 - 1]"]),
+        (["system.beta=1e300"], ["beta must be finite in float32", "(got 1e+300)"]),
+        (["system.actor_learning_rate=1e300"], ["actor_learning_rate must be a number in (0, 3.4e38]"]),
+        (["training_steps=100000000000000000000"], ["training_steps must be > 0 and at most 2**63 - 1"]),
+        (["system.critic_steps=1e30"], ["critic_steps must be at most 2**63 - 1"]),
+        (["system.diffusion_hidden=10000000"], ["the networks need at least", "behaviour", "more than this machine"]),
+        (["system.critic_hidden_sizes=[200000,200000]"], ["the networks need at least", "critic"]),
         (["system.beta=0"], ["beta must be > 0 (got 0", "system.<name>"]),
         (["system.beta=-1.5"], ["beta must be > 0 (got -1.5)"]),
         (
