@@ -95,12 +95,21 @@ class FiniteGuard(tf.Module):
         if logs:
             bad = [f"{k} = {float(v)}" for k, v in logs.items() if not np.isfinite(float(v))]
             values = f" (now {', '.join(bad)})" if bad else ""
-        last = checkpoint.describe_latest() if checkpoint is not None else "none (checkpointing is off)"
+        latest = checkpoint.latest() if checkpoint is not None else None
+        if latest is not None and checkpoint is not None:
+            where = (
+                f"The last good checkpoint is {checkpoint.describe_latest()}; it was not overwritten. Fix the "
+                "configuration or the data; running the same command again resumes from that checkpoint."
+            )
+        else:
+            why = "checkpointing is off" if checkpoint is None else "none was written before the loss went bad"
+            where = (
+                f"This stage has no checkpoint ({why}), so nothing of it was kept. Fix the configuration or the "
+                "data; running the same command again starts the stage from step 0."
+            )
         raise NonFiniteLossError(
-            f"Stage {stage} stopped: a non-finite loss (NaN or inf) appeared at step {bad_step}{values}. "
-            f"The last good checkpoint is {last}; it was not overwritten. Usual causes: a learning rate too high, "
-            "a too small or too large beta, or NaN/inf in the dataset. Fix the configuration or the data; running "
-            "the same command again resumes from that checkpoint."
+            f"Stage {stage} stopped: a non-finite loss (NaN or inf) appeared at step {bad_step}{values}. {where} "
+            "Usual causes: a learning rate too high, a too small or too large beta, or NaN/inf in the dataset."
         )
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Dict, List, Mapping, Optional, TextIO
+from typing import Any, Callable, Dict, List, Mapping, Optional, TextIO
 
 MODE_ENV_VAR = "OG_MARL_OMSD_PROGRESS"
 EVERY_ENV_VAR = "OG_MARL_OMSD_PROGRESS_EVERY"
@@ -136,6 +136,23 @@ class _RunPlan:
 _run_plan: Optional[_RunPlan] = None
 
 
+_heartbeat: Dict[str, Any] = {"function": None, "every": 5.0, "last": 0.0}
+
+
+def set_heartbeat(function: Optional[Callable[[], None]], every: float = 5.0) -> None:
+    """Call ``function`` from :meth:`Progress.update` at most every ``every`` seconds (``None``
+    stops it): the runner records its wall time this way (:class:`og_marl_omsd.tracking.WallClock`)."""
+    _heartbeat.update(function=function, every=float(every), last=time.time())
+
+
+def _beat() -> None:
+    function = _heartbeat["function"]
+    now = time.time()
+    if function is not None and now - _heartbeat["last"] >= _heartbeat["every"]:
+        _heartbeat["last"] = now
+        function()
+
+
 def plan_run(stages: Optional[Mapping[str, int]]) -> None:
     """Announce a run's stages (name -> steps, in order), or clear the plan with ``None``."""
     global _run_plan
@@ -230,6 +247,7 @@ class Progress:
     # -- the hook
     def update(self, step: int, metrics: Optional[Mapping[str, Any]] = None) -> None:
         """Record that ``step`` steps of the stage are done (absolute, not an increment)."""
+        _beat()
         if self._closed or self.mode == "off":
             return
         self.step = int(step)

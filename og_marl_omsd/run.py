@@ -359,6 +359,9 @@ def _releases_run_lock(function: Any) -> Any:
         try:
             return function(*args, **kwargs)
         finally:
+            from og_marl_omsd import progress
+
+            progress.set_heartbeat(None)  # this run's wall-time record ends with it
             while _HELD_LOCKS:
                 _HELD_LOCKS.pop().close()
 
@@ -387,13 +390,14 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     environment = steps.make_environment(cfg)
     data = steps.load_dataset(cfg, location, plan.dataset, environment, plan.params)
     lock = steps.open_run_dir(cfg, plan, data)
+    clock = steps.track_wall_time(plan.run_dir, start)
     logger = steps.make_run_logger(cfg, plan, environment)
     system, buffer = steps.build_system_and_buffer(cfg, plan.system_class, plan.params, environment, logger, data)
     steps.enable_checkpoints(system, cfg, plan.run_dir, logger)
     cache_keys = steps.pretrain(system, buffer, cfg, data, plan.cache_read_only)
     pretrain_seconds = time.time() - start
     steps.train_and_evaluate(system, buffer, cfg)
-    results = steps.finish_run(cfg, plan, data, system, environment, logger, cache_keys, start, pretrain_seconds)
+    results = steps.finish_run(cfg, plan, data, system, environment, logger, cache_keys, start, pretrain_seconds, clock)
     write_json(plan.results_path, results)
     lock.close()
     print_summary(results)
@@ -429,8 +433,10 @@ def print_summary(results: Dict[str, Any]) -> None:
     line = f"Final mean return: {final['mean_episode_return']:.4f}"
     if "coordination_rate" in final:
         line += f" | coordination rate: {final['coordination_rate']:.2f}"
+    processes = results.get("wall_time_processes") or []
+    shares = f" over {len(processes)} processes" if len(processes) > 1 else ""
     print(
-        f"{line} | wall time {results['wall_time_seconds']:.1f} s | results: {results['system']} "
+        f"{line} | wall time {results['wall_time_seconds']:.1f} s{shares} | results: {results['system']} "
         f"{results['task']}/{results['dataset']} seed {results['seed']}",
         flush=True,
     )

@@ -8,12 +8,13 @@ One run (:func:`og_marl_omsd.run.run`)::
     environment = make_environment(cfg)           # the task's environment (devices set up first)
     data = load_dataset(cfg, location, plan.dataset, environment, plan.params)  # checked; reward scale
     lock = open_run_dir(cfg, plan, data)          # lock, leftovers, config.yaml
+    clock = track_wall_time(plan.run_dir, start)  # this process's share of the run's wall time
     logger = make_run_logger(cfg, plan, environment)
     system, buffer = build_system_and_buffer(cfg, plan.system_class, plan.params, environment, logger, data)
     enable_checkpoints(system, cfg, plan.run_dir, logger)
     cache_keys = pretrain(system, buffer, cfg, data, plan.cache_read_only)
     train_and_evaluate(system, buffer, cfg)
-    results = finish_run(cfg, plan, data, system, environment, logger, cache_keys, start, pretrain_seconds)
+    results = finish_run(cfg, plan, data, system, environment, logger, cache_keys, start, pretrain_seconds, clock)
     # then run.py writes results.json, releases the lock and prints the summary line
 
 ``baselines/bandit.py`` runs the same steps up to :func:`pretrain`, then sweeps the actor
@@ -89,6 +90,8 @@ def prepare_run(cfg: DictConfig) -> RunPlan:
     plan = RunPlan(system_class, params, dataset, run_dir)
     if not plan.pretrains:
         return plan
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):  # a file: say so, not "results damaged"
+        check_writable_directory(run_dir, "run directory", "run_dir")
     check_same_run(cfg, dataset, run_dir)
     results, problem = read_json(plan.results_path)
     if problem is None and isinstance(results, dict) and "final_evaluation" in results:
@@ -206,6 +209,17 @@ def open_run_dir(cfg: DictConfig, plan: RunPlan, data: CheckedDataset) -> Any:
     return lock
 
 
+def track_wall_time(run_dir: str, start: float) -> Any:
+    """A :class:`~og_marl_omsd.tracking.WallClock` for this process (started at ``start``), recorded
+    now and every few seconds of training (:func:`og_marl_omsd.progress.set_heartbeat`)."""
+    from og_marl_omsd import progress, tracking
+
+    clock = tracking.WallClock(run_dir, start)
+    clock.record()
+    progress.set_heartbeat(clock.record)
+    return clock
+
+
 def make_run_logger(cfg: DictConfig, plan: RunPlan, environment: Any) -> Any:
     """The run's logger: evaluation lines (+ wandb) and the marl-eval JSON of the run directory."""
     from og_marl_omsd import tracking
@@ -277,8 +291,11 @@ def finish_run(
     cache_keys: Dict[str, str],
     start: float,
     pretrain_seconds: float,
+    clock: Optional[Any] = None,
 ) -> Dict[str, Any]:
-    """Export the policy, close the logger (marl-eval's final entries) and return ``results.json``'s content."""
+    """Export the policy, close the logger (marl-eval's final entries) and return ``results.json``'s content.
+    With ``clock`` (:class:`og_marl_omsd.tracking.WallClock`) the wall time is the sum over every process
+    of the run, each one's share in ``wall_time_processes``; without it, this process's."""
     from og_marl_omsd import host, tracking
     from og_marl_omsd.run import run_results
 
@@ -295,7 +312,16 @@ def finish_run(
         dataset_statistics=data.statistics(),
         reward_scale=data.reward_scale,
         pretrained_cache_keys=cache_keys,
-        wall_time_seconds=time.time() - start,
+        **wall_time(clock, start),
         pretrain_wall_time_seconds=pretrain_seconds,
         **artefacts,
     )
+
+
+def wall_time(clock: Optional[Any], start: float) -> Dict[str, Any]:
+    """``wall_time_seconds`` (every process of the run) and ``wall_time_processes`` (each one's share)."""
+    if clock is None:
+        return {"wall_time_seconds": time.time() - start}
+    now = time.time()
+    clock.record()
+    return {"wall_time_seconds": clock.total(now), "wall_time_processes": clock.processes(now)}

@@ -20,14 +20,54 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import uuid
-from typing import Any, Dict, List, cast
+from typing import Any, Dict, List, Optional, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from og_marl_omsd.files import write_text
+from og_marl_omsd.files import read_json, write_json, write_text
 
 WANDB_ID_FILE = "wandb_run_id"
+WALL_TIME_FILE = "wall_time.json"
+
+
+class WallClock:
+    """A run's wall time over every process that worked on it (a killed run and its resumes).
+
+    ``<run_dir>/wall_time.json`` holds ``{"processes": [{"started": <unix time>, "seconds": s}, ...]}``,
+    one entry per process that opened the run directory. This process's entry is rewritten
+    (atomically) by :meth:`record`, which :mod:`og_marl_omsd.progress` calls every few seconds
+    during training, so a process killed with SIGKILL keeps its share up to its last record.
+    """
+
+    def __init__(self, run_dir: str, started: float):
+        self.path = os.path.join(run_dir, WALL_TIME_FILE)
+        self.started = float(started)
+        data, _ = read_json(self.path)
+        entries = data.get("processes") if isinstance(data, dict) else None
+        self.earlier: List[Dict[str, float]] = [
+            {"started": float(entry["started"]), "seconds": float(entry["seconds"])}
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict)
+            and isinstance(entry.get("started"), (int, float))
+            and isinstance(entry.get("seconds"), (int, float))
+        ]
+
+    def processes(self, now: Optional[float] = None) -> List[Dict[str, float]]:
+        """Every process's ``{"started", "seconds"}``, this one last (its seconds until ``now``)."""
+        now = time.time() if now is None else now
+        return [*self.earlier, {"started": round(self.started, 3), "seconds": round(now - self.started, 3)}]
+
+    def total(self, now: Optional[float] = None) -> float:
+        return float(sum(entry["seconds"] for entry in self.processes(now)))
+
+    def record(self) -> None:
+        """Write this process's share so far (a failed write is skipped: the run goes on)."""
+        try:
+            write_json(self.path, {"processes": self.processes()})
+        except OSError:
+            pass
 
 
 def wandb_run_id(run_dir: str) -> str:
