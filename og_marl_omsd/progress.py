@@ -21,8 +21,11 @@ One call per logging point::
 A run announces its stages with :func:`plan_run` (their step budgets, in order); each
 stage's :class:`Progress` named after a planned stage (``critic_joint`` -> ``critic``)
 then also reports the run's completion and ETA. Stages not started when a later one
-starts (loaded from the pretrained cache) count as done; the run ETA assumes the stages
-still to come run at the current stage's speed, so it is an estimate (marked ``~``).
+starts (loaded from the pretrained cache) count as done. The run ETA times the stages still
+to come from the current stage's speed scaled by their costs per step (``plan_run(costs=)``,
+from the network shapes) plus a start-up as long as the current stage's (compilation), so it is
+an estimate (marked ``~``). The first plain line waits for a measured speed (the first call of
+a compiled step includes its compilation, which would make every ETA far too long).
 
 Metric values may be tensors: they are converted only when a line is printed, so a step
 loop never waits for the device because of this module.
@@ -99,12 +102,14 @@ def _short(key: str) -> str:
 class _RunPlan:
     """The stages of one run and their budgets, in order (see :func:`plan_run`)."""
 
-    def __init__(self, stages: Mapping[str, int]):
+    def __init__(self, stages: Mapping[str, int], costs: Optional[Mapping[str, float]] = None):
         self.stages: List[str] = list(stages)
         self.totals = {name: max(int(steps), 0) for name, steps in stages.items()}
         self.done = {name: 0 for name in self.stages}
+        self.costs = {name: float(cost) for name, cost in (costs or {}).items() if float(cost) > 0}
         self.current: Optional[str] = None
         self.started = time.time()
+        self.startup: Optional[float] = None  # seconds the last stage took to its first steps (compilation)
 
     def match(self, name: str) -> Optional[str]:
         for stage in self.stages:
@@ -124,13 +129,21 @@ class _RunPlan:
         return sum(self.done.values()) / total if total else 1.0
 
     def eta(self, stage_rate: float) -> float:
+        """Seconds left: the current stage at its measured rate; each later stage at that rate
+        scaled by the stages' costs per step (when known), plus a start-up (compilation) as
+        long as the current stage's."""
         if stage_rate <= 0:
             return float("inf")
-        remaining = 0
         index = self.stages.index(self.current) if self.current in self.stages else 0
-        for stage in self.stages[index:]:
-            remaining += self.totals[stage] - self.done[stage]
-        return remaining / stage_rate
+        current = self.stages[index]
+        seconds = (self.totals[current] - self.done[current]) / stage_rate
+        for stage in self.stages[index + 1 :]:
+            steps = self.totals[stage] - self.done[stage]
+            if steps <= 0:
+                continue
+            ratio = self.costs[stage] / self.costs[current] if stage in self.costs and current in self.costs else 1.0
+            seconds += steps * ratio / stage_rate + (self.startup or 0.0)
+        return seconds
 
 
 _run_plan: Optional[_RunPlan] = None
@@ -153,10 +166,11 @@ def _beat() -> None:
         function()
 
 
-def plan_run(stages: Optional[Mapping[str, int]]) -> None:
-    """Announce a run's stages (name -> steps, in order), or clear the plan with ``None``."""
+def plan_run(stages: Optional[Mapping[str, int]], costs: Optional[Mapping[str, float]] = None) -> None:
+    """Announce a run's stages (name -> steps, in order), or clear the plan with ``None``.
+    ``costs``: each stage's relative cost per step (the run ETA of stages not yet started)."""
     global _run_plan
-    _run_plan = None if stages is None else _RunPlan(stages)
+    _run_plan = None if stages is None else _RunPlan(stages, costs)
 
 
 class Progress:
@@ -253,6 +267,8 @@ class Progress:
         self.step = int(step)
         if self._first is None:
             self._first = (time.time(), self.step)
+            if _run_plan is not None and self._run_stage is not None and self.step > self.start:
+                _run_plan.startup = self._first[0] - self._started  # compilation and the first call
         if metrics is not None:
             self._metrics = metrics
         if _run_plan is not None and self._run_stage is not None:
@@ -273,7 +289,8 @@ class Progress:
             if final:
                 self.close()
             return
-        if final or now - self._last_print >= self.every:
+        measured = self._first is not None and self.step > self._first[1]  # a rate without the compilation
+        if final or (measured and now - self._last_print >= self.every):
             self._print()
 
     def _print(self) -> None:

@@ -118,7 +118,8 @@ def make_loggers(cfg: DictConfig, run_dir: str, dataset: str) -> List[Any]:
 
 
 def plan_stages(system: Any, training_steps: int) -> None:
-    """Announce the run's stages to :mod:`og_marl_omsd.progress` (for the whole run's ETA)."""
+    """Announce the run's stages to :mod:`og_marl_omsd.progress` (for the whole run's ETA), with
+    each stage's cost per step (:func:`stage_step_costs`)."""
     from og_marl_omsd import progress
 
     stages = {}
@@ -129,7 +130,45 @@ def plan_stages(system: Any, training_steps: int) -> None:
         if config is not None:
             stages[stage] = int(config.steps)
     stages["actors"] = int(training_steps)
-    progress.plan_run(stages)
+    progress.plan_run(stages, costs=stage_step_costs(system))
+
+
+def _mlp(sizes: List[int]) -> int:
+    return sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def stage_step_costs(system: Any) -> Dict[str, float]:
+    """Multiply-adds per training step of each stage (per sample of the batch; the batch is the
+    same in every stage), from the network shapes: a backward pass counts twice a forward one.
+    The run's ETA times a stage not yet started from the current stage's measured speed scaled
+    by these costs (a first stage's speed says little about a later stage's otherwise)."""
+    agents = int(getattr(system, "num_agents", 1))
+    state, action = int(getattr(system, "state_dim", 1)), int(getattr(system, "action_dim", 1))
+    observation = int(getattr(system, "observation_dim", 1))
+    costs: Dict[str, float] = {}
+    critic_config = getattr(system, "critic_config", None)
+    q_forward = 0
+    if critic_config is not None:
+        joint = critic_config.kind == "joint"
+        heads = 1 if joint else agents
+        hidden = list(critic_config.hidden_sizes)
+        q_forward = heads * _mlp([state + (agents * action if joint else action), *hidden, 1])
+        v_forward = heads * _mlp([state, *hidden, 1])
+        costs["critic"] = 3.0 * (2 * q_forward + v_forward) + 2 * q_forward  # twin Q and V trained, targets read
+    behaviour_config = getattr(system, "behaviour_config", None)
+    score_forward = 0
+    if behaviour_config is not None:
+        width, hidden = int(behaviour_config.width), int(behaviour_config.hidden)
+        inputs = action + state + agents * action + 2 * width  # noisy action, state, prefix, time features
+        score_forward = agents * (
+            _mlp([inputs, width]) + int(behaviour_config.num_blocks) * 2 * width * hidden + width * action
+        )
+        costs["behaviour"] = 3.0 * score_forward
+    actor_config = getattr(system, "actor_config", None)
+    actor_hidden = list(actor_config.hidden_sizes) if actor_config is not None else [256, 256]
+    actor_forward = agents * _mlp([observation, *actor_hidden, action])
+    costs["actors"] = 3.0 * actor_forward + 3.0 * 2 * q_forward + 2.0 * score_forward
+    return costs
 
 
 def finish_run(system: Any, environment: Any, run_dir: str, cfg: DictConfig, dataset: str) -> Dict[str, Any]:
