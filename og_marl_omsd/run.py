@@ -55,6 +55,7 @@ class LoggerSchema:
     wandb_project: str = "og-marl-omsd"
     terminal_log_every: float = 5.0
     progress_every: float = 30.0
+    verbose: bool = False  # true: the libraries' log lines and warnings reach the terminal (og_marl_omsd.quiet)
 
 
 @dataclass
@@ -474,6 +475,9 @@ def main(cfg: DictConfig) -> None:
     from og_marl_omsd import sweep
 
     sweep.task_started()
+    from og_marl_omsd import quiet
+
+    quiet.configure(bool(cfg.logger.get("verbose", False)))  # before TensorFlow is imported
     hydra_config = HydraConfig.get() if HydraConfig.initialized() else None
     multirun = hydra_config is not None and hydra_config.mode == RunMode.MULTIRUN
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"

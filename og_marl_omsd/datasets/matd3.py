@@ -63,12 +63,6 @@ __all__ = [
 CHECKPOINTS = "checkpoints"  # the StageCheckpoint directory under work_dir
 
 
-def _format_seconds(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
 class BehaviourTraining:
     """A resumable MATD3 run in ``work_dir`` (see the module docstring for the layout)."""
 
@@ -232,9 +226,10 @@ class BehaviourTraining:
             episode_return = self._play_episode(session)
             state["episodes"] += 1
             state["episode_returns"].append([state["step"], episode_return])
-            bar.update(
-                state["step"], {"train_return": episode_return, "evaluation_return": state["evaluations"][-1][1]}
-            )
+            metrics = {"train_return": episode_return, "evaluation_return": state["evaluations"][-1][1]}
+            if "critic_loss" in session.logs:  # only once training has started (no loss before)
+                metrics["critic_loss"] = session.logs["critic_loss"]
+            bar.update(state["step"], metrics)
             self._after_episode(session, episode_return)
         bar.close()
         session.env.close()
@@ -350,14 +345,10 @@ class BehaviourTraining:
         if state["step"] >= session.next_evaluation or state["step"] >= config.total_steps:
             session.next_evaluation = (state["step"] // config.evaluate_every + 1) * config.evaluate_every
             value = self._evaluate(session.learner, state)
-            elapsed = time.time() - session.started
-            rate = (state["step"] - session.started_step) / max(elapsed, 1e-9)
-            remaining = (config.total_steps - state["step"]) / max(rate, 1e-9)
+            # One progress format (the [matd3] progress lines); this line only reports the evaluation.
             self.log(
-                f"[matd3] step {state['step']}/{config.total_steps} ({100 * state['step'] / config.total_steps:.1f}%) "
-                f"{rate:.0f} steps/s | train return {episode_return:.1f} | evaluation return {value:.1f} | "
-                f"critic loss {session.logs.get('critic_loss', float('nan')):.3f} | ETA {_format_seconds(remaining)}"
-                + ("" if config.target_return is None else f" (whole budget; stops at return {config.target_return})")
+                f"[matd3] evaluation at step {state['step']}/{config.total_steps}: return {value:.1f}"
+                + ("" if config.target_return is None else f" (stops at return {config.target_return})")
             )
             if config.target_return is not None and value >= config.target_return:
                 state["stopped_early"] = True

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from og_marl_omsd.files import publish_dir
+from og_marl_omsd.quiet import silent_stdout
 
 PARTIAL_PREFIX = ".partial-"
 EXPERIENCE_KEYS = ("observations", "actions", "rewards", "terminals", "truncations")
@@ -97,13 +98,14 @@ def write_dataset(
     length = int(np.asarray(experience["actions"]).shape[0])
     state = TrajectoryBufferState(experience=tree, current_index=jnp.asarray(length), is_full=jnp.asarray(False))
     try:
-        vault = Vault(
-            vault_name=location.vault_name,
-            experience_structure=tree,
-            rel_dir=os.path.abspath(location.rel_dir),
-            vault_uid=partial_uid,
-            metadata=metadata,
-        )
+        with silent_stdout():  # flashbax prints the temporary name ("New vault created at .../.partial-...")
+            vault = Vault(
+                vault_name=location.vault_name,
+                experience_structure=tree,
+                rel_dir=os.path.abspath(location.rel_dir),
+                vault_uid=partial_uid,
+                metadata=metadata,
+            )
         written = vault.write(state, source_interval=(0, length))
         if written != length:
             raise IOError(f"flashbax wrote {written} of {length} timesteps to {partial_path}")
@@ -166,7 +168,9 @@ def read_dataset(location: VaultLocation, uid: str) -> Dict[str, Any]:
 
     if not location.exists(uid):
         raise FileNotFoundError(f"No dataset {uid!r} in {location.path}")
-    state = Vault(vault_name=location.vault_name, vault_uid=uid, rel_dir=os.path.abspath(location.rel_dir)).read()
+    with silent_stdout():  # "Loading vault found at ..."
+        vault = Vault(vault_name=location.vault_name, vault_uid=uid, rel_dir=os.path.abspath(location.rel_dir))
+    state = vault.read()
     return _map_tree(lambda x: np.asarray(x)[0], state.experience)
 
 

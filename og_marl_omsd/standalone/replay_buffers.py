@@ -82,11 +82,13 @@ class FlashbaxReplayBuffer:
         dataset_name: str,
         rel_dir: str = "vaults",
     ) -> bool:
-        self._buffer_state = Vault(
-            vault_name=f"{source}/{env_name}/{scenario_name}.vlt",
-            vault_uid=dataset_name,
-            rel_dir=rel_dir,
-        ).read()
+        from og_marl_omsd.quiet import silent_stdout
+
+        with silent_stdout():  # flashbax's "Loading vault found at ..."
+            vault = Vault(
+                vault_name=f"{source}/{env_name}/{scenario_name}.vlt", vault_uid=dataset_name, rel_dir=rel_dir
+            )
+        self._buffer_state = vault.read()
         # The buffer's shape comes from the vault; sampling uses the stored time axis.
         self._buffer = self._make_buffer(self._sequence_length, 1)
         return True
