@@ -71,6 +71,7 @@ class RunSchema:
     pretrained_dir: str = "runs/pretrained"
     checkpoint_every: int = 1000
     clip_actions: bool = False
+    budget_scale: float = 1.0
     replay: ReplaySchema = field(default_factory=ReplaySchema)
     logger: LoggerSchema = field(default_factory=LoggerSchema)
     system: Any = MISSING
@@ -165,6 +166,7 @@ def plan_run(cfg: DictConfig) -> Tuple[type, Dict[str, Any], str, str]:
     from og_marl_omsd.registry import UnknownSystemError, load_system
 
     check_run_settings(cfg)
+    scale_budgets(cfg)
     try:
         system_class = load_system(cfg.system.name)
     except UnknownSystemError as error:
@@ -189,6 +191,25 @@ def check_memory(system_class: type, params: Dict[str, Any], batch_size: int) ->
     check_fits_in_memory(training_memory_lower_bound(values, batch_size), batch_size)
 
 
+BUDGETS = ("training_steps", "evaluation_every", "system.critic_steps", "system.behaviour_steps")
+
+
+def scale_budgets(cfg: DictConfig) -> None:
+    """``budget_scale=<s>`` (a smoke run: ``0.01``) multiplies every stage's step budget, the
+    critic's, the behaviour model's and the actors' (``training_steps``), and the evaluation
+    period (the same number of evaluations), rounded, at least 1 step (a stage set to 0 stays
+    off). In place, once per config; the scaled budgets are what ``config.yaml`` records."""
+    scale = float(cfg.get("budget_scale", 1.0))
+    if scale == 1.0 or cfg._get_flag("budgets_scaled"):
+        return
+    with open_dict(cfg):
+        for dotted in BUDGETS:
+            node, key = (cfg.system, dotted.split(".", 1)[1]) if dotted.startswith("system.") else (cfg, dotted)
+            if key in node and node[key] is not None and int(node[key]) > 0:
+                node[key] = max(1, int(round(int(node[key]) * scale)))
+    cfg._set_flag("budgets_scaled", True)
+
+
 def run_identity(resolved: Dict[str, Any], dataset: Optional[str] = None) -> Dict[str, Any]:
     """The settings that make a run what it is: the resolved config less ``NOT_RUN_IDENTITY``
     and less the system hyperparameters added after the pin that sit at their default
@@ -202,11 +223,17 @@ def run_identity(resolved: Dict[str, Any], dataset: Optional[str] = None) -> Dic
 
 
 def default_run_dir(cfg: DictConfig, dataset: str) -> str:
-    """``runs/<system>/<env>-<task>/<dataset>/seed<seed>-<hash>``: the same command finds its run."""
+    """``runs/<system>/<env>-<task>/<dataset>/seed<seed>-<hash>``: the same command finds its run.
+    On data of another vault config than the task's own (``task.vault_config=2ant-quick``) the
+    dataset part names it, ``<dataset>@<vault config>``, so a smoke result never looks like one
+    on the real dataset."""
     resolved = run_identity(cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=True)), dataset)
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    # (inlined, not a helper: the OG-MARL export takes these functions by name)
+    vault_config = os.path.splitext(os.path.basename(str(cfg.task.get("vault_config") or cfg.task.name)))[0]
+    data = dataset if vault_config == cfg.task.name else f"{dataset}@{vault_config}"
     return os.path.join(
-        cfg.runs_root, cfg.system.name, f"{cfg.env.name}-{cfg.task.name}", dataset, f"seed{cfg.seed}-{digest}"
+        cfg.runs_root, cfg.system.name, f"{cfg.env.name}-{cfg.task.name}", data, f"seed{cfg.seed}-{digest}"
     )
 
 
@@ -415,11 +442,13 @@ def run_results(
 ) -> Dict[str, Any]:
     """``results.json``'s content: the run's identity, its final evaluation and evaluation
     curve, the steps of each stage, then ``extra`` (in the order given)."""
+    vault_config = os.path.splitext(os.path.basename(str(cfg.task.get("vault_config") or cfg.task.name)))[0]
     return {
         "system": cfg.system.name,
         "env": cfg.env.name,
         "task": cfg.task.name,
         "dataset": dataset,
+        **({"vault_config": vault_config} if vault_config != cfg.task.name else {}),  # not the task's own data
         "seed": int(cfg.seed),
         "host": host_name,
         "final_evaluation": evaluations[-1],
@@ -436,9 +465,13 @@ def print_summary(results: Dict[str, Any]) -> None:
         line += f" | coordination rate: {final['coordination_rate']:.2f}"
     processes = results.get("wall_time_processes") or []
     shares = f" over {len(processes)} processes" if len(processes) > 1 else ""
+    vault_config = results.get("vault_config")
+    data = f" on vault config {vault_config}" if vault_config else ""
+    if vault_config and str(vault_config).endswith("-quick"):
+        data += " (quick data for smoke runs: not a result on the real dataset)"
     print(
         f"{line} | wall time {results['wall_time_seconds']:.1f} s{shares} | results: {results['system']} "
-        f"{results['task']}/{results['dataset']} seed {results['seed']}",
+        f"{results['task']}/{results['dataset']}{data} seed {results['seed']}",
         flush=True,
     )
     if "stage_steps" in results:

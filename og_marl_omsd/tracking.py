@@ -158,10 +158,10 @@ def stage_step_costs(system: Any) -> Dict[str, float]:
     behaviour_config = getattr(system, "behaviour_config", None)
     score_forward = 0
     if behaviour_config is not None:
-        width, hidden = int(behaviour_config.width), int(behaviour_config.hidden)
+        width, inner = int(behaviour_config.width), int(behaviour_config.hidden)
         inputs = action + state + agents * action + 2 * width  # noisy action, state, prefix, time features
         score_forward = agents * (
-            _mlp([inputs, width]) + int(behaviour_config.num_blocks) * 2 * width * hidden + width * action
+            _mlp([inputs, width]) + int(behaviour_config.num_blocks) * 2 * width * inner + width * action
         )
         costs["behaviour"] = 3.0 * score_forward
     actor_config = getattr(system, "actor_config", None)

@@ -192,6 +192,7 @@ RUN_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
         f"a whole number in [1, {MAX_BATCH_SIZE}] (and at most the dataset's timesteps)",
     ),
     "logger.terminal_log_every": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (seconds)"),
+    "budget_scale": (lambda v: _is_number(v) and 0 < v < float("inf"), "a finite number > 0 (0.01 for a smoke run)"),
 }
 
 

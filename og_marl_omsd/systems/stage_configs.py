@@ -267,10 +267,10 @@ def training_memory_lower_bound(values: Mapping[str, Any], batch_size: int) -> D
         activations = 3 * batch_size * sum(hidden) * 2
         parts["critic"] = floats * (4 * trained + target + activations)
     if int(values.get("behaviour_steps", 0) or 0) > 0:
-        width, hidden = int(values.get("diffusion_width", 1)), int(values.get("diffusion_hidden", 1))
+        width, inner = int(values.get("diffusion_width", 1)), int(values.get("diffusion_hidden", 1))
         blocks = int(values.get("diffusion_blocks", 0))
-        trained = blocks * (width * hidden + hidden + hidden * width + width + 2 * width)
-        activations = batch_size * (width + blocks * (hidden + 2 * width)) * 2
+        trained = blocks * (width * inner + inner + inner * width + width + 2 * width)
+        activations = batch_size * (width + blocks * (inner + 2 * width)) * 2
         parts["behaviour"] = floats * (4 * trained + activations)
     actor_hidden = [int(h) for h in values.get("actor_hidden_sizes", [])]
     if actor_hidden:
