@@ -115,6 +115,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help="hydra launcher setting, e.g. hydra.launcher.partition=gpu (repeatable)",
     )
     parser.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' log lines and warnings")
     parser.add_argument(
         "--report-only",
         action="store_true",
@@ -147,7 +148,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         args.select_seeds = preset.get("select_seeds", min(3, args.seeds))
     if args.aa_system == "none" or (args.aa_system == "brpo_fac" and "brpo_fac" not in args.systems):
         args.aa_system = None  # the default twin only when its system is compared
-    if not 1 <= args.select_seeds <= args.seeds:
+    if args.seeds >= 1 and not 1 <= args.select_seeds <= args.seeds:  # --seeds < 1: check_args says so
         parser.error(f"--select-seeds must be between 1 and --seeds ({args.seeds}), got {args.select_seeds}")
     if args.aa_system is not None and args.aa_system not in args.systems:
         parser.error(f"--aa-system {args.aa_system}: not among --systems ({' '.join(args.systems)})")
@@ -179,12 +180,97 @@ def common_overrides(args: argparse.Namespace) -> List[str]:
     ]
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The settings every job would fail on, checked before anything is written or launched.
+
+    Raises:
+        UserError: one paragraph naming every bad setting (seeds, betas, systems, datasets,
+            the output directory), or the first job whose settings the runner refuses (a bad
+            ``--override``, a budget out of range, ...).
+    """
+    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.registry import available_systems
+    from og_marl_omsd.validation import check_writable_directory
+
+    problems = []
+    if args.seeds < 1:
+        problems.append(f"--seeds must be >= 1 (got {args.seeds})")
+    bad_betas = [beta for beta in args.betas if not 0 < beta <= 3.4e38]  # NaN fails too
+    if bad_betas:
+        problems.append(f"--betas must be finite numbers > 0 (got {' '.join(f'{b:g}' for b in bad_betas)})")
+    known = available_systems()
+    unknown = [system for system in args.systems if system not in known]
+    if unknown:
+        problems.append(f"--systems: unknown {', '.join(unknown)} (registered: {', '.join(sorted(known))})")
+    if problems:
+        raise UserError("Bad comparison settings: " + "; ".join(problems) + ". Nothing was written.")
+    check_writable_directory(args.out, "comparison output directory", "--out")
+    _check_datasets(args)
+
+
+def _composed(overrides: Sequence[str], what: str) -> Any:
+    """The runner's config for ``overrides``; hydra's composition errors as a :class:`UserError`."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from og_marl_omsd.comparison.jobs import compose
+    from og_marl_omsd.errors import UserError
+
+    try:
+        return compose(overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(
+            f"Bad settings for {what} ({' '.join(overrides)}): {reason}. Check --env, --task and every --override "
+            "(runner settings as key=value, e.g. replay.batch_size=512). Nothing was written."
+        ) from None
+
+
+def _check_datasets(args: argparse.Namespace) -> None:
+    """Every dataset of ``--datasets`` is defined by the task's vault config or on disk."""
+    from og_marl_omsd.datasets.generate import load_vault_config, location_of
+    from og_marl_omsd.errors import UserError
+
+    cfg = _composed([f"env={args.env}", f"task={args.task}", *args.task_overrides, *args.override], "the task")
+    try:
+        vault_config = load_vault_config(cfg.task.vault_config)
+    except FileNotFoundError as error:
+        raise UserError(f"Task {cfg.task.name} names vault config {cfg.task.vault_config!r}: {error}") from None
+    location = location_of(vault_config, cfg.vault_dir)
+    defined, on_disk = list(vault_config.get("datasets", {})), location.available()
+    unknown = [name for name in args.datasets if name not in defined and name not in on_disk]
+    if unknown:
+        raise UserError(
+            f"--datasets: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a dataset of task "
+            f"{cfg.task.name} (vault config {vault_config['name']} defines {', '.join(defined) or 'none'}; on disk in "
+            f"{location.path}: {', '.join(on_disk) or 'none'}). Nothing was launched or written."
+        )
+
+
+def check_jobs(jobs: Sequence[Any], common: Sequence[str]) -> None:
+    """Each job's settings pass the runner's checks (composed and planned, nothing written)."""
+    from og_marl_omsd.comparison import jobs as comparison_jobs
+    from og_marl_omsd.errors import UserError
+
+    for job in jobs:
+        _composed([*common, *job.overrides()], f"job {job.system} {job.dataset}")
+        try:
+            comparison_jobs.run_dir(job, common)
+        except UserError as error:
+            raise UserError(
+                f"Job {' '.join(job.overrides())} would fail: {error} (Its settings come from this command: fix the "
+                "flag or --override that sets it. Nothing was launched or written.)"
+            ) from None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from og_marl_omsd import quiet
     from og_marl_omsd.comparison import jobs as comparison_jobs
     from og_marl_omsd.comparison import report
 
     args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    quiet.configure(args.verbose)
+    check_args(args)
     run_phase = _report_phase if args.report_only else _run_phase
     comparison = comparison_jobs.Comparison(
         systems=args.systems,
@@ -201,13 +287,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         },
     )
     common = common_overrides(args)
+    has_beta = {system: comparison_jobs.has_beta(system) for system in args.systems}.__getitem__
+    select = comparison.select_jobs(has_beta)
+    check_jobs(select, common)  # the seeds phase runs these settings with other seeds and the chosen beta
+    os.makedirs(args.out, exist_ok=True)
     if not args.report_only:  # a report keeps the settings the comparison ran with
         with open(os.path.join(args.out, "comparison.json"), "w") as handle:
             settings = {k: v for k, v in vars(args).items()} | {"common_overrides": common}
             json.dump(settings, handle, indent=2, default=list)
-    has_beta = {system: comparison_jobs.has_beta(system) for system in args.systems}.__getitem__
-
-    select = comparison.select_jobs(has_beta)
     run_phase(f"select (first {args.select_seeds} seed(s), every beta)", select, common, args)
     records, failures = _collect(select, common)
     choices = report.select_beta(records)
@@ -348,5 +435,28 @@ def _write_outputs(records: List[Dict[str, Any]], choices: Dict[Any, Any], args:
     print(f"[compare] outputs in {out}", flush=True)
 
 
+INTERRUPTED = "Interrupted. Run the same command again: finished runs are kept and not run again."
+
+
+def cli(argv: Optional[Sequence[str]] = None) -> int:
+    """:func:`main` with bad input as one paragraph (exit 2) and Ctrl-C as one line (exit 130);
+    ``HYDRA_FULL_ERROR=1`` shows the traceback."""
+    from og_marl_omsd.errors import UserError
+
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        if full_error:
+            raise
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        return 130
+    except UserError as error:
+        if full_error:
+            raise
+        print(f"Error: {error}", file=sys.stderr, flush=True)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
