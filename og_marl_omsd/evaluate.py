@@ -28,8 +28,11 @@ import numpy as np
 from og_marl_omsd.errors import UserError
 from og_marl_omsd.files import write_json
 
-OPTIONS = {"num_eval_episodes": int, "seed": int, "first_episode": int, "video": bool}
-USAGE = "python -m og_marl_omsd.evaluate <run_dir> [num_eval_episodes=N] [seed=S] [first_episode=K] [video=true]"
+OPTIONS = {"num_eval_episodes": int, "seed": int, "first_episode": int, "video": bool, "verbose": bool}
+USAGE = (
+    "python -m og_marl_omsd.evaluate <run_dir> [num_eval_episodes=N] [seed=S] [first_episode=K] [video=true] "
+    "[verbose=true]"
+)
 
 
 def parse_arguments(argv: List[str]) -> Dict[str, Any]:
@@ -55,6 +58,8 @@ def parse_arguments(argv: List[str]) -> Dict[str, Any]:
         raise UserError(f"num_eval_episodes must be > 0, got {options['num_eval_episodes']}.")
     if options.get("first_episode", 0) < 0:
         raise UserError(f"first_episode must be >= 0, got {options['first_episode']}.")
+    if not 0 <= options.get("seed", 0) <= 2**31 - 1:  # what TF, NumPy and the environments accept
+        raise UserError(f"seed must be a whole number in [0, {2**31 - 1}], got {options['seed']}.")
     return options
 
 
@@ -77,10 +82,41 @@ def load_finished_run(run_dir: str) -> Dict[str, Any]:
             f"{run_dir} has no exported policy ({POLICY_DIR}/{POLICY_INFO}); runs finished before policies were "
             "exported have none. Run it again in a new run_dir=<path> to get one."
         )
-    with open(results_path) as handle:
-        results = json.load(handle)
-    config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+    try:
+        with open(results_path) as handle:
+            results = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"{results_path} cannot be read ({getattr(error, 'strerror', None) or error}). Fix its permissions or "
+            "restore it from a good copy."
+        ) from None
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+    except Exception as error:  # YAML and OmegaConf raise many kinds
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(
+            f"{config_path} cannot be read ({reason}). Fix its permissions or restore it from a good copy."
+        ) from None
+    if not isinstance(results, dict) or not isinstance(config, dict) or "task" not in config:
+        raise UserError(f"{run_dir} does not hold a run's results.json and config.yaml; give a run directory.")
     return {"config": config, "results": results}
+
+
+def load_checked_policy(run_dir: str) -> Any:
+    """The run's exported policy; one paragraph when the SavedModel cannot be loaded."""
+    from og_marl_omsd.policy import POLICY_DIR, load_policy
+
+    try:
+        return load_policy(run_dir)
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # TensorFlow raises many kinds for a damaged SavedModel
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300].rstrip(".")
+        raise UserError(
+            f"The exported policy {os.path.join(run_dir, POLICY_DIR)} cannot be loaded: {reason}. It is damaged or "
+            "incomplete (nothing was evaluated or written). Restore it from a good copy, or run the run's command "
+            "again with another run_dir=<path> to train and export it anew."
+        ) from None
 
 
 def record_videos(scenario: str, seed: int, first_episode: int, episode_actions: List[np.ndarray], folder: str) -> None:
@@ -227,8 +263,8 @@ def evaluate_run(
 
     setup_devices()
     from og_marl_omsd import host
-    from og_marl_omsd.policy import load_policy
 
+    policy = load_checked_policy(run_dir)  # before the environment and any write
     task = config["task"]
     environment = host.get_environment(task["source"], task["env_name"], task["scenario"], seed=seed)
     from og_marl_omsd.environments.mamujoco import MaMuJoCoEnvironment
@@ -240,7 +276,6 @@ def evaluate_run(
         )
     if hasattr(environment, "_resets"):
         environment._resets = first  # reset k uses seed + k
-    policy = load_policy(run_dir)
     played: Optional[List[np.ndarray]] = [] if video else None
     logs = evaluate_policy(policy, environment, episodes, played)
     close = getattr(environment, "close", None)
@@ -275,14 +310,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         scenario, seed, first, actions_path, folder = argv[1:]
         _render_videos(scenario, int(seed), int(first), actions_path, folder)
         return 0
+    from og_marl_omsd import quiet
+
     try:
         options = parse_arguments(argv)
+        quiet.configure(options.pop("verbose", False))
         record = evaluate_run(**options)
     except UserError as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"Error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print("Interrupted. Run the same command again.", file=sys.stderr, flush=True)
+        return 130
     logs = record["evaluation"]
     line = (
         f"Evaluation of {record['run_dir']}: mean return {logs['mean_episode_return']:.4f} "

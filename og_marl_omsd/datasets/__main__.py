@@ -28,6 +28,33 @@ def _setup_tensorflow(threads: Optional[int]) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def check_generate_arguments(arguments: argparse.Namespace) -> None:
+    """``generate``'s arguments, checked before anything is loaded or written.
+
+    Raises:
+        UserError: ``--threads`` below 1, an unknown vault config or dataset, or a vault
+            directory that cannot be written.
+    """
+    from og_marl_omsd.datasets.generate import load_vault_config
+    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.validation import check_writable_directory
+
+    if arguments.threads is not None and arguments.threads < 1:
+        raise UserError(f"--threads must be >= 1 (got {arguments.threads}); leave it out for TensorFlow's default.")
+    try:
+        config = load_vault_config(arguments.vault_config)
+    except FileNotFoundError as error:
+        raise UserError(f"{error} Give a name from og_marl_omsd/vault_configs/ or a path to a YAML file.") from None
+    defined = list(config.get("datasets") or {})
+    unknown = [name for name in arguments.datasets or [] if name not in defined]
+    if unknown:
+        raise UserError(
+            f"Vault config {config['name']} defines no dataset {', '.join(unknown)}; it defines "
+            f"{', '.join(defined) or 'none'}. Nothing was written."
+        )
+    check_writable_directory(arguments.vault_dir, "vault directory", "--vault-dir")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m og_marl_omsd.datasets", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -47,12 +74,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--coordination-samples", type=int, default=20_000, help="training transitions per split of the estimator"
     )
     describe.add_argument("--coordination-steps", type=int, default=3_000, help="training steps per model")
+    for command in (generate, describe):
+        command.add_argument("--verbose", action="store_true", help="show the libraries' log lines and warnings")
     arguments = parser.parse_args(argv)
+    from og_marl_omsd import quiet
+
+    quiet.configure(arguments.verbose)
 
     if arguments.command == "generate":
         from og_marl_omsd import provenance
         from og_marl_omsd.datasets.generate import ensure_datasets
 
+        check_generate_arguments(arguments)  # before TensorFlow is loaded and anything is written
         provenance.pin()  # every dataset's metadata names the commit this process runs
         _setup_tensorflow(arguments.threads)
         location = ensure_datasets(arguments.vault_config, arguments.datasets, arguments.vault_dir)
