@@ -399,6 +399,25 @@ def export(target: str, branch: str = DEFAULT_BRANCH, patch: Optional[str] = Non
     return {"changed": changed, "added": added, "branch": branch, "commit": commit, "patch": patch}
 
 
+def _patch_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot be written as a file (probed without changing it), or None."""
+    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.validation import check_writable_directory
+
+    if os.path.isdir(path):
+        return "it is a directory"
+    try:
+        check_writable_directory(os.path.dirname(os.path.abspath(path)), "patch directory", "--patch")
+        if os.path.exists(path):
+            with open(path, "r+"):
+                pass
+    except UserError as error:
+        return str(error).split(": ", 1)[-1].split(". Choose", 1)[0]
+    except OSError as error:
+        return str(error.strerror or error)
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m og_marl_omsd.upstream", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -407,6 +426,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command.add_argument("--branch", default=DEFAULT_BRANCH, help=f"branch to commit on (default {DEFAULT_BRANCH})")
     command.add_argument("--patch", help="also write the commit as a patch file (git am applies it)")
     args = parser.parse_args(argv)
+    if args.patch:  # checked before the export commits or switches branch
+        problem = _patch_problem(args.patch)
+        if problem:
+            print(
+                f"Error: cannot write the patch file {args.patch}: {problem}. Choose a writable --patch <file>; "
+                "nothing was exported (no commit, no branch switch).",
+                file=sys.stderr,
+            )
+            return 2
     try:
         result = export(args.target, args.branch, args.patch)
     except ExportError as error:
