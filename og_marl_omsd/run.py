@@ -55,7 +55,7 @@ class LoggerSchema:
     wandb_project: str = "og-marl-omsd"
     terminal_log_every: float = 5.0
     progress_every: float = 30.0
-    verbose: bool = False  # true: the libraries' log lines and warnings reach the terminal (og_marl_omsd.quiet)
+    verbose: bool = False  # true: the libraries' log lines and warnings reach the terminal
 
 
 @dataclass

@@ -6,6 +6,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OG_MARL_OMSD_HOST", os.environ.get("OG_MARL_OMSD_HOST", "auto"))
+# In-process entry points (main() of the CLIs) must not put a filter on pytest's stderr:
+# tests see every line; tests/test_quiet.py checks the quiet default in subprocesses.
+os.environ.setdefault("OG_MARL_OMSD_VERBOSE", "1")
 
 import pytest
 

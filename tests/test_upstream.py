@@ -351,3 +351,15 @@ def test_a_command_line_key_the_system_does_not_take_is_an_error(tmp_path, small
     with pytest.raises(UserError, match=r"unknown parameter system\.beta.*action, learning_rate"):
         runner.run_offline_system(cfg, _plain_system_class())
     assert not (tmp_path / "runs").exists()
+
+
+def test_unwritable_patch_path_is_refused_before_any_commit_or_branch_switch(fake_og_marl, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    before = tree_state(fake_og_marl)
+    for patch in (blocker / "og-marl-run.patch", tmp_path):  # under a file; a directory
+        result = run_export(fake_og_marl, "--patch", str(patch))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("Error: cannot write the patch file") and "Traceback" not in result.stderr
+        assert "nothing was exported" in result.stderr
+        assert tree_state(fake_og_marl) == before  # no commit, no branch, same files
