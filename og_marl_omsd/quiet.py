@@ -12,7 +12,7 @@ silences Python warnings and absl/JAX logging below ERROR, and puts a filter on 
 descriptor 2 that drops only those known lines: everything else written to stderr (our
 errors, a traceback, a C++ error line that is not on the list) still shows. The filter is
 removed at exit, after what is left in it was written out. :func:`silent_stdout` hides a
-library's ``print`` around one call. ``OG_MARL_OMSD_VERBOSE=1`` (set by a verbose entry point,
+library's ``print`` around one call (always). ``OG_MARL_OMSD_VERBOSE=1`` (set by a verbose entry point,
 so its subprocesses follow) turns all of it off.
 """
 
@@ -117,9 +117,7 @@ def restore_stderr() -> None:
 
 @contextlib.contextmanager
 def silent_stdout() -> Iterator[None]:
-    """Hide what a library prints to ``sys.stdout`` inside the block (unless verbose)."""
-    if verbose():
-        yield
-        return
+    """Hide what a library prints to ``sys.stdout`` inside the block, verbose or not (flashbax's
+    ``New vault created at .../.partial-...`` names a temporary directory that is renamed at once)."""
     with contextlib.redirect_stdout(io.StringIO()):
         yield
