@@ -13,7 +13,7 @@ descriptor 2 that drops only those known lines: everything else written to stder
 errors, a traceback, a C++ error line that is not on the list) still shows. The filter is
 removed at exit, after what is left in it was written out. :func:`silent_stdout` hides a
 library's ``print`` around one call (always). ``OG_MARL_OMSD_VERBOSE=1`` (set by a verbose entry point,
-so its subprocesses follow) turns all of it off.
+so its subprocesses follow) turns the filter, the warnings and the logging levels off.
 """
 
 from __future__ import annotations
