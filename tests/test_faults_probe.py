@@ -665,7 +665,7 @@ def test_11_datasets_command_line_errors_are_one_line(tmp_path, capsys, monkeypa
     assert datasets_cli(["describe", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"Error: {tmp_path} is not a <scenario>.vlt directory."
     assert datasets_cli(["generate", "bandit", "--datasets", "Nope", "--vault-dir", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith("Error: Vault config bandit defines no dataset ['Nope']")
+    assert capsys.readouterr().err.startswith("Error: Vault config bandit defines no dataset Nope; it defines GMM")
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     with pytest.raises(ValueError):
         datasets_cli(["describe", str(tmp_path)])
