@@ -39,6 +39,7 @@ _NATIVE_NOISE = re.compile(
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags"
     rb"|An NVIDIA GPU may be present on this machine, but a CUDA-enabled jaxlib is not installed"
+    rb"|.*environment's reward functions were updated in v1\.2\.1 without an environment version update"  # robotics
     rb")"
 )
 _state: Dict[str, Any] = {"original": None, "thread": None}

@@ -191,14 +191,14 @@ def check_memory(system_class: type, params: Dict[str, Any], batch_size: int) ->
     check_fits_in_memory(training_memory_lower_bound(values, batch_size), batch_size)
 
 
-BUDGETS = ("training_steps", "evaluation_every", "system.critic_steps", "system.behaviour_steps")
+BUDGETS = ("training_steps", "evaluation_every", "num_eval_episodes", "system.critic_steps", "system.behaviour_steps")
 
 
 def scale_budgets(cfg: DictConfig) -> None:
-    """``budget_scale=<s>`` (a smoke run: ``0.01``) multiplies every stage's step budget, the
-    critic's, the behaviour model's and the actors' (``training_steps``), and the evaluation
-    period (the same number of evaluations), rounded, at least 1 step (a stage set to 0 stays
-    off). In place, once per config; the scaled budgets are what ``config.yaml`` records."""
+    """``budget_scale=<s>`` (a smoke run: ``0.01``) multiplies every stage's budget: the steps of
+    the critic, the behaviour model and the actors (``training_steps``), the evaluation period
+    (the same number of evaluations) and the episodes per evaluation, rounded, at least 1 (a
+    stage set to 0 stays off). In place, once per config; ``config.yaml`` records the results."""
     scale = float(cfg.get("budget_scale", 1.0))
     if scale == 1.0 or cfg._get_flag("budgets_scaled"):
         return

@@ -43,6 +43,11 @@ def quiet_env(**extra):
         ("E0000 00:00:1.5    9002 bfc_allocator.cc:1] Allocator ran out of memory", False),
         ("Error: Bad run settings: training_steps must be > 0", False),
         ("Traceback (most recent call last):", False),
+        (
+            "AdroitHandRelocateDense-v1, AdroitHandHammerDense-v1, AdroitHandDoorDense-v1 environment's reward "
+            "functions were updated in v1.2.1 without an environment version update. Therefore, use ...",
+            True,
+        ),
     ],
 )
 def test_only_known_informational_lines_are_noise(line, noise):

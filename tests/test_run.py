@@ -48,7 +48,7 @@ def test_budget_scale_scales_every_stage_and_the_evaluation_period(tmp_path):
     cfg = run_config("budget_scale=0.01", f"runs_root={tmp_path}")
     runner.plan_run(cfg)
     assert (cfg.system.critic_steps, cfg.system.behaviour_steps, cfg.training_steps) == (20, 30, 6)
-    assert cfg.evaluation_every == 2  # the same number of evaluations
+    assert cfg.evaluation_every == 2 and cfg.num_eval_episodes == 1  # as many evaluations, each smaller
     first = runner.plan_run(cfg)[3]
     assert cfg.training_steps == 6 and runner.plan_run(cfg)[3] == first  # once per config
     assert first != runner.plan_run(run_config(f"runs_root={tmp_path}"))[3]  # a run of its own
