@@ -24,8 +24,9 @@ then also reports the run's completion and ETA. Stages not started when a later 
 starts (loaded from the pretrained cache) count as done. The run ETA times the stages still
 to come from the current stage's speed scaled by their costs per step (``plan_run(costs=)``,
 from the network shapes) plus a start-up as long as the current stage's (compilation), so it is
-an estimate (marked ``~``); evaluation episodes are not in it. The first plain line waits for a measured speed (the first call of
-a compiled step includes its compilation, which would make every ETA far too long).
+an estimate (marked ``~``); evaluation episodes are not in it. The first plain line waits for
+a measured speed (the first call of a compiled step includes its compilation, which would make
+every ETA far too long).
 
 Metric values may be tensors: they are converted only when a line is printed, so a step
 loop never waits for the device because of this module.

@@ -40,7 +40,8 @@ from og_marl_omsd.validation import RUN_RULES, rule_problems, unknown_keys
 
 # Settings that do not change a run's results: left out of its identity (directory hash and
 # the check that an existing run directory holds the same run).
-NOT_RUN_IDENTITY = ("run_dir", "runs_root", "pretrained_dir", "logger", "checkpoint_every")
+# budget_scale: the budgets it scaled are in the identity (and a run made before it existed keeps its directory).
+NOT_RUN_IDENTITY = ("run_dir", "runs_root", "pretrained_dir", "logger", "checkpoint_every", "budget_scale")
 
 
 @dataclass

@@ -52,6 +52,9 @@ def test_budget_scale_scales_every_stage_and_the_evaluation_period(tmp_path):
     first = runner.plan_run(cfg)[3]
     assert cfg.training_steps == 6 and runner.plan_run(cfg)[3] == first  # once per config
     assert first != runner.plan_run(run_config(f"runs_root={tmp_path}"))[3]  # a run of its own
+    same = ["training_steps=6", "evaluation_every=2", "num_eval_episodes=1", "system.critic_steps=20"]
+    explicit = run_config(*same, "system.behaviour_steps=30", f"runs_root={tmp_path}")
+    assert runner.plan_run(explicit)[3] == first  # the scaled budgets are the run, not the scale
 
 
 def test_budget_scale_keeps_a_stage_that_is_off_off_and_at_least_one_step(tmp_path):
