@@ -240,21 +240,34 @@ def default_run_dir(cfg: DictConfig, dataset: str) -> str:
 
 def reward_scale(task: DictConfig, returns: np.ndarray) -> float:
     """``1000 / (max - min episode return)`` for locomotion (SRPO/IQL), else 1."""
-    if task.reward_normalisation == "none":
+    normalisation = task.get("reward_normalisation", "episode_return_range")  # OG-MARL's tasks: locomotion
+    if normalisation == "none":
         return 1.0
-    if task.reward_normalisation == "episode_return_range":
+    if normalisation == "episode_return_range":
         spread = float(returns.max() - returns.min()) if returns.size else 0.0
         return 1000.0 / spread if spread > 0 else 1.0
-    raise UserError(
-        f"task.reward_normalisation must be 'none' or 'episode_return_range', got {task.reward_normalisation!r}."
-    )
+    raise UserError(f"task.reward_normalisation must be 'none' or 'episode_return_range', got {normalisation!r}.")
 
 
 def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
-    """The dataset's vault location; generates it from the task's vault config when missing."""
+    """The dataset's vault location; generates it from the task's vault config when missing.
+
+    A task without ``vault_config`` (OG-MARL's own, as ``og_marl.run``'s configs name them) is
+    read where OG-MARL keeps it, ``<vault_dir>/<source>/<env_name>/<scenario>.vlt/<dataset>``."""
     from og_marl_omsd.datasets.generate import ensure_datasets, load_vault_config, location_of
+    from og_marl_omsd.datasets.vaults import VaultLocation
     from og_marl_omsd.validation import check_dataset_folder, check_writable_directory
 
+    if not cfg.task.get("vault_config"):
+        place = VaultLocation(str(cfg.task.source), str(cfg.task.env_name), str(cfg.task.scenario), str(cfg.vault_dir))
+        if place.exists(dataset):
+            return place
+        raise UserError(
+            f"No dataset {dataset!r} for task {cfg.task.name}: looked for {place.dataset_path(dataset)} (on disk "
+            f"there: {', '.join(place.available()) or 'none'}). Choose one with dataset=<name>, point vault_dir=<dir> "
+            "at your vaults, download the task's vault (OG-MARL's download_and_unzip_vault), or use this plugin's "
+            "generated datasets with +task.vault_config=<name> (vault_configs/)."
+        )
     try:
         vault_config = load_vault_config(cfg.task.vault_config)
     except FileNotFoundError as error:
@@ -294,6 +307,16 @@ def vault_of_task(cfg: DictConfig, dataset: str) -> Any:
     """``(source, env, scenario, vault_dir)`` of the dataset, generated first when missing."""
     location = prepare_dataset(cfg, dataset)
     return location.source, location.env, location.scenario, location.rel_dir
+
+
+def dataset_source(cfg: DictConfig, dataset: str) -> Optional[Tuple[str, str, str, str]]:
+    """``og_marl.run``'s ``og_marl.dataset_sources`` entry point: a task that names one of this
+    plugin's vault configs (``task.vault_config``, e.g. ``+task.vault_config=2halfcheetah-quick``)
+    is read (and generated when cheap) as :func:`vault_of_task` does; any other task is not
+    this plugin's (``None``)."""
+    if not cfg.task.get("vault_config"):
+        return None
+    return cast(Tuple[str, str, str, str], tuple(vault_of_task(cfg, dataset)))
 
 
 def check_run_settings(cfg: DictConfig) -> None:

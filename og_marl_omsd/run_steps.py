@@ -126,8 +126,10 @@ def make_environment(cfg: DictConfig) -> Any:
 
     setup_devices()
     from og_marl_omsd import host
+    from og_marl_omsd.run_logger import EpisodeReturns
 
-    return host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed)
+    # Every evaluation episode's return is recorded (marl-eval JSON keeps the spread, not only the mean).
+    return EpisodeReturns(host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed))
 
 
 def load_dataset(
@@ -223,12 +225,13 @@ def track_wall_time(run_dir: str, start: float) -> Any:
 def make_run_logger(cfg: DictConfig, plan: RunPlan, environment: Any) -> Any:
     """The run's logger: evaluation lines (+ wandb) and the marl-eval JSON of the run directory."""
     from og_marl_omsd import tracking
-    from og_marl_omsd.run_logger import RunLogger
-    from og_marl_omsd.standalone.loggers import JsonWriter
+    from og_marl_omsd.run_logger import MarlEvalWriter, RunLogger
+    from og_marl_omsd.upstream.runner import marl_eval_names
 
     loggers = tracking.make_loggers(cfg, plan.run_dir, plan.dataset)  # readable evaluation lines (+ wandb)
-    # The plugin's marl-eval writer in both host modes: it writes metrics.json atomically.
-    json_writer = JsonWriter(plan.run_dir, cfg.system.name, cfg.task.name, cfg.env.name, cfg.seed)
+    # metrics.json in both host modes: written atomically, named so that runs never merge in marl-eval.
+    env_name, task_name, algorithm = marl_eval_names(cfg, plan.dataset, plan.params)
+    json_writer = MarlEvalWriter(plan.run_dir, algorithm, task_name, env_name, int(cfg.seed))
     return RunLogger(loggers, json_writer, environment=environment)
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import ast
 import builtins
 import os
+import re
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from og_marl_omsd.upstream import export as upstream_export
@@ -31,14 +33,19 @@ def git(repo, *args):
 
 
 def tree_state(repo):
-    """Everything an export could change: HEAD, branches, status, and the files' bytes."""
-    files = {}
+    """Everything an export could change: HEAD, branches, status, the directories and the files' bytes."""
+    files, directories = {}, set()
     for root, dirs, names in os.walk(repo):
         dirs[:] = [d for d in dirs if d != ".git"]
+        directories.update(os.path.relpath(os.path.join(root, d), repo) for d in dirs)
         for name in names:
             with open(os.path.join(root, name), "rb") as handle:
                 files[os.path.relpath(os.path.join(root, name), repo)] = handle.read()
-    return git(repo, "rev-parse", "HEAD"), git(repo, "branch", "--list"), git(repo, "status", "--porcelain"), files
+    status = git(repo, "status", "--porcelain", "--untracked-files=all", "--ignored")
+    return git(repo, "rev-parse", "HEAD"), git(repo, "branch", "--list"), status, directories, files
+
+
+PLUGIN_NAMES = ("og_marl_omsd", "og-marl-omsd", "omsd", "sweepreport")
 
 
 @pytest.fixture
@@ -111,6 +118,29 @@ def test_export_commits_runner_configs_registry_and_tests_on_a_branch(fake_og_ma
         "replay": {"sequence_length": 20, "batch_size": 7},
     }
     assert (fake_og_marl / "og_marl/configs/system/iddpg_bc.yaml").read_text().startswith("# @package _global_\n")
+    # Plugin-free: nothing committed (nor the commit message) names the plugin; OG-MARL's own defaults.
+    for path in committed:
+        text = git(fake_og_marl, "show", f"HEAD:{path}").lower()
+        assert not [name for name in PLUGIN_NAMES if name in text], path
+    assert not [name for name in PLUGIN_NAMES if name in git(fake_og_marl, "log", "-1", "--format=%B").lower()]
+    config = yaml.safe_load((fake_og_marl / "og_marl/configs/config.yaml").read_text())
+    assert {"system": "iddpg_bc"} in config["defaults"] and {"env": "mamujoco"} in config["defaults"]
+    assert "callbacks" not in config["hydra"]
+    assert not any("bandit" in path for path in committed)  # the plugin's env comes through its search path
+    task = yaml.safe_load((fake_og_marl / "og_marl/configs/task/2halfcheetah.yaml").read_text())
+    assert task == {
+        "name": "2halfcheetah",
+        "env": "mamujoco",
+        "source": "og_marl",
+        "env_name": "gymnasium_mamujoco",
+        "scenario": "2halfcheetah",
+        "dataset": "Replay",
+    }
+    assert (
+        "download_and_unzip_vault('og_marl', 'gymnasium_mamujoco', '2halfcheetah')"
+        in (fake_og_marl / "og_marl/configs/task/2halfcheetah.yaml").read_text()
+    )
+    assert "system" not in yaml.safe_load((fake_og_marl / "og_marl/configs/env/mamujoco.yaml").read_text())
     # The patch applies with git am onto the original main.
     git(fake_og_marl, "checkout", "-q", "-b", "replay", "main")
     git(fake_og_marl, "am", "-q", str(patch))
@@ -160,6 +190,35 @@ def test_export_refuses_uncommitted_changes_in_the_files_it_writes(fake_og_marl)
     assert tree_state(fake_og_marl) == before
 
 
+def test_a_failed_export_leaves_the_target_as_it_was(fake_og_marl):
+    hook = fake_og_marl / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'refusing: this tree cannot take a commit' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    before = tree_state(fake_og_marl)
+    result = run_export(fake_og_marl)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "failed and was undone" in result.stderr and "refusing: this tree cannot take a commit" in result.stderr
+    assert result.stderr.strip().count("\n") == 0  # one paragraph
+    assert tree_state(fake_og_marl) == before  # no new folders, no commit, no branch, status clean
+    assert git(fake_og_marl, "status", "--porcelain", "--untracked-files=all") == ""
+    assert not (fake_og_marl / "og_marl" / "configs").exists() and not (fake_og_marl / "tests").exists()
+
+
+def test_export_writes_the_pull_request_description(fake_og_marl, tmp_path):
+    description = tmp_path / "pr.md"
+    base = git(fake_og_marl, "rev-parse", "HEAD").strip()
+    result = run_export(fake_og_marl, "--pr-description", str(description))
+    assert result.returncode == 0, result.stderr
+    text = description.read_text()
+    for heading in ("## What it adds", "## How to test it", "## What it changes for existing users"):
+        assert heading in text
+    assert f"Onto `{base[:12]}`" in text and "pytest tests/test_run.py" in text
+    changes = text.split("## What it changes for existing users", 1)[1]
+    assert changes.strip().startswith("Nothing.") and "`pyproject.toml`" in changes
+    assert "`og_marl/run.py`" in text and "`tests/test_run.py`" in text
+    assert not [name for name in PLUGIN_NAMES if name in text.lower()]
+
+
 def module_level_undefined_names(source: str) -> set:
     """Names a module reads that nothing in it defines (a missing import or helper)."""
     tree = ast.parse(source)
@@ -182,16 +241,18 @@ def module_level_undefined_names(source: str) -> set:
 def test_exported_runner_is_derived_and_self_contained():
     source = upstream_export.runner_source()
     compile(source, "og_marl/run.py", "exec")
-    code_lines = [line for line in source.splitlines()[20:] if "og_marl_omsd" in line]
-    assert code_lines == [], "the exported runner must not need the plugin"
+    named = [line for line in source.splitlines() if any(name in line.lower() for name in PLUGIN_NAMES)]
+    assert named == [], "the exported runner must not name the plugin"
     assert module_level_undefined_names(source) == set()
     # Derived, not hand-kept: the plugin's runner functions are in it verbatim.
     import inspect
 
+    from og_marl_omsd import naming
     from og_marl_omsd import run as plugin_run
     from og_marl_omsd.upstream import runner
 
-    for function in (plugin_run.system_parameters, runner.run_offline_system, runner.run_registered):
+    functions = (plugin_run.system_parameters, runner.run_offline_system, runner.run_registered, naming.with_settings)
+    for function in functions:
         assert inspect.getsource(function).replace("og_marl_omsd.run", "og_marl.run") in source
     assert "from og_marl.replay_buffers import FlashbaxReplayBuffer" in source
 
@@ -210,6 +271,60 @@ def test_og_marl_system_without_og_marl_exits_2_naming_og_marl(tmp_path, monkeyp
     assert not os.path.exists(tmp_path / "runs")
 
 
+def test_og_marl_systems_take_the_plugins_dataset_settings(tmp_path, monkeypatch):
+    """``task.vault_config`` (here the quick one), ``vault_dir`` and ``dataset=`` reach OG-MARL's
+    systems through the runner, and through ``og_marl.run``'s dataset source."""
+    from og_marl_omsd import registry
+    from og_marl_omsd.datasets.vaults import VaultLocation, write_dataset
+    from og_marl_omsd.environments.mamujoco import make_mamujoco
+    from og_marl_omsd.run import dataset_source, run
+
+    from conftest import run_config
+
+    vault_dir = tmp_path / "vaults"
+    environment = make_mamujoco("2halfcheetah", seed=0)
+    steps, agents = 64, len(environment.agents)
+    ends = np.zeros((steps, agents), "float32")
+    ends[31::32] = 1.0
+    random = np.random.default_rng(0)
+    experience = {
+        "observations": random.normal(size=(steps, agents, 12)).astype("float32"),
+        "actions": random.uniform(-1, 1, size=(steps, agents, 3)).astype("float32"),
+        "rewards": random.normal(size=(steps, agents)).astype("float32"),
+        "terminals": np.zeros((steps, agents), "float32"),
+        "truncations": ends,
+        "infos": {"state": random.normal(size=(steps, 17)).astype("float32")},
+    }
+    quick = VaultLocation("og_marl_omsd_quick", "gymnasium_mamujoco", "2halfcheetah", str(vault_dir))
+    write_dataset(quick, "Expert", experience)  # only the quick vault exists, not the default one
+    overrides = ["env=mamujoco", "task=2halfcheetah", "dataset=Expert", f"vault_dir={vault_dir}"]
+    cfg = run_config("system=iddpg_bc", *overrides, "task.vault_config=2halfcheetah-quick")
+    assert dataset_source(cfg, "Expert") == ("og_marl_omsd_quick", "gymnasium_mamujoco", "2halfcheetah", str(vault_dir))
+    og_marl_task = run_config("system=iddpg_bc", *overrides, "~task.vault_config")
+    assert dataset_source(og_marl_task, "Expert") is None  # not the plugin's: og_marl.run reads OG-MARL's layout
+    system_class = _plain_system_class()
+    monkeypatch.setattr(registry, "load_system", lambda name: system_class)
+    results = run(
+        run_config(
+            "system=iddpg_bc",
+            *overrides,
+            "task.vault_config=2halfcheetah-quick",
+            "training_steps=2",
+            "evaluation_every=2",
+            "num_eval_episodes=1",
+            "replay.batch_size=4",
+            f"runs_root={tmp_path / 'runs'}",
+        )
+    )
+    assert results["dataset"] == "Expert" and system_class.built[-1].batches == [(4, 2, 2, 3)] * 2
+    # Without task.vault_config the task is read where OG-MARL keeps it, and the error says where.
+    from og_marl_omsd.errors import UserError
+
+    missing = os.path.join(str(vault_dir), "og_marl_omsd", "gymnasium_mamujoco", "2halfcheetah.vlt", "Expert")
+    with pytest.raises(UserError, match=re.escape(missing)):
+        run(run_config("system=iddpg_bc", *overrides, "~task.vault_config", f"runs_root={tmp_path / 'runs2'}"))
+
+
 def test_og_marl_system_configs_come_from_its_yaml(fake_og_marl):
     config = system_config("omar", str(fake_og_marl / "og_marl"))
     assert config["system"]["learning_rate"] == pytest.approx(3e-4)
@@ -221,41 +336,72 @@ def test_og_marl_system_configs_come_from_its_yaml(fake_og_marl):
 OG_MARL_SOURCE = os.environ.get("OG_MARL_SOURCE")
 
 
-@pytest.mark.skipif(
-    not OG_MARL_SOURCE,
-    reason="set OG_MARL_SOURCE=<an OG-MARL git checkout> to export into a "
-    "copy of it and run og_marl.run for real (never in CI)",
-)
-@pytest.mark.slow
-def test_og_marl_run_after_export_runs_omsd_and_iddpg_bc(tmp_path):
-    checkout = tmp_path / "og-marl"
-    subprocess.run(["git", "clone", "-q", OG_MARL_SOURCE, str(checkout)], check=True)
-    assert run_export(checkout).returncode == 0
-    assert run_export(checkout).stdout.startswith("Nothing to do")
-    # A temporary venv that sees this interpreter's packages, with both installed (--no-deps).
-    venv = tmp_path / "venv"
+def venv_with(tmp_path, name, *projects):
+    """A venv that sees this interpreter's installed packages except this plugin and OG-MARL (linked
+    into a folder of its own, so their .pth files and metadata stay out), with ``projects`` installed
+    (editable, --no-deps)."""
+    linked = tmp_path / f"{name}-site"
+    linked.mkdir()
+    for site in (path for path in sys.path if path.endswith("site-packages") and os.path.isdir(path)):
+        for entry in os.listdir(site):
+            if entry.startswith(("og_marl", "og-marl", "__editable__", "_og_marl")) or entry.endswith(".pth"):
+                continue
+            if not (linked / entry).exists():
+                (linked / entry).symlink_to(os.path.join(site, entry))
+    venv = tmp_path / name
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python*/site-packages"))
-    (site / "zz_parent.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+    (site / "zz_parent.pth").write_text(str(linked) + "\n")
     python = str(venv / "bin" / "python")
-    for project in (str(checkout), REPO_ROOT):
+    for project in projects:
         subprocess.run(
-            [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", project], check=True
+            [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(project)], check=True
         )
-    work = tmp_path / "empty"
+    return python
+
+
+@pytest.mark.skipif(
+    not OG_MARL_SOURCE,
+    reason="set OG_MARL_SOURCE=<a complete OG-MARL git checkout> to export into a clone of it and run "
+    "og_marl.run for real (never in CI)",
+)
+@pytest.mark.slow
+def test_og_marl_run_after_export_works_without_the_plugin_and_runs_omsd_with_it(tmp_path):
+    checkout = tmp_path / "og-marl"
+    subprocess.run(["git", "clone", "-q", OG_MARL_SOURCE, str(checkout)], check=True)
+    # The export applies to this snapshot, once.
+    assert run_export(checkout, "--pr-description", str(tmp_path / "pr.md")).returncode == 0
+    assert run_export(checkout).stdout.startswith("Nothing to do")
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "OG_MARL_OMSD_HOST")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    # Without the plugin: OG-MARL's own tests of og_marl.run pass.
+    python = venv_with(tmp_path, "og-marl-only", checkout)
+    absent = subprocess.run([python, "-c", "import og_marl_omsd"], capture_output=True, text=True, env=env)
+    assert absent.returncode != 0 and "No module named 'og_marl_omsd'" in absent.stderr
+    tests = subprocess.run(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_run.py"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-3000:]
+    print(tests.stdout.strip().splitlines()[-1])
+    # With the plugin: its systems and datasets come through entry points and its search path.
+    python = venv_with(tmp_path, "og-marl-and-plugin", checkout, REPO_ROOT)
+    work = tmp_path / "work"
     work.mkdir()
     common = [
         "env=mamujoco",
         "task=2halfcheetah",
         "dataset=Medium",
+        "+task.vault_config=2halfcheetah-quick",
+        f"vault_dir={tmp_path / 'vaults'}",
         "training_steps=20",
         "evaluation_every=10",
         "num_eval_episodes=1",
-        "task.vault_config=2halfcheetah-quick",
-        "task.source=og_marl_omsd_quick",
     ]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("OG_MARL_OMSD_HOST", None)
     for system, extra in (("omsd", ["system.critic_steps=20", "system.behaviour_steps=20"]), ("iddpg_bc", [])):
         result = subprocess.run(
             [python, "-m", "og_marl.run", f"system={system}", *common, *extra],
@@ -263,7 +409,7 @@ def test_og_marl_run_after_export_runs_omsd_and_iddpg_bc(tmp_path):
             capture_output=True,
             text=True,
             env=env,
-            timeout=1800,
+            timeout=3600,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         final = [line for line in result.stdout.splitlines() if line.startswith("Final mean return")]

@@ -27,20 +27,16 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from og_marl_omsd.naming import (  # noqa: F401 (split_algorithm_name: the comparison's readers import it from here)
+    algorithm_name,
+    marl_eval_task_name,
+    split_algorithm_name,
+    with_settings,
+)
+
 Record = Dict[str, Any]
 Group = Tuple[str, str, str, str]  # (algorithm, env, task, dataset)
 METRIC = "mean_episode_return"
-
-
-def algorithm_name(record: Mapping[str, Any]) -> str:
-    """``system`` or ``system-variant``."""
-    return f"{record['system']}-{record['variant']}" if record.get("variant") else str(record["system"])
-
-
-def split_algorithm_name(name: str) -> Tuple[str, str]:
-    """``(system, variant)`` of an :func:`algorithm_name` (variant ``""`` for a plain system)."""
-    system, _, variant = name.partition("-")
-    return system, variant
 
 
 def group_of(record: Mapping[str, Any]) -> Group:
@@ -306,10 +302,9 @@ def write_marl_eval(records: Iterable[Record], choices: Mapping[Group, Optional[
     selected = {id(record) for record in chosen(records, choices)}
     written = []
     for record in records:
-        task = f"{record['task']}-{record['dataset']}"
-        trees = [
-            ("beta_grid", algorithm_name(record) + ("" if record["beta"] is None else f"@beta={record['beta']:g}"))
-        ]
+        task = marl_eval_task_name(record["task"], record["dataset"])
+        beta = {} if record["beta"] is None else {"beta": record["beta"]}
+        trees = [("beta_grid", with_settings(algorithm_name(record), beta))]
         if id(record) in selected:
             trees.append(("chosen", algorithm_name(record)))
         for tree, algorithm in trees:

@@ -21,23 +21,32 @@ import inspect
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Tuple, cast
+from importlib.metadata import entry_points
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from og_marl_omsd.errors import UserError
 from og_marl_omsd.files import write_json, write_text
+from og_marl_omsd.naming import marl_eval_task_name, with_settings
 from og_marl_omsd.registry import UnknownSystemError, load_registered_system
-from og_marl_omsd.run import check_run_settings, default_run_dir, print_summary, run_results, system_parameters
-from og_marl_omsd.run_logger import EvaluationRecord
+from og_marl_omsd.run import (
+    NOT_RUN_IDENTITY,
+    check_run_settings,
+    default_run_dir,
+    print_summary,
+    run_results,
+    system_parameters,
+)
+from og_marl_omsd.run_logger import EpisodeReturns, EvaluationRecord, MarlEvalWriter
 
 # HOST BEGIN: the export replaces this block with OG-MARL's own modules.
 HOST_NAME = "og-marl-omsd"
 
 
 def host_modules() -> Any:
-    """``get_environment``, ``FlashbaxReplayBuffer``, ``TerminalLogger``, ``WandbLogger``, ``JsonWriter``, ``HOST``."""
+    """``get_environment``, ``FlashbaxReplayBuffer``, ``TerminalLogger``, ``WandbLogger``, ``HOST``."""
     from og_marl_omsd import host
 
     return host
@@ -48,20 +57,62 @@ def host_modules() -> Any:
 VaultPlace = Tuple[str, str, str, str]  # source, env_name, scenario, rel_dir
 
 
-def command_line_system_keys() -> set:
-    """``system.<key>`` names given on the command line (empty outside a hydra app)."""
+DATASET_SOURCES = "og_marl.dataset_sources"  # entry points: (cfg, dataset) -> VaultPlace, or None when not theirs
+# Settings that name no setting of a run's results in marl-eval's hierarchy (they are its other levels or places).
+NOT_MARL_EVAL_SETTINGS = ("seed", "dataset", "env", "task", "system", "vault_dir", *NOT_RUN_IDENTITY)
+
+
+def command_line_overrides() -> List[str]:
+    """The command line's ``key=value`` overrides (empty outside a hydra app)."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+        return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     except (ImportError, ValueError):
-        overrides = []
+        return []
+
+
+def command_line_system_keys() -> set:
+    """``system.<key>`` names given on the command line (empty outside a hydra app)."""
     keys = set()
-    for override in overrides:
+    for override in command_line_overrides():
         key = override.split("=", 1)[0].lstrip("+~")
         if key.startswith("system."):
             keys.add(key[len("system.") :])
     return keys
+
+
+def marl_eval_names(
+    cfg: DictConfig, dataset: str, params: Optional[Dict[str, Any]] = None, overrides: Optional[List[str]] = None
+) -> Tuple[str, str, str]:
+    """``(env, task, algorithm)`` of the run in marl-eval's hierarchy, so that concatenating any
+    runs' ``metrics.json`` never merges two datasets or two settings: the task carries the
+    dataset and any ``task.*`` setting given (``2halfcheetah-Medium@vault_config=...``), the
+    algorithm carries the system's ``beta`` (when it has one) and every other setting given on
+    the command line (``overrides``, default: this hydra app's) that shapes results
+    (``iddpg_bc@bc_alpha=2.5@training_steps=50000``). ``params``: the system's parameters (default
+    ``system.*``); an env preset's key the system does not take is no setting of it."""
+    system = cast(Dict[str, Any], OmegaConf.to_container(cfg.system, resolve=True)) if params is None else params
+    task_settings: Dict[str, Any] = {}
+    settings: Dict[str, Any] = {}
+    for override in command_line_overrides() if overrides is None else overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if "=" not in override or key in ("system.name", "task.name"):
+            continue
+        value = OmegaConf.select(cfg, key, default=None)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        if key.startswith("task."):
+            task_settings[key[len("task.") :]] = value
+        elif key.startswith("system."):
+            if key[len("system.") :] in system:
+                settings[key[len("system.") :]] = value
+        elif key.split(".")[0] not in (*NOT_MARL_EVAL_SETTINGS, "hydra"):
+            settings[key] = value
+    if system.get("beta") is not None:
+        settings["beta"] = system["beta"]
+    task = with_settings(marl_eval_task_name(str(cfg.task.name), dataset), task_settings)
+    return str(cfg.env.name), task, with_settings(str(cfg.system.name), settings)
 
 
 def offline_system_parameters(cfg: DictConfig, system_class: type) -> Dict[str, Any]:
@@ -84,15 +135,23 @@ def offline_system_parameters(cfg: DictConfig, system_class: type) -> Dict[str, 
 
 
 def task_vault(cfg: DictConfig, dataset: str) -> VaultPlace:
-    """The task's vault (``<vault_dir>/<source>/<env_name>/<scenario>.vlt/<dataset>``); it must exist."""
+    """The task's vault: the first ``og_marl.dataset_sources`` entry point that knows the task
+    (another distribution's datasets), else OG-MARL's layout,
+    ``<vault_dir>/<source>/<env_name>/<scenario>.vlt/<dataset>``, which must exist."""
+    for entry in entry_points(group=DATASET_SOURCES):
+        place = entry.load()(cfg, dataset)
+        if place is not None:
+            return cast(VaultPlace, tuple(place))
     place = (str(cfg.task.source), str(cfg.task.env_name), str(cfg.task.scenario), str(cfg.vault_dir))
     path = os.path.join(place[3], place[0], place[1], f"{place[2]}.vlt")
     if not os.path.isdir(os.path.join(path, dataset)):
         on_disk = sorted(name for name in os.listdir(path) if not name.startswith(".")) if os.path.isdir(path) else []
         raise UserError(
-            f"No dataset {dataset!r} for task {cfg.task.name}: {os.path.join(path, dataset)} does not exist (on disk "
-            f"there: {', '.join(on_disk) or 'none'}). Choose one with dataset=<name>, point vault_dir=<dir> at your "
-            "vaults, or generate / download the task's datasets first."
+            f"No dataset {dataset!r} for task {cfg.task.name}: looked for {os.path.join(path, dataset)} (on disk "
+            f"there: {', '.join(on_disk) or 'none'}). Choose one with dataset=<name>, point vault_dir=<dir> at the "
+            "directory holding <source>/<env_name>/<scenario>.vlt, or download the task's vault into it: python -c "
+            '"from og_marl.vault_utils.download_vault import download_and_unzip_vault; '
+            f"download_and_unzip_vault('{place[0]}', '{place[1]}', '{place[2]}', dataset_base_dir='{place[3]}')\"."
         )
     return place
 
@@ -126,7 +185,7 @@ def run_offline_system(
     )
     os.makedirs(run_dir, exist_ok=True)
     write_text(os.path.join(run_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
-    logger = offline_logger(cfg, host, run_dir)
+    logger = offline_logger(cfg, host, run_dir, dataset, environment, params)
     print(
         f"[run] {cfg.system.name} ({system_class.__module__}.{system_class.__name__}) on {cfg.task.name}/{dataset} "
         f"seed {cfg.seed} (host: {host.HOST}); run dir {run_dir}",
@@ -163,7 +222,9 @@ def offline_environment_and_buffer(cfg: DictConfig, place: VaultPlace, dataset: 
 
     jax.config.update("jax_platform_name", "cpu")  # flashbax sampling on the CPU, as OG-MARL's scripts
     host = host_modules()
-    environment = host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=int(cfg.seed))
+    environment = EpisodeReturns(
+        host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=int(cfg.seed))
+    )
     tf.random.set_seed(int(cfg.seed))
     np.random.seed(int(cfg.seed))
     buffer = host.FlashbaxReplayBuffer(
@@ -174,14 +235,18 @@ def offline_environment_and_buffer(cfg: DictConfig, place: VaultPlace, dataset: 
     return host, environment, buffer
 
 
-def offline_logger(cfg: DictConfig, host: Any, run_dir: str) -> EvaluationRecord:
-    """Terminal lines (or wandb), and marl-eval JSON in ``run_dir``, with the evaluation record."""
+def offline_logger(
+    cfg: DictConfig, host: Any, run_dir: str, dataset: str, environment: Any, params: Dict[str, Any]
+) -> EvaluationRecord:
+    """Terminal lines (or wandb), and marl-eval JSON in ``run_dir`` (named by :func:`marl_eval_names`,
+    with the episodes' returns the ``environment`` recorded), with the evaluation record."""
     if cfg.logger.wandb:
         loggers = [host.WandbLogger(project=cfg.logger.wandb_project, config=OmegaConf.to_container(cfg, resolve=True))]
     else:
         loggers = [host.TerminalLogger(log_every=cfg.logger.terminal_log_every)]
+    env_name, task_name, algorithm = marl_eval_names(cfg, dataset, params)
     return EvaluationRecord(
-        loggers, host.JsonWriter(run_dir, cfg.system.name, cfg.task.name, cfg.env.name, int(cfg.seed))
+        loggers, MarlEvalWriter(run_dir, algorithm, task_name, env_name, int(cfg.seed)), episodes=environment
     )
 
 
