@@ -43,8 +43,11 @@ def test_cli_smoke_run_of_every_system(system, tmp_path, bandit_vault_dir):
     config = (run_dir / "config.yaml").read_text()
     assert f"name: {system}" in config and "critic_steps: 20" in config
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    seed_data = metrics["bandit"]["bandit"][system]["seed_1"]
-    assert seed_data["step_2"]["step_count"] == 20 and "mean_episode_return" in seed_data["absolute_metrics"]
+    ((algorithm, seeds),) = metrics["bandit"]["bandit-GMM"].items()  # the dataset in the task name
+    assert algorithm.split("@")[0] == system and "@beta=" in algorithm and "@critic_steps=20" in algorithm
+    seed_data = seeds["seed_1"]
+    assert [seed_data[step]["step_count"] for step in ("step_0", "step_1")] == [10, 20] and "step_2" not in seed_data
+    assert len(seed_data["step_1"]["episode_return"]) == 20 and "mean_episode_return" in seed_data["absolute_metrics"]
     assert not (tmp_path / "outputs").exists()  # hydra wrote nothing of its own, never changed directory
 
 

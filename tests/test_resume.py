@@ -106,7 +106,10 @@ def test_sigkill_in_every_stage_resumes_to_the_same_end_as_an_uninterrupted_run(
     assert resumed["evaluation_curve"] == reference["evaluation_curve"]  # bit for bit: all random state resumed
     assert resumed["pretrained_cache_keys"] == reference["pretrained_cache_keys"]
     metrics = json.loads((tmp_path / "interrupted" / "metrics.json").read_text())
-    assert sorted(metrics["bandit"]["bandit"]["omsd"]["seed_3"]) == ["absolute_metrics", "step_0", "step_1", "step_2"]
+    ((algorithm, seeds),) = metrics["bandit"]["bandit-GMM"].items()
+    assert algorithm.startswith("omsd@beta=")
+    assert sorted(seeds["seed_3"]) == ["absolute_metrics", "step_0", "step_1"]  # steps 20 and 40
+    assert len(seeds["seed_3"]["step_1"]["episode_return"]) == reference["final_evaluation_episodes"]["episodes"]
 
     again = subprocess.run(
         [sys.executable, "-m", "og_marl_omsd.run", *interrupted],
