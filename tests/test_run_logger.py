@@ -83,12 +83,13 @@ def rliable_matrices(processed, env):
 
 # ---------------------------------------------------------------- runs
 class ThreeStepEnvironment:
-    """Two agents, episodes of three steps, rewards drawn from a seeded generator."""
+    """Two agents, episodes of three steps, rewards drawn from a seeded generator around ``offset``."""
 
     agents = ["agent_0", "agent_1"]
 
-    def __init__(self, seed):
+    def __init__(self, seed, offset=0.0):
         self.random = np.random.default_rng(seed)
+        self.offset = offset
         self.t = 0
 
     def reset(self):
@@ -97,7 +98,7 @@ class ThreeStepEnvironment:
 
     def step(self, actions):
         self.t += 1
-        rewards = {agent: float(self.random.normal()) for agent in self.agents}
+        rewards = {agent: self.offset + float(self.random.normal()) for agent in self.agents}
         done = {agent: self.t == 3 for agent in self.agents}
         return {agent: np.zeros(1) for agent in self.agents}, rewards, done, dict(done), {}
 
@@ -129,7 +130,7 @@ def write_run(run_dir, dataset, beta, seed, episodes=4, every=10, evaluations=3)
     from conftest import run_config
 
     cfg = run_config("system=omsd", "env=bandit", f"dataset={dataset}", f"system.beta={beta}", f"seed={seed}")
-    environment = EpisodeReturns(ThreeStepEnvironment(seed))
+    environment = EpisodeReturns(ThreeStepEnvironment(seed, offset=beta + (10.0 if dataset == "Uniform" else 0.0)))
     logger = make_run_logger(cfg, RunPlan(object, {"beta": beta}, dataset, str(run_dir)), environment)
     for index in range(evaluations):
         logger.write(play(environment, episodes) | {"evaluation/training_steps": index * every}, force=True)
@@ -171,11 +172,18 @@ def test_runs_of_two_datasets_and_two_betas_stay_apart_when_concatenated(tmp_pat
     assert np.std(run["step_0"]["episode_return"]) > 0  # the spread is kept
     assert len(run["absolute_metrics"]["episode_return"]) == 40
     matrices = rliable_matrices(processed, "bandit")
+    tasks = list(processed["bandit"])
     for algorithm in ("omsd@beta=0.1", "omsd@beta=0.5"):
         matrix = matrices["mean_episode_return"][algorithm]
         assert matrix.shape == (2, 2)  # runs x tasks
-        expected = processed["bandit"]["bandit-uniform"][algorithm]["seed_1"]["absolute_metrics"]["episode_return"]
-        assert matrix[1, 1] == pytest.approx(np.mean(expected))
+        for j, task in enumerate(tasks):
+            for i, seed in enumerate(("seed_0", "seed_1")):
+                expected = processed["bandit"][task][algorithm][seed]["absolute_metrics"]["episode_return"]
+                assert matrix[i, j] == pytest.approx(np.mean(expected))
+    # Each cell is its own run: returns sit around beta (+10 for Uniform), 3 steps an episode.
+    uniform = matrices["mean_episode_return"]["omsd@beta=0.5"][:, tasks.index("bandit-uniform")]
+    gmm = matrices["mean_episode_return"]["omsd@beta=0.1"][:, tasks.index("bandit-gmm")]
+    assert np.all(np.abs(uniform - 3 * 10.5) < 1.5) and np.all(np.abs(gmm - 3 * 0.1) < 1.5)
 
 
 def test_the_run_names_carry_the_settings_given_and_never_commas():

@@ -376,7 +376,9 @@ def test_og_marl_run_after_export_works_without_the_plugin_and_runs_omsd_with_it
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     # Without the plugin: OG-MARL's own tests of og_marl.run pass.
     python = venv_with(tmp_path, "og-marl-only", checkout)
-    absent = subprocess.run([python, "-c", "import og_marl_omsd"], capture_output=True, text=True, env=env)
+    absent = subprocess.run(
+        [python, "-c", "import og_marl_omsd"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert absent.returncode != 0 and "No module named 'og_marl_omsd'" in absent.stderr
     tests = subprocess.run(
         [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_run.py"],
