@@ -192,14 +192,18 @@ def test_the_run_names_carry_the_settings_given_and_never_commas():
 
     from conftest import run_config
 
-    cfg = run_config("system=omsd", "env=bandit", "system.actor_hidden_sizes=[32,32]", "training_steps=50")
-    overrides = ["system=omsd", "system.actor_hidden_sizes=[32,32]", "training_steps=50", "seed=3", "runs_root=x"]
-    env, task, algorithm = marl_eval_names(cfg, "GMM", overrides=overrides)
+    cfg = run_config("system=omsd", "env=bandit", "system.actor_hidden_sizes=[32,32]", "training_steps=50", "seed=3")
+    env, task, algorithm = marl_eval_names(cfg, "GMM")  # compared with what system=omsd env=bandit composes to
     assert (env, task) == ("bandit", "bandit-GMM")
     assert algorithm == "omsd@beta=0.5@actor_hidden_sizes=32x32@training_steps=50"
     assert split_algorithm_name(algorithm) == ("omsd", "")
+    assert marl_eval_names(run_config("system=omsd", "env=bandit", "runs_root=x", "dataset=GMM"), "GMM")[2] == (
+        "omsd@beta=0.5"  # where it runs and which dataset (the task level) are no settings
+    )
+    quick = run_config("system=omsd", "env=mamujoco", "task.vault_config=2halfcheetah-quick")
+    assert marl_eval_names(quick, "Medium")[1] == "2halfcheetah-Medium@vault_config=2halfcheetah-quick"
     # A system without beta (an env preset's beta it does not take is no setting of it).
-    assert marl_eval_names(cfg, "GMM", params={"learning_rate": 1e-3}, overrides=[])[2] == "omsd"
+    assert marl_eval_names(cfg, "GMM", params={"learning_rate": 1e-3})[2] == "omsd@training_steps=50"
 
 
 def test_a_resumed_record_writes_the_same_metrics(tmp_path):

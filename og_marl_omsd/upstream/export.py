@@ -154,6 +154,7 @@ if __name__ == "__main__":
 # Plain-text changes to this plugin's config files and runner code for OG-MARL's tree.
 RENAMES = [
     ("og_marl_omsd.run", "og_marl.run"),
+    ("og_marl_omsd.configs", "og_marl.configs"),
     ("og_marl_omsd/configs", "og_marl/configs"),
     ("og-marl-omsd", "og-marl"),
 ]

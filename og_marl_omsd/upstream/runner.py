@@ -22,7 +22,7 @@ import json
 import os
 import time
 from importlib.metadata import entry_points
-from typing import Any, Callable, Dict, List, Optional, Tuple, cast
+from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -33,6 +33,7 @@ from og_marl_omsd.naming import marl_eval_task_name, with_settings
 from og_marl_omsd.registry import UnknownSystemError, load_registered_system
 from og_marl_omsd.run import (
     NOT_RUN_IDENTITY,
+    _flatten,
     check_run_settings,
     default_run_dir,
     print_summary,
@@ -62,52 +63,75 @@ DATASET_SOURCES = "og_marl.dataset_sources"  # entry points: (cfg, dataset) -> V
 NOT_MARL_EVAL_SETTINGS = ("seed", "dataset", "env", "task", "system", "vault_dir", *NOT_RUN_IDENTITY)
 
 
-def command_line_overrides() -> List[str]:
-    """The command line's ``key=value`` overrides (empty outside a hydra app)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    except (ImportError, ValueError):
-        return []
+CONFIG_MODULE = "og_marl_omsd.configs"  # the runner's own configs (the export names OG-MARL's)
 
 
 def command_line_system_keys() -> set:
     """``system.<key>`` names given on the command line (empty outside a hydra app)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    except (ImportError, ValueError):
+        overrides = []
     keys = set()
-    for override in command_line_overrides():
+    for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key.startswith("system."):
             keys.add(key[len("system.") :])
     return keys
 
 
+def composed_defaults(cfg: DictConfig) -> Optional[Dict[str, Any]]:
+    """What ``system=<name> env=<env> task=<task>`` composes to with nothing else given (the running
+    hydra app's configs, else :data:`CONFIG_MODULE`'s): the defaults a run's settings are told
+    apart from. ``None`` when it cannot be composed (a name that is no config option)."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    choices = [f"system={cfg.system.name}", f"env={cfg.env.name}", f"task={cfg.task.name}"]
+    try:
+        if GlobalHydra.instance().is_initialized():
+            composed = compose(config_name="config", overrides=choices)
+        else:
+            with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+                composed = compose(config_name="config", overrides=choices)
+    except Exception:  # hydra's own errors (a missing config option, ...): no defaults to compare with
+        return None
+    return cast(Dict[str, Any], OmegaConf.to_container(composed, resolve=True))
+
+
 def marl_eval_names(
-    cfg: DictConfig, dataset: str, params: Optional[Dict[str, Any]] = None, overrides: Optional[List[str]] = None
+    cfg: DictConfig,
+    dataset: str,
+    params: Optional[Dict[str, Any]] = None,
+    defaults: Optional[Dict[str, Any]] = None,
 ) -> Tuple[str, str, str]:
     """``(env, task, algorithm)`` of the run in marl-eval's hierarchy, so that concatenating any
-    runs' ``metrics.json`` never merges two datasets or two settings: the task carries the
-    dataset and any ``task.*`` setting given (``2halfcheetah-Medium@vault_config=...``), the
-    algorithm carries the system's ``beta`` (when it has one) and every other setting given on
-    the command line (``overrides``, default: this hydra app's) that shapes results
-    (``iddpg_bc@bc_alpha=2.5@training_steps=50000``). ``params``: the system's parameters (default
-    ``system.*``); an env preset's key the system does not take is no setting of it."""
+    runs' ``metrics.json`` never merges two datasets or two settings, however the runs were
+    started: the task carries the dataset and any ``task.*`` setting that is not the task's
+    default (``2halfcheetah-Medium@vault_config=2halfcheetah-quick``), the algorithm carries the
+    system's ``beta`` (when it has one) and every other setting that shapes results and is not
+    the default (``iddpg_bc@bc_alpha=2.5@training_steps=50000``). ``defaults``: the config to
+    compare with (default :func:`composed_defaults`); ``params``: the system's parameters
+    (default ``system.*``), an env preset's key the system does not take being no setting of it."""
     system = cast(Dict[str, Any], OmegaConf.to_container(cfg.system, resolve=True)) if params is None else params
+    resolved = cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    defaults = composed_defaults(cfg) if defaults is None else defaults
+    flat = _flatten(resolved) if defaults is not None else {}  # no defaults: only beta tells runs apart
+    reference = _flatten(defaults) if defaults is not None else {}
     task_settings: Dict[str, Any] = {}
     settings: Dict[str, Any] = {}
-    for override in command_line_overrides() if overrides is None else overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if "=" not in override or key in ("system.name", "task.name"):
+    for key, value in flat.items():
+        top, _, rest = key.partition(".")
+        if key in ("system.name", "task.name", "system.beta") or (key in reference and reference[key] == value):
             continue
-        value = OmegaConf.select(cfg, key, default=None)
-        if OmegaConf.is_config(value):
-            value = OmegaConf.to_container(value, resolve=True)
-        if key.startswith("task."):
-            task_settings[key[len("task.") :]] = value
-        elif key.startswith("system."):
-            if key[len("system.") :] in system:
-                settings[key[len("system.") :]] = value
-        elif key.split(".")[0] not in (*NOT_MARL_EVAL_SETTINGS, "hydra"):
+        if top == "task":
+            task_settings[rest] = value
+        elif top == "system":
+            if rest in system:
+                settings[rest] = value
+        elif top not in (*NOT_MARL_EVAL_SETTINGS, "hydra"):
             settings[key] = value
     if system.get("beta") is not None:
         settings["beta"] = system["beta"]
