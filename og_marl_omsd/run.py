@@ -214,7 +214,7 @@ def scale_budgets(cfg: DictConfig) -> None:
 def run_identity(resolved: Dict[str, Any], dataset: Optional[str] = None) -> Dict[str, Any]:
     """The settings that make a run what it is: the resolved config less ``NOT_RUN_IDENTITY``
     and less the system hyperparameters added after the pin that sit at their default
-    (:func:`~og_marl_omsd.systems.defaults.identity_neutral`), with the dataset resolved
+    (:func:`identity_neutral`), with the dataset resolved
     (``dataset`` or the task's default)."""
     identity = {key: value for key, value in resolved.items() if key not in NOT_RUN_IDENTITY}
     if isinstance(identity.get("system"), dict):  # hyperparameters added later, at their default

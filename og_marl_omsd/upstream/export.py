@@ -112,6 +112,12 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 OG_MARL_HOST = '''HOST_NAME = "og_marl"
 
 
+def identity_neutral(name: str, value: Any) -> bool:
+    """Whether a system hyperparameter at ``value`` leaves run directories named as before it
+    existed: none of OG-MARL's (its systems' parameters all name their runs)."""
+    return False
+
+
 def host_modules() -> Any:
     """OG-MARL's environments, replay buffer and loggers; an environment another distribution
     registers under the same name in ``og_marl.environments`` comes first."""
