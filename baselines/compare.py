@@ -32,7 +32,7 @@ import importlib.util
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 DATASETS = ("Random", "Medium-Replay", "Medium", "Expert")
 SYSTEMS = ("omsd", "brpo_fac", "brpo_ind", "brpo_jal", "bc")
@@ -296,7 +296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             settings = {k: v for k, v in vars(args).items()} | {"common_overrides": common}
             json.dump(settings, handle, indent=2, default=list)
     run_phase(f"select (first {args.select_seeds} seed(s), every beta)", select, common, args)
-    records, failures = _collect(select, common)
+    records, failures = _collect(select, common, args)
     choices = report.select_beta(records)
     by_algorithm = {(algorithm, dataset): beta for (algorithm, _, _, dataset), beta in choices.items()}
     seeds = comparison.seed_jobs(
@@ -306,7 +306,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ),
     )
     run_phase("seeds (other seeds and the A/A twin, chosen beta)", seeds, common, args)
-    more, more_failures = _collect(seeds, common)
+    more, more_failures = _collect(seeds, common, args)
     records += more
     report.fill_dataset_means(records)  # OG-MARL's systems record none
     failures += more_failures
@@ -323,9 +323,17 @@ def _run_phase(name: str, jobs: Sequence[Any], common: Sequence[str], args: argp
     from og_marl_omsd.comparison import jobs as comparison_jobs
 
     directories = {job: comparison_jobs.run_dir(job, common) for job in jobs}
+    stale = _other_data(jobs, common, args)
     pending = [job for job in jobs if not comparison_jobs.is_finished(directories[job])]
-    print(f"[compare] phase {name}: {len(jobs)} runs, {len(jobs) - len(pending)} already finished", flush=True)
-    with comparison_jobs.Progress(directories, every=args.progress_every):
+    print(
+        f"[compare] phase {name}: {len(jobs)} runs, {len(jobs) - len(pending) - len(stale)} already finished"
+        + (f", {len(stale)} finished on other data (not reused)" if stale else ""),
+        flush=True,
+    )
+    _report_other_data(stale)
+    with comparison_jobs.Progress(
+        {job: d for job, d in directories.items() if job not in stale}, every=args.progress_every
+    ):
         for block in comparison_jobs.blocks(pending):
             first = block[0]
             label = "-".join(dict.fromkeys(job.system for job in block)) + (
@@ -340,18 +348,50 @@ def _run_phase(name: str, jobs: Sequence[Any], common: Sequence[str], args: argp
 def _report_phase(name: str, jobs: Sequence[Any], common: Sequence[str], args: argparse.Namespace) -> None:
     from og_marl_omsd.comparison import jobs as comparison_jobs
 
-    done = sum(comparison_jobs.is_finished(comparison_jobs.run_dir(job, common)) for job in jobs)
+    stale = _other_data(jobs, common, args)
+    done = sum(comparison_jobs.is_finished(comparison_jobs.run_dir(job, common)) for job in jobs) - len(stale)
     print(f"[compare] phase {name}: {done}/{len(jobs)} runs finished (--report-only: nothing launched)", flush=True)
+    _report_other_data(stale)
 
 
-def _collect(jobs: Sequence[Any], common: Sequence[str]) -> Tuple[List[Dict[str, Any]], List[Any]]:
+def _other_data(jobs: Sequence[Any], common: Sequence[str], args: argparse.Namespace) -> Dict[Any, str]:
+    """The finished runs that were made from other data than their dataset now on disk:
+    ``{job: why}`` (never reused: not counted, not collected, not launched again)."""
+    from og_marl_omsd.comparison import jobs as comparison_jobs
+
+    location = _task_location(args)
+    stale = {}
+    for job in jobs:
+        reason = comparison_jobs.other_data(comparison_jobs.run_dir(job, common), location, job.dataset)
+        if reason is not None:
+            stale[job] = reason
+    return stale
+
+
+def _report_other_data(stale: Mapping[Any, str]) -> None:
+    if not stale:
+        return
+    print(
+        f"[compare] {len(stale)} finished run(s) were made from other data than the dataset now on disk; their "
+        "results are not reused and they are not run again here (the runner refuses a run directory made from "
+        "other data). Move their run directories aside (or use another --out) to run them on the new data:",
+        flush=True,
+    )
+    for job, reason in stale.items():
+        print(f"  {job}: {reason}", flush=True)
+
+
+def _collect(
+    jobs: Sequence[Any], common: Sequence[str], args: argparse.Namespace
+) -> Tuple[List[Dict[str, Any]], List[Any]]:
     from og_marl_omsd.comparison import jobs as comparison_jobs
     from og_marl_omsd.comparison.report import record_from_results
 
     records, failures = [], []
+    stale = _other_data(jobs, common, args)
     for job in jobs:
         directory = comparison_jobs.run_dir(job, common)
-        if not comparison_jobs.is_finished(directory):
+        if not comparison_jobs.is_finished(directory) or job in stale:
             failures.append(job)
             continue
         with open(os.path.join(directory, "results.json")) as handle:

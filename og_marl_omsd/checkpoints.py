@@ -29,7 +29,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from og_marl_omsd.errors import CheckpointWriteError, NonFiniteLossError, StageStopped
+from og_marl_omsd.errors import CheckpointWriteError, NonFiniteLossError, StageStopped, UserError
 from og_marl_omsd.files import remove_leftovers, write_text
 
 LATEST = "LATEST"
@@ -137,6 +137,8 @@ class StageCheckpoint:
         run_state: an object with ``checkpoint_state() -> dict`` and
             ``restore_checkpoint_state(dict)`` saved alongside (e.g. the evaluation curve).
         label: the stage's name in messages (default ``stage``).
+        dataset_fingerprint: the content fingerprint of the data the stage trains on: saved
+            with every checkpoint; a checkpoint made from other data is never restored.
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class StageCheckpoint:
         guard: Optional[FiniteGuard] = None,
         run_state: Any = None,
         label: Optional[str] = None,
+        dataset_fingerprint: Optional[str] = None,
     ):
         if int(every) <= 0:
             raise ValueError(f"checkpoint every must be > 0 steps, got {every}.")
@@ -161,6 +164,7 @@ class StageCheckpoint:
         self._replay_buffer = replay_buffer
         self._guard = guard
         self._run_state = run_state
+        self.dataset_fingerprint = dataset_fingerprint
 
     # ------------------------------------------------------------------ reading
     def _step_dirs(self) -> list:
@@ -260,6 +264,14 @@ class StageCheckpoint:
 
     def _resume_from(self, latest: str, state: Dict[str, Any], total: int, fallback: bool) -> int:
         step = int(state["step"])
+        made_from = state.get("dataset_fingerprint")
+        if self.dataset_fingerprint is not None and made_from is not None and made_from != self.dataset_fingerprint:
+            raise UserError(
+                f"The {self.label} checkpoint {latest} was trained on data with fingerprint {made_from}, but this run "
+                f"reads data with fingerprint {self.dataset_fingerprint}: the dataset changed since. Resuming would "
+                "mix two datasets, so it is refused. Put the dataset it was trained on back to resume, or choose "
+                "another run_dir=<path> to train on the new data."
+            )
         if int(state["total_steps"]) != int(total) or step > int(total):
             raise StageStopped(
                 f"The {self.label} checkpoint {latest} is step {step} of {state['total_steps']}, but this run asks "
@@ -304,6 +316,8 @@ class StageCheckpoint:
             "total_steps": int(total),
             "sampler_key": sampler_key(self._replay_buffer),
         }
+        if self.dataset_fingerprint is not None:
+            state["dataset_fingerprint"] = self.dataset_fingerprint
         if self._run_state is not None:
             state["run_state"] = self._run_state.checkpoint_state()
         try:

@@ -256,7 +256,7 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
     read where OG-MARL keeps it, ``<vault_dir>/<source>/<env_name>/<scenario>.vlt/<dataset>``."""
     from og_marl_omsd.datasets.generate import ensure_datasets, load_vault_config, location_of
     from og_marl_omsd.datasets.vaults import VaultLocation
-    from og_marl_omsd.validation import check_dataset_folder, check_writable_directory
+    from og_marl_omsd.validation import check_dataset_folder, check_dataset_name, check_writable_directory
 
     if not cfg.task.get("vault_config"):
         place = VaultLocation(str(cfg.task.source), str(cfg.task.env_name), str(cfg.task.scenario), str(cfg.vault_dir))
@@ -275,10 +275,11 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
             f"Task {cfg.task.name} names vault config {cfg.task.vault_config!r}, which does not exist: "
             f"{error} Add it to vault_configs/ or set task.vault_config=<name or path>."
         ) from None
+    check_dataset_name(dataset)  # before any path is built from it
     location = location_of(vault_config, cfg.vault_dir)
+    check_dataset_folder(location, dataset)  # readable (else the OS error, named), and complete if it is there
     if location.exists(dataset):
         return location
-    check_dataset_folder(location, dataset)
     defined = list(vault_config.get("datasets", {}))
     if dataset not in defined:
         on_disk = location.available()
@@ -295,10 +296,11 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
     try:
         ensure_datasets(cfg.task.vault_config, [dataset], cfg.vault_dir)
     except OSError as error:
+        from og_marl_omsd.validation import os_error_paragraph
+
         raise UserError(
-            f"Could not write dataset {dataset} to {location.path}: {error.strerror or error}. Nothing of it was kept "
-            "(the partial write was removed). Free disk space (or choose another vault_dir=<path>) and run the same "
-            "command again."
+            os_error_paragraph(error, location.path, f"write dataset {dataset} to")
+            + " Nothing of the new dataset was kept (its partial write was removed); other datasets are untouched."
         ) from None
     return location
 
@@ -332,6 +334,9 @@ def check_run_settings(cfg: DictConfig) -> None:
             + ", replay.".join(f.name for f in fields(ReplaySchema))
             + ". Remove it or fix its name."
         )
+    from og_marl_omsd.validation import check_dataset_name
+
+    check_dataset_name(cfg.dataset or cfg.task.dataset)  # a name, not a path: before any path is built
     problems = rule_problems(_flatten(resolved), RUN_RULES)
     if problems:
         raise UserError("Bad run settings: " + "; ".join(problems) + ".")
@@ -436,16 +441,16 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         return run_offline_system(
             cfg, plan.system_class, prepare_vault=vault_of_task, more_results=lambda: {"provenance": collect()}
         )
-    if plan.completed is not None:
-        return plan.completed
     location = prepare_dataset(cfg, plan.dataset)
+    if plan.completed is not None:
+        return steps.report_completed(plan, location)  # only if made from this very dataset
     environment = steps.make_environment(cfg)
     data = steps.load_dataset(cfg, location, plan.dataset, environment, plan.params)
     lock = steps.open_run_dir(cfg, plan, data)
     clock = steps.track_wall_time(plan.run_dir, start)
     logger = steps.make_run_logger(cfg, plan, environment)
     system, buffer = steps.build_system_and_buffer(cfg, plan.system_class, plan.params, environment, logger, data)
-    steps.enable_checkpoints(system, cfg, plan.run_dir, logger)
+    steps.enable_checkpoints(system, cfg, plan.run_dir, logger, data.fingerprint)
     cache_keys = steps.pretrain(system, buffer, cfg, data, plan.cache_read_only)
     pretrain_seconds = time.time() - start
     steps.train_and_evaluate(system, buffer, cfg)

@@ -5,13 +5,14 @@ One run (:func:`og_marl_omsd.run.run`)::
 
     plan = prepare_run(cfg)                       # settings, run directory: new, resumed or complete
     location = prepare_dataset(cfg, plan.dataset)  # (run.py) the vault; generated when missing
+    if plan.completed: return report_completed(plan, location)  # only if made from this very dataset
     environment = make_environment(cfg)           # the task's environment (devices set up first)
     data = load_dataset(cfg, location, plan.dataset, environment, plan.params)  # checked; reward scale
-    lock = open_run_dir(cfg, plan, data)          # lock, leftovers, config.yaml
+    lock = open_run_dir(cfg, plan, data)          # lock, same dataset as before, leftovers, config.yaml
     clock = track_wall_time(plan.run_dir, start)  # this process's share of the run's wall time
     logger = make_run_logger(cfg, plan, environment)
     system, buffer = build_system_and_buffer(cfg, plan.system_class, plan.params, environment, logger, data)
-    enable_checkpoints(system, cfg, plan.run_dir, logger)
+    enable_checkpoints(system, cfg, plan.run_dir, logger, data.fingerprint)
     cache_keys = pretrain(system, buffer, cfg, data, plan.cache_read_only)
     train_and_evaluate(system, buffer, cfg)
     results = finish_run(cfg, plan, data, system, environment, logger, cache_keys, start, pretrain_seconds, clock)
@@ -82,7 +83,7 @@ def prepare_run(cfg: DictConfig) -> RunPlan:
     """Check the settings, find the run directory, and decide: a new run, a resumed one, or one
     already complete (``plan.completed``). Directories that must be written are checked now."""
     from og_marl_omsd import provenance
-    from og_marl_omsd.run import check_same_run, plan_run, print_summary
+    from og_marl_omsd.run import check_same_run, plan_run
     from og_marl_omsd.validation import check_writable_directory
 
     provenance.pin()  # results name the commit this process runs, even if the checkout moves on
@@ -95,9 +96,7 @@ def prepare_run(cfg: DictConfig) -> RunPlan:
     check_same_run(cfg, dataset, run_dir)
     results, problem = read_json(plan.results_path)
     if problem is None and isinstance(results, dict) and "final_evaluation" in results:
-        print(f"Run already complete: {run_dir}", flush=True)
-        print_summary(results)
-        plan.completed = results
+        plan.completed = results  # reported by report_completed once its dataset is checked
         return plan
     if problem != "missing":
         print(
@@ -118,6 +117,59 @@ def prepare_run(cfg: DictConfig) -> RunPlan:
         )
         plan.cache_read_only = True
     return plan
+
+
+def check_run_data(run_dir: str, location: Any, dataset: str, fingerprint: Optional[str] = None) -> Dict[str, Any]:
+    """The dataset record of ``run_dir`` (:mod:`og_marl_omsd.datasets.record`) checked against
+    dataset ``dataset`` at ``location`` now, and written (or its file signature refreshed);
+    returns it. ``fingerprint``: the dataset's content fingerprint when the caller read it
+    (else it is taken from the record while the files are unchanged, or computed).
+
+    Raises:
+        UserError: the run directory was made from data with another fingerprint.
+    """
+    from og_marl_omsd.datasets import record as data_record
+
+    recorded = data_record.read_record(run_dir)
+    finished = os.path.isfile(os.path.join(run_dir, "results.json"))
+    if fingerprint is None:
+        fingerprint, _ = data_record.current_fingerprint(location, dataset, recorded)
+    if recorded is not None and recorded["fingerprint"] != fingerprint:
+        raise data_record.changed_dataset_error(
+            run_dir, location.dataset_path(dataset), recorded["fingerprint"], fingerprint, finished
+        )
+    current = data_record.make_record(location, dataset, fingerprint)
+    if recorded is None and _has_checkpoints(run_dir):
+        print(
+            f"[resume] {run_dir} records no dataset fingerprint (started before runs recorded one): its checkpoints "
+            f"are taken as made from {location.dataset_path(dataset)} as it is now (fingerprint {fingerprint})",
+            flush=True,
+        )
+    if recorded != current and not (recorded is None and finished):  # a legacy result is not certified after the fact
+        try:
+            data_record.write_record(run_dir, current)
+        except OSError:  # a read-only finished run: the record is refreshed by a later run
+            pass
+    return current
+
+
+def _has_checkpoints(run_dir: str) -> bool:
+    try:
+        return bool(os.listdir(os.path.join(run_dir, "checkpoints")))
+    except OSError:
+        return False
+
+
+def report_completed(plan: RunPlan, location: Any) -> Dict[str, Any]:
+    """A finished run's results, printed, once its dataset is the one it was made from
+    (:func:`check_run_data`: never the result of data that is no longer there)."""
+    from og_marl_omsd.run import print_summary
+
+    assert plan.completed is not None
+    check_run_data(plan.run_dir, location, plan.dataset)
+    print(f"Run already complete: {plan.run_dir}", flush=True)
+    print_summary(plan.completed)
+    return plan.completed
 
 
 def make_environment(cfg: DictConfig) -> Any:
@@ -182,6 +234,7 @@ def open_run_dir(cfg: DictConfig, plan: RunPlan, data: CheckedDataset) -> Any:
 
     os.makedirs(plan.run_dir, exist_ok=True)
     lock = _lock_run_dir(plan.run_dir)
+    check_run_data(plan.run_dir, data.location, data.uid, data.fingerprint)  # one run directory, one dataset
     remove_leftovers(plan.run_dir)  # temporaries of an interrupted process
     if not plan.cache_read_only:
         remove_leftovers(cfg.pretrained_dir)
@@ -256,12 +309,20 @@ def build_system_and_buffer(
     return system, buffer
 
 
-def enable_checkpoints(system: Any, cfg: DictConfig, run_dir: str, logger: Any) -> None:
+def enable_checkpoints(
+    system: Any, cfg: DictConfig, run_dir: str, logger: Any, dataset_fingerprint: Optional[str] = None
+) -> None:
     """Checkpoint every stage in ``run_dir/checkpoints`` (the logger's evaluation record with the
-    actors), and announce the stages for the whole run's progress line."""
+    actors; each checkpoint records ``dataset_fingerprint`` and restores only with it), and
+    announce the stages for the whole run's progress line."""
     from og_marl_omsd import tracking
 
-    system.enable_checkpointing(os.path.join(run_dir, "checkpoints"), int(cfg.checkpoint_every), run_state=logger)
+    system.enable_checkpointing(
+        os.path.join(run_dir, "checkpoints"),
+        int(cfg.checkpoint_every),
+        run_state=logger,
+        dataset_fingerprint=dataset_fingerprint,
+    )
     tracking.plan_stages(system, int(cfg.training_steps))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -230,9 +230,91 @@ def unknown_keys(config: Mapping[str, Any], schemas: Mapping[str, Any]) -> List[
 
 
 # ---------------------------------------------------------------------- data on disk
+def dataset_name_problem(name: Any) -> Optional[str]:
+    """Why ``name`` cannot be a dataset's name (a folder name in the vault), or ``None``: no
+    path separators, not ``.``/``..``, no leading ``.`` (temporaries), nothing empty."""
+    if not isinstance(name, str) or not name:
+        return "it is empty"
+    if name in (".", ".."):
+        return f"{name!r} is a path, not a name"
+    separators = [sep for sep in (os.sep, os.altsep, "/", "\\") if sep and sep in name]
+    if separators:
+        return f"it contains the path separator {separators[0]!r}"
+    if name.startswith("."):
+        return "names starting with '.' are kept for temporary folders"
+    if "\0" in name:
+        return "it contains a NUL character"
+    return None
+
+
+def check_dataset_name(name: Any, setting: str = "dataset") -> None:
+    """Raise :class:`UserError` unless ``name`` is a plain dataset name (checked before any path is built)."""
+    problem = dataset_name_problem(name)
+    if problem is not None:
+        raise UserError(
+            f"{setting}={name!r} is not a dataset name: {problem}. A dataset is named by its folder in the task's "
+            f"vault (e.g. {setting}=Medium), without '/', '.' or '..'; to read datasets from another folder set "
+            "vault_dir=<path>. Nothing was read or written."
+        )
+
+
+def os_error_paragraph(error: OSError, path: str, doing: str) -> str:
+    """One paragraph naming an OS error as what it is (permission, full disk, I/O, ...), with its path."""
+    import errno
+
+    where = getattr(error, "filename", None) or path
+    reason = error.strerror or str(error)
+    if error.errno in (errno.EACCES, errno.EPERM):
+        advice = (
+            f"This is a permission problem, not damaged data: nothing was changed. Give this user access "
+            f"(e.g. chmod -R u+rwX '{path}', or run as the user that owns it) and run the same command again."
+        )
+    elif error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        advice = "The disk (or quota) is full: free disk space and run the same command again."
+    elif error.errno == errno.EROFS:
+        advice = "The file system is read-only: choose a writable location and run the same command again."
+    elif error.errno == errno.EIO:
+        advice = "The disk reported an input/output error: check the disk (dmesg) before trusting files on it."
+    else:
+        advice = "Fix the cause and run the same command again; nothing was changed."
+    return f"Could not {doing} {where}: {reason} (errno {error.errno}). {advice}"
+
+
+def check_readable_dataset(location: Any, uid: str) -> None:
+    """Raise :class:`UserError` when the vault folder or dataset ``uid``'s folder exists but
+    cannot be listed or its files opened (permissions, I/O): such a dataset is never called
+    damaged or incomplete, and nothing is generated over it. A missing folder is fine."""
+    path = location.dataset_path(uid)
+    try:
+        os.listdir(location.path)
+        os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise UserError(os_error_paragraph(error, location.path, "read")) from None
+    if not os.path.isdir(path):
+        raise UserError(
+            f"{path} is not a folder, so it is not a dataset (a dataset is a folder written by the dataset "
+            "generation). Move it aside (or choose another dataset=<name>) and run the same command again."
+        )
+    try:
+        for root, _, names in os.walk(path, onerror=_raise):
+            for name in names:
+                with open(os.path.join(root, name), "rb") as handle:
+                    handle.read(1)
+    except OSError as error:
+        raise UserError(os_error_paragraph(error, path, "read")) from None
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def check_dataset_folder(location: Any, uid: str) -> None:
     """A dataset folder that exists but is not a complete dataset (empty, or no ``metadata.json``:
-    an interrupted copy or a damaged disk) is one paragraph naming it, not a generation attempt."""
+    an interrupted copy or a damaged disk) is one paragraph naming it, not a generation attempt.
+    Its folder was listed (:func:`check_readable_dataset` first): what it lacks is proven."""
+    check_readable_dataset(location, uid)
     path = location.dataset_path(uid)
     if not os.path.isdir(path) or location.exists(uid):
         return
@@ -247,20 +329,30 @@ def check_dataset_folder(location: Any, uid: str) -> None:
 
 def read_checked_dataset(location: Any, uid: str) -> Dict[str, Any]:
     """``read_dataset``, with a damaged vault (a corrupted chunk fails flashbax's checksums, a
-    missing or truncated file, ...) reported as one paragraph naming the folder."""
+    missing or truncated file, ...) reported as one paragraph naming the folder. Files that
+    cannot be opened (permissions, I/O) are named as such, never as damaged."""
     from og_marl_omsd.datasets.vaults import read_dataset
 
+    check_readable_dataset(location, uid)
     path = location.dataset_path(uid)
     try:
         return read_dataset(location, uid)
     except MemoryError:
         raise
+    except OSError as error:
+        raise UserError(os_error_paragraph(error, path, "read")) from None
     except Exception as error:  # flashbax/tensorstore raise many kinds
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        if "PERMISSION_DENIED" in str(error) or "Permission denied" in str(error):
+            raise UserError(
+                f"Could not read dataset {path}: {reason}. This is a permission problem, not damaged data: nothing "
+                f"was changed. Give this user read access (e.g. chmod -R u+rwX '{path}') and run the same command "
+                "again."
+            ) from None
         raise UserError(
-            f"Dataset {path} cannot be read: {reason}. Its files are damaged or incomplete (the vault's checksums "
-            f"caught it). Delete it (rm -r '{path}') and run the same command again to generate it, or restore it "
-            "from a good copy."
+            f"Dataset {path} cannot be read: {reason}. Its files were read and failed the vault's checks "
+            f"(damaged or incomplete). Delete it (rm -r '{path}') and run the same command again to generate it, or "
+            "restore it from a good copy."
         ) from None
 
 

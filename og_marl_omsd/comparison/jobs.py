@@ -190,6 +190,32 @@ def is_finished(directory: str) -> bool:
     return os.path.isfile(os.path.join(directory, "results.json"))
 
 
+def other_data(directory: str, location: Any, dataset: str) -> Optional[str]:
+    """Why the finished run in ``directory`` was not made from dataset ``dataset`` as it is at
+    ``location`` now (the runner's rule, :mod:`og_marl_omsd.datasets.record`), or ``None``
+    when it was, when it is not finished, or when the dataset is not on disk (the run's job
+    then generates it and the runner checks). A changed dataset is read once per process;
+    an unchanged one costs a ``stat`` per file."""
+    from og_marl_omsd.datasets import record as data_record
+    from og_marl_omsd.errors import UserError
+
+    if not is_finished(directory) or not location.exists(dataset):
+        return None
+    recorded = data_record.read_record(directory)
+    if recorded is None:  # made before runs recorded their dataset: nothing to compare with
+        return None
+    try:
+        current, _ = data_record.current_fingerprint(location, dataset, recorded)
+    except UserError as error:
+        return str(error)
+    if current == recorded["fingerprint"]:
+        return None
+    return (
+        f"made from data with fingerprint {recorded['fingerprint']}; {location.dataset_path(dataset)} now holds "
+        f"{current}"
+    )
+
+
 def blocks(jobs: Sequence[Job]) -> List[List[Job]]:
     """Jobs grouped into as few hydra sweeps as possible; each sweep is a product
     ``systems x datasets x seeds x betas`` of jobs that share variant and settings (a sweep

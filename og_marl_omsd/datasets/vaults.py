@@ -44,6 +44,9 @@ class VaultLocation:
         return os.path.join(self.rel_dir, self.vault_name)
 
     def dataset_path(self, uid: str) -> str:
+        """The folder of dataset ``uid``: a plain name, never a path (``/``, ``.`` and ``..`` are refused)."""
+        if not uid or uid in (".", "..") or any(sep in uid for sep in {"/", os.sep, os.altsep or "/"}):
+            raise ValueError(f"{uid!r} is not a dataset name (a folder name in {self.path}); no path is built from it")
         return os.path.join(self.path, uid)
 
     def available(self) -> List[str]:

@@ -246,7 +246,9 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         _raise_problems(hyperparameter_problems(values, cls.critic_kind, cls.factorisation))
 
     # ------------------------------------------------------------------ checkpoints
-    def enable_checkpointing(self, directory: str, every: int, run_state: Any = None) -> None:
+    def enable_checkpointing(
+        self, directory: str, every: int, run_state: Any = None, dataset_fingerprint: Optional[str] = None
+    ) -> None:
         """Checkpoint every stage under ``directory`` every ``every`` steps and resume from there.
 
         Args:
@@ -254,16 +256,28 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             every: steps between checkpoints (each stage also saves at its last step).
             run_state: saved with the actor checkpoint; an object with ``checkpoint_state()``
                 and ``restore_checkpoint_state(state)`` (the runner's logger: its evaluation curve).
+            dataset_fingerprint: the data's fingerprint, recorded in every checkpoint; a
+                checkpoint made from other data is refused on restore.
         """
         if int(every) <= 0:
             raise ValueError(f"every must be > 0 steps, got {every}.")
-        self._checkpointing = {"directory": directory, "every": int(every), "run_state": run_state}
+        self._checkpointing = {
+            "directory": directory,
+            "every": int(every),
+            "run_state": run_state,
+            "dataset_fingerprint": dataset_fingerprint,
+        }
 
     def _stage_checkpoint(self, stage: str, label: str, **kwargs: Any) -> Optional[StageCheckpoint]:
         if self._checkpointing is None:
             return None
         return StageCheckpoint(
-            self._checkpointing["directory"], stage, self._checkpointing["every"], label=label, **kwargs
+            self._checkpointing["directory"],
+            stage,
+            self._checkpointing["every"],
+            label=label,
+            dataset_fingerprint=self._checkpointing.get("dataset_fingerprint"),
+            **kwargs,
         )
 
     # ------------------------------------------------------------------ stage 1
@@ -319,14 +333,17 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
             keys[stage] = key
             name = f"{stage}_{config.label}"
             with cache.lock(name, key) if cache is not None else contextlib.nullcontext():
-                cached = cache is not None and cache.load(name, key, module)
+                cached = cache is not None and cache.load(name, key, module, dataset_fingerprint or None)
                 if cache is not None and cached:
                     print(f"[pretrain] {name}: loaded from cache {cache.path(name, key)} (key {key})", flush=True)
                 else:
                     print(f"[pretrain] {name}: training {config.steps} steps (cache key {key})", flush=True)
                     reseed_sampler(replay_buffer, derived_seed(config.seed, f"batches/{name}"))
                     train(module, replay_buffer, name, key)
-                    cached = cache is not None and cache.save(name, key, module, config.cache_dict()) is not None
+                    cached = (
+                        cache is not None
+                        and cache.save(name, key, module, config.cache_dict(), dataset_fingerprint or None) is not None
+                    )
             if cached and self._checkpointing is not None:  # the cache holds it: no second copy in the run
                 discard(os.path.join(self._checkpointing["directory"], f"{name}-{key}"))
             self.stage_steps[name] = int(config.steps)

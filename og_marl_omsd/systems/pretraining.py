@@ -69,6 +69,17 @@ def stage_key(stage_config: Any, dataset_fingerprint: str, context: Optional[Dic
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+DATASET_FILE = "DATASET"  # in a cache entry: the fingerprint of the data it was trained on
+
+
+def _read_text(path: str) -> Optional[str]:
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except FileNotFoundError:
+        return None
+
+
 class PretrainedCache:
     """Directory of pretrained modules saved with ``tf.train.Checkpoint``.
 
@@ -103,8 +114,10 @@ class PretrainedCache:
 
         return file_lock(os.path.join(self.root, ".locks", f"{stage}-{key}.lock"), waiting=waiting)
 
-    def load(self, stage: str, key: str, module: tf.Module) -> bool:
-        """Restore the entry into ``module``; ``False`` when it is missing or damaged (then removed)."""
+    def load(self, stage: str, key: str, module: tf.Module, dataset_fingerprint: Optional[str] = None) -> bool:
+        """Restore the entry into ``module``; ``False`` when it is missing or damaged (then removed).
+        An entry whose ``DATASET`` names another dataset fingerprint than ``dataset_fingerprint``
+        (its key hashes the fingerprint, so only a damaged or hand-made entry can) is damaged."""
         from og_marl_omsd.files import discard
 
         path = self.path(stage, key)
@@ -115,6 +128,10 @@ class PretrainedCache:
             with open(os.path.join(path, "COMPLETE")) as handle:
                 if handle.read().strip() != key:
                     problem = "its COMPLETE marker does not name this key"
+            if problem is None and dataset_fingerprint is not None:
+                made_from = _read_text(os.path.join(path, DATASET_FILE))
+                if made_from is not None and made_from != dataset_fingerprint:
+                    problem = f"it was trained on data with fingerprint {made_from}, not {dataset_fingerprint}"
             if problem is None:  # read every tensor before touching the module
                 reader = tf.train.load_checkpoint(os.path.join(path, "module"))
                 for name in reader.get_variable_to_shape_map():
@@ -136,9 +153,17 @@ class PretrainedCache:
         tf.train.Checkpoint(module=module).read(os.path.join(path, "module")).assert_consumed()
         return True
 
-    def save(self, stage: str, key: str, module: tf.Module, config: Dict[str, Any]) -> Optional[str]:
-        """Publish ``module`` as the entry; returns its path, or ``None`` (with a message) when the
-        cache cannot be written: the run goes on with the module it trained."""
+    def save(
+        self,
+        stage: str,
+        key: str,
+        module: tf.Module,
+        config: Dict[str, Any],
+        dataset_fingerprint: Optional[str] = None,
+    ) -> Optional[str]:
+        """Publish ``module`` as the entry (with ``DATASET``: the fingerprint of the data it was
+        trained on); returns its path, or ``None`` (with a message) when the cache cannot be
+        written: the run goes on with the module it trained."""
         from og_marl_omsd.files import is_disk_error, partial_dir, publish_dir, remove_leftovers, write_json, write_text
 
         path = self.path(stage, key)
@@ -151,6 +176,8 @@ class PretrainedCache:
             partial = partial_dir(path)
             tf.train.Checkpoint(module=module).write(os.path.join(partial, "module"))
             write_json(os.path.join(partial, "config.json"), config)
+            if dataset_fingerprint is not None:
+                write_text(os.path.join(partial, DATASET_FILE), dataset_fingerprint)
             write_text(os.path.join(partial, "COMPLETE"), key)
             complete = os.path.isfile(os.path.join(path, "COMPLETE"))
             publish_dir(partial, path, replace=not complete)  # a complete copy has the same content

@@ -198,16 +198,17 @@ def run_offline_system(
     dataset = cfg.dataset or cfg.task.dataset
     run_dir = cfg.run_dir or default_run_dir(cfg, dataset)
     results_path = os.path.join(run_dir, "results.json")
+    place = (prepare_vault or task_vault)(cfg, dataset)
     if os.path.isfile(results_path):
         with open(results_path) as handle:
             results = json.load(handle)
+        _check_run_data(run_dir, place, dataset, finished=True)  # never the result of other data
         print(f"Run already complete: {run_dir}", flush=True)
         print_summary(results)
         return results
-    host, environment, buffer = offline_environment_and_buffer(
-        cfg, (prepare_vault or task_vault)(cfg, dataset), dataset
-    )
+    host, environment, buffer = offline_environment_and_buffer(cfg, place, dataset)
     os.makedirs(run_dir, exist_ok=True)
+    _check_run_data(run_dir, place, dataset, finished=False)
     write_text(os.path.join(run_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
     logger = offline_logger(cfg, host, run_dir, dataset, environment, params)
     print(
@@ -236,6 +237,22 @@ def run_offline_system(
     write_json(results_path, results)
     print_summary(results)
     return results
+
+
+def _check_run_data(run_dir: str, place: VaultPlace, dataset: str, finished: bool) -> None:
+    """A finished run is reported only when made from the dataset now on disk (its record,
+    :mod:`og_marl_omsd.datasets.record`); an unfinished one resumes nothing (it starts again),
+    so it only records the dataset it now trains on."""
+    from og_marl_omsd.datasets import record as data_record
+    from og_marl_omsd.datasets.vaults import VaultLocation
+    from og_marl_omsd.run_steps import check_run_data
+
+    location = VaultLocation(*place)
+    if finished:
+        check_run_data(run_dir, location, dataset)
+        return
+    fingerprint, _ = data_record.current_fingerprint(location, dataset)
+    data_record.write_record(run_dir, data_record.make_record(location, dataset, fingerprint))
 
 
 def offline_environment_and_buffer(cfg: DictConfig, place: VaultPlace, dataset: str) -> Tuple[Any, Any, Any]:
