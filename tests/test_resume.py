@@ -21,7 +21,7 @@ from og_marl_omsd import run as runner
 from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
 from og_marl_omsd.errors import CheckpointWriteError, NonFiniteLossError, StageStopped, UserError
 
-from conftest import run_config
+from conftest import bandit_location, run_config
 
 pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
 
@@ -127,7 +127,7 @@ def test_sigkill_in_every_stage_resumes_to_the_same_end_as_an_uninterrupted_run(
 class _Stage:
     """A tiny stage: a linear layer, Adam, a generator and a NaN guard."""
 
-    def __init__(self, directory, every=5, total=20):
+    def __init__(self, directory, every=5, total=20, dataset_fingerprint=None):
         tf.random.set_seed(0)
         self.net = snt.Linear(3)
         self.net(tf.zeros([1, 2]))
@@ -142,6 +142,7 @@ class _Stage:
             trackables={"net": self.net, "optimizer": self.optimizer, "rng": self.rng},
             optimisers={self.optimizer: self.net.trainable_variables},
             guard=self.guard,
+            dataset_fingerprint=dataset_fingerprint,
         )
 
     def step(self):
@@ -230,6 +231,15 @@ def test_checkpoint_of_another_length_or_shape_is_refused(tmp_path):
         other.restore(20)
 
 
+def test_checkpoint_made_from_other_data_is_refused(tmp_path):
+    stage = _Stage(tmp_path, dataset_fingerprint="aaaa")
+    stage.step()
+    stage.checkpoint.save(5, stage.total)
+    with pytest.raises(UserError, match=r"trained on data with fingerprint aaaa, but this run reads .* bbbb"):
+        _Stage(tmp_path, dataset_fingerprint="bbbb").checkpoint.restore(stage.total)
+    assert _Stage(tmp_path, dataset_fingerprint="aaaa").checkpoint.restore(stage.total) == 5
+
+
 def test_guard_stops_before_saving_a_non_finite_step(tmp_path):
     stage = _Stage(tmp_path)
     stage.step()
@@ -269,3 +279,58 @@ def test_second_process_in_the_same_run_dir_is_refused(tmp_path):
     finally:
         held.close()
     runner._lock_run_dir(str(tmp_path)).close()  # free again once the holder is gone
+
+
+# ---------------------------------------------------------------------------- the data a run was made from
+def _write_gmm(vault_dir, seed):
+    """Dataset GMM of the bandit under ``vault_dir`` (replacing one that is there) from ``seed``."""
+    import shutil
+
+    from og_marl_omsd.datasets.vaults import write_dataset
+    from og_marl_omsd.environments.bandit import generate_bandit_experience
+
+    location = bandit_location(str(vault_dir))
+    shutil.rmtree(location.dataset_path("GMM"), ignore_errors=True)
+    write_dataset(location, "GMM", generate_bandit_experience(3000, seed=seed))
+
+
+def test_run_on_a_changed_dataset_never_returns_or_continues_the_old_work(tmp_path, capsys):
+    vaults, run_dir = tmp_path / "vaults", tmp_path / "run"
+    _write_gmm(vaults, seed=0)
+    overrides = [
+        "training_steps=4",
+        "evaluation_every=2",
+        "num_eval_episodes=1",
+        "checkpoint_every=2",
+        "system.critic_steps=4",
+        "system.behaviour_steps=4",
+        f"vault_dir={vaults}",
+        f"run_dir={run_dir}",
+        f"pretrained_dir={tmp_path / 'cache'}",
+    ]
+    first = runner.run(run_config(*overrides))
+    results = (run_dir / "results.json").read_text()
+    _write_gmm(vaults, seed=1)  # another complete dataset under the same name
+    capsys.readouterr()
+
+    with pytest.raises(UserError, match=r"changed since the run in .* was made: .*Its results belong to the old data"):
+        runner.run(run_config(*overrides))  # finished: never the old result
+    assert "Run already complete" not in capsys.readouterr().out
+    assert (run_dir / "results.json").read_text() == results
+
+    (run_dir / "results.json").unlink()  # as if killed in the actor stage: its checkpoints are there
+    for record in ("dataset.json", None):  # the run directory's record, else the checkpoints' own
+        with pytest.raises(UserError, match=r"changed since the run in .* was started: .*Its checkpoints belong"):
+            runner.run(run_config(*overrides))
+        assert "[resume] resuming" not in capsys.readouterr().out
+        if record:
+            (run_dir / record).unlink()
+    assert not (run_dir / "results.json").exists()
+
+    _write_gmm(vaults, seed=0)  # the data it was made from, back: the run resumes to the same end
+    resumed = runner.run(run_config(*overrides))
+    assert "[resume] resuming actors from step 4" in capsys.readouterr().out
+    assert resumed["evaluation_curve"] == first["evaluation_curve"]
+    assert (
+        json.loads((run_dir / "dataset.json").read_text())["fingerprint"] == first["dataset_statistics"]["fingerprint"]
+    )

@@ -60,7 +60,8 @@ def make_record(location: Any, uid: str, fingerprint: str) -> Dict[str, Any]:
 
 def read_record(run_dir: str) -> Optional[Dict[str, Any]]:
     """The dataset a run directory was made from: its ``dataset.json``, else the fingerprint
-    its ``results.json`` records (``files`` is then ``None``); ``None`` when neither says."""
+    its ``results.json`` or its newest stage checkpoint records (``files`` is then ``None``);
+    ``None`` when none says."""
     from og_marl_omsd.files import read_json
 
     record, problem = read_json(os.path.join(run_dir, RECORD_FILE))
@@ -71,7 +72,30 @@ def read_record(run_dir: str) -> Optional[Dict[str, Any]]:
         fingerprint = (results.get("dataset_statistics") or {}).get("fingerprint")
         if isinstance(fingerprint, str):
             return {"dataset": results.get("dataset"), "fingerprint": fingerprint, "files": None}
-    return None
+    return _checkpoint_record(os.path.join(run_dir, "checkpoints"))
+
+
+def _checkpoint_record(directory: str) -> Optional[Dict[str, Any]]:
+    """The dataset fingerprint the newest checkpoint of any stage under ``directory`` records."""
+    from og_marl_omsd.files import read_json
+
+    try:
+        stages = sorted(os.listdir(directory))
+    except OSError:
+        return None
+    newest: Optional[Tuple[float, str]] = None
+    for stage in stages:
+        try:
+            steps = [name for name in os.listdir(os.path.join(directory, stage)) if name.startswith("step-")]
+        except OSError:
+            continue
+        for step in steps:
+            state, problem = read_json(os.path.join(directory, stage, step, "state.json"))
+            if problem is None and isinstance(state, dict) and isinstance(state.get("dataset_fingerprint"), str):
+                modified = os.path.getmtime(os.path.join(directory, stage, step, "state.json"))
+                if newest is None or modified > newest[0]:
+                    newest = (modified, state["dataset_fingerprint"])
+    return None if newest is None else {"dataset": None, "fingerprint": newest[1], "files": None}
 
 
 def write_record(run_dir: str, record: Dict[str, Any]) -> None:
