@@ -632,3 +632,58 @@ def test_a_failed_job_under_submitit_local_is_reported_by_its_sweep(tmp_path, sm
     assert report[0] == "[sweep] 1 of 1 jobs failed:"
     assert "system.beta=inf" in report[1] and "exit 2" in report[1] and "finite" in report[1]
     assert not list((tmp_path / "runs" / "multirun").glob("*/.jobs-*"))  # the outcome files are read, then removed
+
+
+def _compare_script():
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "baselines", "compare.py")
+    spec = importlib.util.spec_from_file_location("compare_script", path)
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    return compare
+
+
+def test_finished_runs_made_from_other_data_are_not_reused(tmp_path, small_vault_dir, monkeypatch, capsys):
+    """A finished run counts only while its recorded dataset fingerprint is the dataset's on
+    disk now (og_marl_omsd.datasets.record): otherwise it is neither reported nor collected."""
+    import json
+    import os
+
+    from og_marl_omsd.comparison import jobs
+    from og_marl_omsd.datasets import record
+    from og_marl_omsd.datasets.vaults import fingerprint, read_dataset
+
+    from conftest import bandit_location
+
+    location = bandit_location(small_vault_dir)
+    actual = fingerprint(read_dataset(location, "GMM"))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    results = {"dataset": "GMM", "final_evaluation": {}, "dataset_statistics": {"fingerprint": actual}}
+    (run_dir / "results.json").write_text(json.dumps(results))
+    assert jobs.other_data(str(run_dir), location, "GMM") is None  # made from this very data
+    (run_dir / "results.json").write_text(json.dumps({**results, "dataset_statistics": {"fingerprint": "0" * 16}}))
+    assert "now holds " + actual in jobs.other_data(str(run_dir), location, "GMM")
+    # its own record wins; while the files' signature matches it, nothing is read
+    record.write_record(str(run_dir), record.make_record(location, "GMM", actual))
+    monkeypatch.setattr(record, "_FINGERPRINTS", {})
+    assert jobs.other_data(str(run_dir), location, "GMM") is None and record._FINGERPRINTS == {}
+    record.write_record(str(run_dir), {"dataset": "GMM", "fingerprint": "0" * 16, "files": "another folder"})
+    assert "now holds " + actual in jobs.other_data(str(run_dir), location, "GMM")
+
+    # compare.py: the job's finished run is not counted, not collected, not launched again
+    compare = _compare_script()
+    monkeypatch.setattr(jobs, "launch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("launched")))
+    argv = ["--out", str(tmp_path / "out"), "--env", "bandit", "--task", "bandit", "--datasets", "GMM"]
+    argv += ["--systems", "bc", "--seeds", "1", "--override", f"vault_dir={small_vault_dir}"]
+    common = compare.common_overrides(compare.parse_args(argv))
+    job_dir = jobs.run_dir(jobs.Job("bc", "GMM", 0), common)
+    os.makedirs(job_dir)
+    (run_dir / "results.json").rename(os.path.join(job_dir, "results.json"))
+    assert compare.main(argv) == 1  # the job did not finish on this data
+    printed = capsys.readouterr().out
+    assert "1 runs, 0 already finished, 1 finished on other data (not reused)" in printed
+    assert "made from data with fingerprint 0000000000000000" in printed
+    assert json.loads((tmp_path / "out" / "records.json").read_text()) == []

@@ -1,5 +1,7 @@
 """The four systems: registry, what each changes, the actor update direction, sweep restarts."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -337,3 +339,23 @@ def test_observation_condition_changes_nothing_else(buffer):
         first, second = (getattr(system, part).variables for system in runs.values())
         for a, b in zip(first, second):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_cache_entry_records_its_data_and_serves_no_other(tmp_path, capsys):
+    import sonnet as snt
+    import tensorflow as tf
+
+    from og_marl_omsd.systems.pretraining import PretrainedCache
+
+    def module():
+        layer = snt.Linear(2)
+        layer(tf.zeros([1, 3]))
+        return layer
+
+    cache = PretrainedCache(str(tmp_path))
+    path = cache.save("critic_joint", "k1", module(), {"steps": 1}, dataset_fingerprint="aaaa")
+    assert (tmp_path / "critic_joint-k1" / "DATASET").read_text() == "aaaa"
+    assert cache.load("critic_joint", "k1", module(), dataset_fingerprint="aaaa")
+    assert not cache.load("critic_joint", "k1", module(), dataset_fingerprint="bbbb")
+    assert "trained on data with fingerprint aaaa, not bbbb" in capsys.readouterr().out
+    assert not os.path.exists(path)  # inconsistent with its key: discarded, trained again
