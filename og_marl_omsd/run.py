@@ -36,7 +36,7 @@ from og_marl_omsd.errors import StageStopped, UserError
 from og_marl_omsd.files import try_lock, write_json
 from og_marl_omsd.systems.defaults import identity_neutral, register_system_defaults
 from og_marl_omsd.upstream.og_marl_systems import register_configs as register_og_marl_system_configs
-from og_marl_omsd.validation import RUN_RULES, rule_problems, unknown_keys
+from og_marl_omsd.validation import RUN_RULES, check_dataset_name, rule_problems, unknown_keys
 
 # Settings that do not change a run's results: left out of its identity (directory hash and
 # the check that an existing run directory holds the same run).
@@ -256,7 +256,7 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
     read where OG-MARL keeps it, ``<vault_dir>/<source>/<env_name>/<scenario>.vlt/<dataset>``."""
     from og_marl_omsd.datasets.generate import ensure_datasets, load_vault_config, location_of
     from og_marl_omsd.datasets.vaults import VaultLocation
-    from og_marl_omsd.validation import check_dataset_folder, check_dataset_name, check_writable_directory
+    from og_marl_omsd.validation import check_dataset_folder, check_writable_directory
 
     if not cfg.task.get("vault_config"):
         place = VaultLocation(str(cfg.task.source), str(cfg.task.env_name), str(cfg.task.scenario), str(cfg.vault_dir))
@@ -334,8 +334,6 @@ def check_run_settings(cfg: DictConfig) -> None:
             + ", replay.".join(f.name for f in fields(ReplaySchema))
             + ". Remove it or fix its name."
         )
-    from og_marl_omsd.validation import check_dataset_name
-
     check_dataset_name(cfg.dataset or cfg.task.dataset)  # a name, not a path: before any path is built
     problems = rule_problems(_flatten(resolved), RUN_RULES)
     if problems:
@@ -439,7 +437,11 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
         from og_marl_omsd.upstream.runner import run_offline_system
 
         return run_offline_system(
-            cfg, plan.system_class, prepare_vault=vault_of_task, more_results=lambda: {"provenance": collect()}
+            cfg,
+            plan.system_class,
+            prepare_vault=vault_of_task,
+            more_results=lambda: {"provenance": collect()},
+            check_data=steps.check_offline_run_data,
         )
     location = prepare_dataset(cfg, plan.dataset)
     if plan.completed is not None:

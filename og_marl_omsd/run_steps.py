@@ -153,6 +153,21 @@ def check_run_data(run_dir: str, location: Any, dataset: str, fingerprint: Optio
     return current
 
 
+def check_offline_run_data(run_dir: str, place: Tuple[str, str, str, str], dataset: str, finished: bool) -> None:
+    """For OG-MARL's own systems (:func:`og_marl_omsd.upstream.runner.run_offline_system`): a
+    finished run is reported only when made from the dataset now on disk (:func:`check_run_data`);
+    an unfinished one resumes nothing (it starts again), so it records the dataset it trains on."""
+    from og_marl_omsd.datasets import record as data_record
+    from og_marl_omsd.datasets.vaults import VaultLocation
+
+    location = VaultLocation(*place)
+    if finished:
+        check_run_data(run_dir, location, dataset)
+        return
+    fingerprint, _ = data_record.current_fingerprint(location, dataset)
+    data_record.write_record(run_dir, data_record.make_record(location, dataset, fingerprint))
+
+
 def _has_checkpoints(run_dir: str) -> bool:
     try:
         return bool(os.listdir(os.path.join(run_dir, "checkpoints")))

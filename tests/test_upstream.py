@@ -511,3 +511,37 @@ def test_unwritable_patch_path_is_refused_before_any_commit_or_branch_switch(fak
         assert result.stderr.startswith("Error: cannot write the patch file") and "Traceback" not in result.stderr
         assert "nothing was exported" in result.stderr
         assert tree_state(fake_og_marl) == before  # no commit, no branch, same files
+
+
+def test_a_finished_og_marl_system_run_on_a_changed_dataset_is_refused(tmp_path, small_vault_dir, monkeypatch):
+    import shutil
+
+    from og_marl_omsd import registry
+    from og_marl_omsd.datasets.vaults import write_dataset
+    from og_marl_omsd.environments.bandit import generate_bandit_experience
+    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.run import run
+
+    from conftest import bandit_location, run_config
+
+    vaults = tmp_path / "vaults"
+    shutil.copytree(small_vault_dir, vaults)
+    cfg = run_config(
+        "system=iddpg_bc",
+        "env=bandit",
+        "training_steps=2",
+        "evaluation_every=2",
+        "num_eval_episodes=1",
+        "replay.batch_size=8",
+        f"vault_dir={vaults}",
+        f"runs_root={tmp_path / 'runs'}",
+    )
+    monkeypatch.setattr(registry, "load_system", lambda name: _plain_system_class())
+    first = run(cfg)
+    (record,) = (tmp_path / "runs").rglob("dataset.json")  # recorded before it trained
+    assert run(cfg) == first  # unchanged data: the finished run is found again
+    location = bandit_location(str(vaults))
+    shutil.rmtree(location.dataset_path("GMM"))
+    write_dataset(location, "GMM", generate_bandit_experience(3000, seed=5))
+    with pytest.raises(UserError, match=r"changed since the run in .* was made.*Its results belong to the old data"):
+        run(cfg)

@@ -48,6 +48,8 @@ RUNNER_PARTS = {
         "RUN_RULES",
         "rule_problems",
         "unknown_keys",
+        "dataset_name_problem",
+        "check_dataset_name",
     ],
     "run.py": [
         "NOT_RUN_IDENTITY",

@@ -185,12 +185,15 @@ def run_offline_system(
     system_class: type,
     prepare_vault: Optional[Callable[[DictConfig, str], VaultPlace]] = None,
     more_results: Optional[Callable[[], Dict[str, Any]]] = None,
+    check_data: Optional[Callable[[str, VaultPlace, str, bool], None]] = None,
 ) -> Dict[str, Any]:
     """Train and evaluate ``system_class(environment, logger, **system.*)``; returns ``results.json``'s content.
 
     ``prepare_vault(cfg, dataset)`` finds (or generates) the dataset; the default is
     :func:`task_vault`. ``more_results()`` adds entries to ``results.json`` (the plugin's
-    provenance). A finished run directory prints its results instead.
+    provenance). A finished run directory prints its results instead, after
+    ``check_data(run_dir, place, dataset, finished)`` (the plugin's: the run was made from the
+    dataset now on disk, else it refuses) accepts it; before a new run it records the dataset.
     """
     start = time.time()
     check_run_settings(cfg)
@@ -202,13 +205,15 @@ def run_offline_system(
     if os.path.isfile(results_path):
         with open(results_path) as handle:
             results = json.load(handle)
-        _check_run_data(run_dir, place, dataset, finished=True)  # never the result of other data
+        if check_data is not None:
+            check_data(run_dir, place, dataset, True)  # never the result of other data
         print(f"Run already complete: {run_dir}", flush=True)
         print_summary(results)
         return results
     host, environment, buffer = offline_environment_and_buffer(cfg, place, dataset)
     os.makedirs(run_dir, exist_ok=True)
-    _check_run_data(run_dir, place, dataset, finished=False)
+    if check_data is not None:
+        check_data(run_dir, place, dataset, False)
     write_text(os.path.join(run_dir, "config.yaml"), OmegaConf.to_yaml(cfg, resolve=True))
     logger = offline_logger(cfg, host, run_dir, dataset, environment, params)
     print(
@@ -237,22 +242,6 @@ def run_offline_system(
     write_json(results_path, results)
     print_summary(results)
     return results
-
-
-def _check_run_data(run_dir: str, place: VaultPlace, dataset: str, finished: bool) -> None:
-    """A finished run is reported only when made from the dataset now on disk (its record,
-    :mod:`og_marl_omsd.datasets.record`); an unfinished one resumes nothing (it starts again),
-    so it only records the dataset it now trains on."""
-    from og_marl_omsd.datasets import record as data_record
-    from og_marl_omsd.datasets.vaults import VaultLocation
-    from og_marl_omsd.run_steps import check_run_data
-
-    location = VaultLocation(*place)
-    if finished:
-        check_run_data(run_dir, location, dataset)
-        return
-    fingerprint, _ = data_record.current_fingerprint(location, dataset)
-    data_record.write_record(run_dir, data_record.make_record(location, dataset, fingerprint))
 
 
 def offline_environment_and_buffer(cfg: DictConfig, place: VaultPlace, dataset: str) -> Tuple[Any, Any, Any]:
