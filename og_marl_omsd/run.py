@@ -521,12 +521,23 @@ def failure_report(error: BaseException) -> Optional[Tuple[int, str]]:
     if isinstance(error, StageStopped):
         return 3, f"Stopped: {error}"
     if is_disk_error(error):
+        import errno
+
         filename, strerror = getattr(error, "filename", None), getattr(error, "strerror", None)
         where = f" {filename}" if filename else ""
+        code = getattr(error, "errno", None)
+        if code in (errno.EACCES, errno.EPERM):
+            cause = f"a permission problem, not a full disk or damaged data: give this user access to{where or ' it'}"
+        elif code == errno.EROFS:
+            cause = "the file system is read-only: choose a writable location (run_dir=, pretrained_dir=)"
+        elif code == errno.EIO:
+            cause = "the disk reported an input/output error: check it before trusting its files"
+        else:  # ENOSPC, EDQUOT
+            cause = "the disk (or quota) is full: free disk space"
         return 3, (
-            f"Stopped: could not write{where}: {strerror or error}. Free disk space (or fix the "
-            "permissions) and run the same command again: it resumes from its last checkpoint, and the "
-            "temporary files this run left behind are removed then."
+            f"Stopped: {strerror or error} ({errno.errorcode.get(code or 0, 'OS error')}) at{where or ' a file'}: "
+            f"{cause}, then run the same command again: it resumes from its last checkpoint, and the temporary "
+            "files this run left behind are removed then."
         )
     return None
 

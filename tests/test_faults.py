@@ -245,6 +245,21 @@ def test_main_maps_errors_to_exit_codes_and_full_error_shows_the_traceback(monke
             main(None)
 
 
+@pytest.mark.parametrize(
+    "code,said,not_said",
+    [
+        (errno.EACCES, "a permission problem", "disk (or quota) is full"),
+        (errno.EROFS, "read-only", "disk (or quota) is full"),
+        (errno.ENOSPC, "disk (or quota) is full", "permission"),
+    ],
+)
+def test_failure_report_names_an_os_error_as_what_it_is_with_its_path(code, said, not_said):
+    error = OSError(code, os.strerror(code), "/somewhere/run/metrics.json")
+    exit_code, message = runner.failure_report(error)
+    assert exit_code == 3 and said in message and not_said not in message and "/somewhere/run/metrics.json" in message
+    assert os.strerror(code) in message and "\n" not in message
+
+
 # ---------------------------------------------------------------------------- NaN guard
 @pytest.mark.slow
 @pytest.mark.parametrize(
