@@ -248,6 +248,7 @@ class StageCheckpoint:
                 RuntimeError,
                 tf.errors.OpError,
             ) as error:  # a truncated data file raises IndexError
+                _stop_on_access_error(error, candidate, self.label)  # unreadable is not damaged
                 reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 failures.append(f"{candidate}: {reason}")
                 print(
@@ -345,6 +346,26 @@ class StageCheckpoint:
         remove_leftovers(self.path)
         print(f"[checkpoint] {self.label} step {step}/{total} -> {final} ({time.time() - start:.3f} s)", flush=True)
         return final
+
+
+def _stop_on_access_error(error: BaseException, checkpoint: str, label: str) -> None:
+    """Raise :class:`StageStopped` naming ``error`` when the checkpoint could not be read for a
+    reason other than its content (permissions, I/O): such a checkpoint is not called damaged,
+    not skipped for an older one and never advised to be deleted."""
+    import errno
+
+    denied = isinstance(error, tf.errors.PermissionDeniedError) or (
+        isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EIO)
+    )
+    if not denied:
+        return
+    reason = getattr(error, "strerror", None) or (str(error).strip().splitlines() or [type(error).__name__])[0]
+    where = getattr(error, "filename", None) or checkpoint
+    raise StageStopped(
+        f"The {label} checkpoint {checkpoint} could not be read: {reason} ({where}). "
+        "This is an access problem (permissions or the disk), not a damaged checkpoint: nothing was changed. Give "
+        "this user access to the run directory (or check the disk) and run the same command again to resume."
+    )
 
 
 def _write_file(path: str, text: str) -> None:

@@ -88,8 +88,8 @@ def validate_experience(
             field (with counts), or actions outside [-1, 1] unless ``clip_actions``.
     """
     hint = (
-        "The dataset must be recorded in this environment: pick another with dataset=<name>, or delete it and "
-        "let the runner generate it again from its vault config."
+        "The dataset must be recorded in this environment: pick another with dataset=<name>, or move it aside "
+        "(it may belong to another task) and let the runner generate this one from its vault config."
     )
     expected = expected_field_shapes(environment)
     arrays = {name: _field(experience, name) for name in expected}

@@ -142,7 +142,7 @@ class _Stage:
             trackables={"net": self.net, "optimizer": self.optimizer, "rng": self.rng},
             optimisers={self.optimizer: self.net.trainable_variables},
             guard=self.guard,
-            dataset_fingerprint=dataset_fingerprint,
+            **({} if dataset_fingerprint is None else {"dataset_fingerprint": dataset_fingerprint}),
         )
 
     def step(self):
@@ -238,6 +238,24 @@ def test_checkpoint_made_from_other_data_is_refused(tmp_path):
     with pytest.raises(UserError, match=r"trained on data with fingerprint aaaa, but this run reads .* bbbb"):
         _Stage(tmp_path, dataset_fingerprint="bbbb").checkpoint.restore(stage.total)
     assert _Stage(tmp_path, dataset_fingerprint="aaaa").checkpoint.restore(stage.total) == 5
+
+
+def test_unreadable_checkpoint_is_an_access_error_not_damage(tmp_path, monkeypatch):
+    stage = _Stage(tmp_path)
+    stage.step()
+    stage.checkpoint.save(5, stage.total)
+
+    def denied(directory):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.path.join(directory, "state.json"))
+
+    monkeypatch.setattr(checkpoints, "read_state", denied)
+    with pytest.raises(StageStopped) as error:
+        _Stage(tmp_path).checkpoint.restore(stage.total)
+    message = str(error.value)
+    assert "Permission denied" in message and "state.json" in message and "not a damaged checkpoint" in message
+    assert "Delete" not in message
+    monkeypatch.undo()
+    assert _Stage(tmp_path).checkpoint.restore(stage.total) == 5  # left as it was
 
 
 def test_guard_stops_before_saving_a_non_finite_step(tmp_path):

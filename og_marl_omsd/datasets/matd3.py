@@ -144,8 +144,9 @@ class BehaviourTraining:
                 stored = json.load(handle)
             if stored != json.loads(json.dumps(self.identity)):
                 raise RuntimeError(
-                    f"{self.work_dir} holds a behaviour run with another config ({stored}); "
-                    f"delete the directory to start over with {self.identity}."
+                    f"{self.work_dir} holds a behaviour run with another config ({stored}); it is kept. "
+                    f"Move that directory aside to start over with {self.identity}, or generate with the config "
+                    "that made it."
                 )
         else:
             write_json(path, self.identity, indent=1)
