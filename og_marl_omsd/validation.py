@@ -288,7 +288,7 @@ def check_readable_dataset(location: Any, uid: str) -> None:
     try:
         os.listdir(location.path)
         os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not there (a file on the way): the writers' checks say so
         return
     except OSError as error:
         raise UserError(os_error_paragraph(error, location.path, "read")) from None
