@@ -677,7 +677,7 @@ def test_finished_runs_made_from_other_data_are_not_reused(tmp_path, small_vault
     compare = _compare_script()
     monkeypatch.setattr(jobs, "launch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("launched")))
     argv = ["--out", str(tmp_path / "out"), "--env", "bandit", "--task", "bandit", "--datasets", "GMM"]
-    argv += ["--systems", "bc", "--seeds", "1", "--override", f"vault_dir={small_vault_dir}"]
+    argv += ["--systems", "bc", "--seeds", "1", "--select-seeds", "1", "--override", f"vault_dir={small_vault_dir}"]
     common = compare.common_overrides(compare.parse_args(argv))
     job_dir = jobs.run_dir(jobs.Job("bc", "GMM", 0), common)
     os.makedirs(job_dir)
