@@ -537,6 +537,7 @@ def _compare(out, vault_dir, launcher):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     argv = [sys.executable, os.path.join(root, "baselines", "compare.py"), "--out", str(out), "--launcher", launcher]
     argv += ["--env", "bandit", "--task", "bandit", "--datasets", "GMM", "--systems", "bc", "--seeds", "2"]
+    argv += ["--select-seeds", "1"]  # seed 0 in phase select, seed 1 in phase seeds
     argv += ["--training-steps", "40", "--evaluation-every", "20", "--num-eval-episodes", "2"]
     argv += ["--override", f"vault_dir={vault_dir}", "--override", "checkpoint_every=10", "--progress-every", "600"]
     environment = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
@@ -597,7 +598,7 @@ def test_a_comparison_through_submitit_local_killed_and_restarted_equals_the_bas
     again = _compare(out, small_vault_dir, "submitit_local")
     output = again.communicate(timeout=900)[0]
     assert again.returncode == 0, output[-3000:]
-    assert "phase select (first seed, every beta): 1 runs, 1 already finished" in output
+    assert "phase select (first 1 seed(s), every beta): 1 runs, 1 already finished" in output
     assert _results(out) == _results(tmp_path / "basic")
     assert _results(out)[0] and len(_results(out)[1]) == 4  # 2 records; 2 seeds x (chosen, beta grid)
     # Each run went through submitit (a pickled job, its pickled result) and was counted by its sweep.
