@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from og_marl_omsd import run as runner
 from og_marl_omsd.errors import NonFiniteLossError, UserError
@@ -238,11 +239,11 @@ def test_main_maps_errors_to_exit_codes_and_full_error_shows_the_traceback(monke
         monkeypatch.setattr(runner, "run", fail)
         monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
         with pytest.raises(SystemExit) as exit_info:
-            main(None)
+            main(OmegaConf.create({"logger": {"verbose": False}}))
         assert exit_info.value.code == code and capsys.readouterr().err.strip() == prefix
         monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
         with pytest.raises(type(error)):
-            main(None)
+            main(OmegaConf.create({"logger": {"verbose": False}}))
 
 
 @pytest.mark.parametrize(
