@@ -25,7 +25,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from og_marl_omsd.files import write_json
+from og_marl_omsd.support.files import write_json
 
 SYSTEMS = ("omsd", "brpo_ind", "brpo_fac", "brpo_jal")
 NOISE_SETTINGS = {  # README, Algorithm notes: "Noise-level range"
@@ -46,14 +46,14 @@ def compose_run_config(system: str, overrides: List[str]) -> Any:
 def run_seed(seed: int, args: argparse.Namespace) -> Dict[str, Any]:
     """All systems, noise settings and betas for one seed; pretrained parts shared via the cache.
 
-    Each system goes through the runner's steps (:mod:`og_marl_omsd.run_steps`) up to
+    Each system goes through the runner's steps (:mod:`og_marl_omsd.runner.steps`) up to
     pretraining; the actor stage is then swept in memory (no run directory)."""
     import tensorflow as tf
 
     from og_marl_omsd import host
-    from og_marl_omsd import run_steps as steps
     from og_marl_omsd.environments.bandit_analysis import action_update_direction
-    from og_marl_omsd.run import plan_run, prepare_dataset
+    from og_marl_omsd.runner import steps
+    from og_marl_omsd.runner.run import plan_run, prepare_dataset
 
     start = time.time()
     result: Dict[str, Any] = {"seed": seed, "systems": {}}

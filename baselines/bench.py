@@ -20,7 +20,7 @@ Writes ``DIR/bench.json`` and prints a table:
   (forward and backward dots, batch rows) run alone in one XLA call: the ceiling of
   ``matmul_fraction`` that those shapes leave, whatever the rest of the step costs.
 - ``latency``: microseconds for one decentralised joint action from the actors (compiled,
-  batch 1; and ``actors_numpy``: through :class:`og_marl_omsd.policy.NumpyActors`, the way a
+  batch 1; and ``actors_numpy``: through :class:`og_marl_omsd.runner.policy.NumpyActors`, the way a
   run's evaluations and a loaded policy act) and for one joint action sampled from the
   behaviour diffusion model by DDIM with 5, 20 and 50 denoising steps (compiled too), at the
   preset sizes: per Python call of the compiled function (median; includes TF's call
@@ -137,7 +137,7 @@ class _TimingLogger:
 def _compose(system: str, overrides: List[str]) -> Any:
     from hydra import compose, initialize_config_module
 
-    import og_marl_omsd.run  # noqa: F401 (registers the run schema)
+    import og_marl_omsd.runner.run  # noqa: F401 (registers the run schema)
 
     with initialize_config_module(config_module="og_marl_omsd.configs", version_base=None):
         return compose(config_name="config", overrides=[f"system={system}", "env=mamujoco", *overrides])
@@ -150,7 +150,7 @@ def _setup(spec: Dict[str, Any], system: str, extra: Dict[str, Any]):
 
     from og_marl_omsd import host
     from og_marl_omsd.datasets.generate import ensure_datasets
-    from og_marl_omsd.registry import load_system
+    from og_marl_omsd.runner.registry import load_system
 
     cfg = _compose(system, spec["overrides"])
     location = ensure_datasets("2halfcheetah-quick", ["Medium"], rel_dir=spec["vault_dir"])
@@ -307,7 +307,7 @@ def worker_latency(spec: Dict[str, Any]) -> Dict[str, Any]:
 
             return run
 
-        from og_marl_omsd.policy import NumpyActors
+        from og_marl_omsd.runner.policy import NumpyActors
 
         acting = NumpyActors.of(instance.actors)  # how evaluations and loaded policies act
         batch_one = observations.numpy()

@@ -188,9 +188,9 @@ def check_args(args: argparse.Namespace) -> None:
             the output directory), or the first job whose settings the runner refuses (a bad
             ``--override``, a budget out of range, ...).
     """
-    from og_marl_omsd.errors import UserError
-    from og_marl_omsd.registry import available_systems
-    from og_marl_omsd.validation import check_writable_directory
+    from og_marl_omsd.runner.registry import available_systems
+    from og_marl_omsd.runner.validation import check_writable_directory
+    from og_marl_omsd.support.errors import UserError
 
     problems = []
     if args.seeds < 1:
@@ -214,7 +214,7 @@ def _composed(overrides: Sequence[str], what: str) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     from og_marl_omsd.comparison.jobs import compose
-    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.support.errors import UserError
 
     try:
         return compose(overrides)
@@ -229,7 +229,7 @@ def _composed(overrides: Sequence[str], what: str) -> Any:
 def _check_datasets(args: argparse.Namespace) -> None:
     """Every dataset of ``--datasets`` is defined by the task's vault config or on disk."""
     from og_marl_omsd.datasets.generate import load_vault_config, location_of
-    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.support.errors import UserError
 
     cfg = _composed([f"env={args.env}", f"task={args.task}", *args.task_overrides, *args.override], "the task")
     try:
@@ -250,7 +250,7 @@ def _check_datasets(args: argparse.Namespace) -> None:
 def check_jobs(jobs: Sequence[Any], common: Sequence[str]) -> None:
     """Each job's settings pass the runner's checks (composed and planned, nothing written)."""
     from og_marl_omsd.comparison import jobs as comparison_jobs
-    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.support.errors import UserError
 
     for job in jobs:
         _composed([*common, *job.overrides()], f"job {job.system} {job.dataset}")
@@ -264,9 +264,9 @@ def check_jobs(jobs: Sequence[Any], common: Sequence[str]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from og_marl_omsd import quiet
     from og_marl_omsd.comparison import jobs as comparison_jobs
     from og_marl_omsd.comparison import report
+    from og_marl_omsd.support import quiet
 
     args = parse_args(argv)
     quiet.configure(args.verbose)
@@ -427,8 +427,8 @@ def _normalisers(
     """The Random and Expert datasets' mean returns of the task (read from its vault)."""
     from og_marl_omsd.comparison.jobs import compose
     from og_marl_omsd.datasets.vaults import episode_returns, read_dataset
-    from og_marl_omsd.errors import UserError
-    from og_marl_omsd.run import prepare_dataset
+    from og_marl_omsd.runner.run import prepare_dataset
+    from og_marl_omsd.support.errors import UserError
 
     cfg = compose([f"env={args.env}", f"task={args.task}", *args.task_overrides, *args.override])
     means = {}
@@ -481,7 +481,7 @@ INTERRUPTED = "Interrupted. Run the same command again: finished runs are kept a
 def cli(argv: Optional[Sequence[str]] = None) -> int:
     """:func:`main` with bad input as one paragraph (exit 2) and Ctrl-C as one line (exit 130);
     ``HYDRA_FULL_ERROR=1`` shows the traceback."""
-    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.support.errors import UserError
 
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:

@@ -62,7 +62,7 @@ def run_config(*overrides: str):
     """The runner's config composed in-process, as ``python -m og_marl_omsd.run <overrides>`` would."""
     from hydra import compose, initialize_config_module
 
-    import og_marl_omsd.run  # noqa: F401 (registers the run schema)
+    import og_marl_omsd.runner.run  # noqa: F401 (registers the run schema)
 
     with initialize_config_module(config_module="og_marl_omsd.configs", version_base=None):
         return compose(config_name="config", overrides=list(overrides))

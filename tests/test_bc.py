@@ -12,7 +12,7 @@ from test_cli import run_cli
 
 
 def bc_run(tmp_path, vault_dir, *extra):
-    from og_marl_omsd import run as runner
+    from og_marl_omsd.runner import run as runner
 
     overrides = [
         "system=bc",
@@ -64,8 +64,8 @@ def test_bc_regresses_to_the_mean_between_two_modes(tmp_path, small_vault_dir):
 
 
 def test_bc_takes_no_beta_and_an_env_preset_beta_is_left_out(tmp_path, small_vault_dir):
-    from og_marl_omsd import run as runner
     from og_marl_omsd.comparison.jobs import has_beta
+    from og_marl_omsd.runner import run as runner
 
     assert not has_beta("bc") and has_beta("omsd")
     cfg = run_config("system=bc", f"vault_dir={small_vault_dir}", f"runs_root={tmp_path / 'runs'}")

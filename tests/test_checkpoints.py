@@ -4,8 +4,8 @@ only when one exists."""
 import pytest
 import tensorflow as tf
 
-from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
-from og_marl_omsd.errors import NonFiniteLossError
+from og_marl_omsd.support.checkpoints import FiniteGuard, StageCheckpoint
+from og_marl_omsd.support.errors import NonFiniteLossError
 
 
 def _guard_with_nan_at_first_step():

@@ -266,7 +266,7 @@ def test_seed_phase_runs_other_seeds_at_the_chosen_beta_only():
 
 def test_run_dir_is_the_runners_and_composed_once_per_job(monkeypatch):
     from og_marl_omsd.comparison import jobs as comparison_jobs
-    from og_marl_omsd.run import plan_run
+    from og_marl_omsd.runner.run import plan_run
 
     job = comparison_jobs.Job("bc", "Medium", 7, None)
     common = ["env=bandit"]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from og_marl_omsd import progress
-from og_marl_omsd.errors import UserError
+from og_marl_omsd.support import progress
+from og_marl_omsd.support.errors import UserError
 
 from conftest import REPO_ROOT, run_config
 
@@ -102,7 +102,7 @@ def test_a_captured_run_shows_progress_of_every_stage_and_readable_evaluations(f
 
 
 def test_results_and_vaults_record_provenance(finished_run, small_vault_dir):
-    from og_marl_omsd.provenance import collect
+    from og_marl_omsd.support.provenance import collect
 
     run_dir, _ = finished_run
     results = json.loads((run_dir / "results.json").read_text())
@@ -122,7 +122,7 @@ def test_results_and_vaults_record_provenance(finished_run, small_vault_dir):
 def test_provenance_keeps_the_commit_a_process_started_with(monkeypatch):
     """A long run or generation records the commit of the code it imported, even when the
     checkout moves on (a commit made while it runs) before it writes its records."""
-    from og_marl_omsd import provenance
+    from og_marl_omsd.support import provenance
 
     states = iter([{"git_commit": "a" * 40, "git_dirty": False}, {"git_commit": "b" * 40, "git_dirty": True}])
     monkeypatch.setattr(provenance, "_PINNED", None)
@@ -134,7 +134,7 @@ def test_provenance_keeps_the_commit_a_process_started_with(monkeypatch):
 
 
 def test_evaluate_reproduces_the_final_return_and_takes_options(finished_run, tmp_path, capsys):
-    from og_marl_omsd.evaluate import evaluate_run, main
+    from og_marl_omsd.runner.evaluate import evaluate_run, main
 
     run_dir, _ = finished_run
     results = json.loads((run_dir / "results.json").read_text())
@@ -164,7 +164,7 @@ def test_evaluate_reproduces_the_final_return_and_takes_options(finished_run, tm
 def test_the_video_child_module_does_not_load_tensorflow():
     """The rendering child runs ``python -m og_marl_omsd.evaluate``: software EGL and TensorFlow
     crash together in one process, so importing the module must not import TensorFlow."""
-    code = "import sys, og_marl_omsd.evaluate; print('tensorflow' in sys.modules)"
+    code = "import sys, og_marl_omsd.runner.evaluate; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
@@ -176,7 +176,7 @@ def test_video_replays_the_evaluated_episodes_into_one_file_each(tmp_path, monke
     as the episode; without moviepy the error says what to install."""
     import imageio_ffmpeg  # moviepy's ffmpeg, installed with it (the video extra, also in test)
 
-    from og_marl_omsd.evaluate import record_videos
+    from og_marl_omsd.runner.evaluate import record_videos
 
     monkeypatch.setenv("MUJOCO_GL", "egl")
     rng = np.random.default_rng(0)
@@ -198,8 +198,8 @@ def test_evaluate_replays_a_mamujoco_runs_final_evaluation_bit_for_bit(tmp_path)
     """Seeded resets and chaotic dynamics: only the same episodes and the same actor arithmetic
     give the same return (the evaluation at step 0 used reset 0, the final one resets 1-10)."""
     from og_marl_omsd.datasets.generate import ensure_datasets
-    from og_marl_omsd.evaluate import evaluate_run
-    from og_marl_omsd.run import run
+    from og_marl_omsd.runner.evaluate import evaluate_run
+    from og_marl_omsd.runner.run import run
 
     vault_dir = str(tmp_path / "vaults")
     ensure_datasets("2halfcheetah-quick", ["Random"], vault_dir)  # no MATD3 needed for Random
@@ -241,8 +241,8 @@ class _StubEnvironment:
 
 @pytest.mark.parametrize("name, options", [("omsd", {}), ("omsd", {"shared_actor": True}), ("brpo_jal", {})])
 def test_saved_model_gives_the_actors_actions(name, options, tmp_path):
-    from og_marl_omsd.policy import NumpyActors, export_system, load_policy
-    from og_marl_omsd.registry import load_system
+    from og_marl_omsd.runner.policy import NumpyActors, export_system, load_policy
+    from og_marl_omsd.runner.registry import load_system
 
     system = load_system(name)(
         _StubEnvironment(),
@@ -281,7 +281,7 @@ def test_saved_model_gives_the_actors_actions(name, options, tmp_path):
 # ---------------------------------------------------------------------------- datasets of every task
 @pytest.mark.parametrize("task", MAMUJOCO_TASKS)
 def test_task_without_generated_data_stops_with_the_generate_command(task, tmp_path):
-    from og_marl_omsd.run import run
+    from og_marl_omsd.runner.run import run
 
     vault_dir = tmp_path / "vaults"
     with pytest.raises(UserError) as error:
@@ -326,7 +326,7 @@ def test_wandb_keeps_one_run_across_a_kill_and_resume_with_group_and_name(tmp_pa
     pytest.importorskip("wandb")
     from test_resume import kill_at_checkpoint
 
-    from og_marl_omsd.tracking import wandb_settings
+    from og_marl_omsd.runner.tracking import wandb_settings
 
     overrides = [
         "seed=4",

@@ -1,11 +1,12 @@
-"""og_marl_omsd.evaluate: bad input and a damaged SavedModel are one paragraph, exit 2, nothing written (issue 22)."""
+"""og_marl_omsd.runner.evaluate: bad input and a damaged SavedModel are one paragraph, exit 2, nothing
+written (issue 22)."""
 
 import json
 
 import pytest
 
-from og_marl_omsd import evaluate
-from og_marl_omsd.errors import UserError
+from og_marl_omsd.runner import evaluate
+from og_marl_omsd.support.errors import UserError
 
 
 @pytest.mark.parametrize("seed", ["-1", "2147483648"])

@@ -1,10 +1,10 @@
-"""The hashed uniform numbers and dropout masks of og_marl_omsd.fast_random."""
+"""The hashed uniform numbers and dropout masks of og_marl_omsd.models.fast_random."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from og_marl_omsd.fast_random import hashed_dropout, hashed_uniform
+from og_marl_omsd.models.fast_random import hashed_dropout, hashed_uniform
 
 SEED = tf.constant([12345, -678], tf.int64)
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from og_marl_omsd import run as runner
-from og_marl_omsd.errors import NonFiniteLossError, UserError
+from og_marl_omsd.runner import run as runner
+from og_marl_omsd.support.errors import NonFiniteLossError, UserError
 
 from conftest import bandit_location, run_config
 
@@ -277,8 +277,8 @@ def test_nan_loss_stops_the_run_naming_stage_step_and_intact_checkpoint(
     """Batches turn NaN from the 13th step of ``stage`` on; checkpoints every 5 steps."""
     import tensorflow as tf
 
-    from og_marl_omsd import device_data
-    from og_marl_omsd.checkpoints import read_state
+    from og_marl_omsd.runner import device_data
+    from og_marl_omsd.support.checkpoints import read_state
 
     # Batches are drawn on the device inside the compiled steps: count the draws there.
     draws = tf.Variable(0, dtype=tf.int64, trainable=False)

@@ -18,10 +18,10 @@ import threading
 import numpy as np
 import pytest
 
-from og_marl_omsd import files
-from og_marl_omsd import run as runner
-from og_marl_omsd.checkpoints import StageCheckpoint
-from og_marl_omsd.errors import StageStopped, UserError
+from og_marl_omsd.runner import run as runner
+from og_marl_omsd.support import files
+from og_marl_omsd.support.checkpoints import StageCheckpoint
+from og_marl_omsd.support.errors import StageStopped, UserError
 
 from conftest import bandit_location, run_config
 
@@ -456,7 +456,7 @@ def test_7_hydra_level_errors_exit_2_without_traceback(tmp_path):
 
 
 def test_7_float_and_integer_spellings_get_one_run_directory(tmp_path):
-    from og_marl_omsd.registry import load_system
+    from og_marl_omsd.runner.registry import load_system
 
     directories = set()
     for spelling in ("1e6", "1000000", "1000000.0"):
@@ -684,7 +684,7 @@ def test_11_wandb_without_the_package_says_how_to_install_it(tmp_path, monkeypat
 
 
 def test_11_read_only_cache_serves_the_stages_it_holds(tmp_path, small_vault_dir, reference, monkeypatch, capsys):
-    from og_marl_omsd import validation
+    from og_marl_omsd.runner import validation
 
     expected, _, reference_cache = reference
     cache = tmp_path / "cache"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from og_marl_omsd.losses import (
+from og_marl_omsd.models.losses import (
     SCORE_WEIGHT_POWERS,
     denoising_loss,
     expectile_loss,

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from og_marl_omsd import progress
 from og_marl_omsd.datasets.generate import MaMuJoCoDatasets, load_vault_config, location_of
+from og_marl_omsd.support import progress
 
 pytestmark = pytest.mark.slow  # a MATD3 run of the quick config (about half a minute)
 

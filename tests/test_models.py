@@ -5,10 +5,10 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
-from og_marl_omsd.diffusion import BehaviourDiffusion
 from og_marl_omsd.environments.bandit import generate_bandit_experience
-from og_marl_omsd.losses import vp_schedule
-from og_marl_omsd.networks import DeterministicActors, IQLCritic
+from og_marl_omsd.models.diffusion import BehaviourDiffusion
+from og_marl_omsd.models.losses import vp_schedule
+from og_marl_omsd.models.networks import DeterministicActors, IQLCritic
 
 MEAN, VAR = 0.8, 0.09
 SMALL = dict(width=64, hidden=256, num_blocks=2, time_dim=64)

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from og_marl_omsd import progress
+from og_marl_omsd.support import progress
 
 
 class FakeClock:

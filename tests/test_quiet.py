@@ -1,5 +1,5 @@
 """The libraries' noise stays out of the terminal by default; verbose brings it back; errors
-always show (og_marl_omsd/quiet.py, issue 22)."""
+always show (og_marl_omsd/support/quiet.py, issue 22)."""
 
 import os
 import subprocess
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from og_marl_omsd.quiet import VERBOSE_ENV_VAR, is_noise
+from og_marl_omsd.support.quiet import VERBOSE_ENV_VAR, is_noise
 
 from conftest import REPO_ROOT
 
@@ -17,7 +17,7 @@ CUINIT = (
 )
 NOISY = f"""
 import os, sys, warnings
-from og_marl_omsd import quiet
+from og_marl_omsd.support import quiet
 quiet.configure({{verbose}})
 os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
 os.write(2, b"I0000 00:00:1796208414.020313    9002 cudart_stub.cc:31] Could not find cuda drivers on your machine.\\n")

@@ -16,10 +16,10 @@ import sonnet as snt
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from og_marl_omsd import checkpoints
-from og_marl_omsd import run as runner
-from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
-from og_marl_omsd.errors import CheckpointWriteError, NonFiniteLossError, StageStopped, UserError
+from og_marl_omsd.runner import run as runner
+from og_marl_omsd.support import checkpoints
+from og_marl_omsd.support.checkpoints import FiniteGuard, StageCheckpoint
+from og_marl_omsd.support.errors import CheckpointWriteError, NonFiniteLossError, StageStopped, UserError
 
 from conftest import bandit_location, run_config
 

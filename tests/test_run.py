@@ -1,13 +1,13 @@
-"""og_marl_omsd.run's helpers: the reward scale the runner gives the critic; one setting scales every
+"""og_marl_omsd.runner.run's helpers: the reward scale the runner gives the critic; one setting scales every
 stage's budget, and a run on another vault config's data (the quick one) says so in its path and its
 final line (issue 22)."""
 
 import numpy as np
 import pytest
 
-from og_marl_omsd import run as runner
-from og_marl_omsd.errors import UserError
-from og_marl_omsd.run import default_run_dir, reward_scale
+from og_marl_omsd.runner import run as runner
+from og_marl_omsd.runner.run import default_run_dir, reward_scale
+from og_marl_omsd.support.errors import UserError
 
 from conftest import run_config
 
@@ -31,7 +31,7 @@ def test_a_run_made_before_the_later_hyperparameters_is_still_the_same_run(tmp_p
     them at their defaults, and is refused with them set."""
     from omegaconf import OmegaConf
 
-    from og_marl_omsd.run import check_same_run
+    from og_marl_omsd.runner.run import check_same_run
     from og_marl_omsd.systems.defaults import ADDED_AFTER_PIN
 
     cfg = run_config("system=brpo_fac", "env=bandit")

@@ -124,8 +124,8 @@ def play(environment, episodes):
 def write_run(run_dir, dataset, beta, seed, episodes=4, every=10, evaluations=3):
     """One run's metrics.json through the runner's logger: evaluations at 0, every, ..., then the
     final one (10x episodes), as OG-MARL's ``train`` loop makes them."""
-    from og_marl_omsd.run_logger import EpisodeReturns
-    from og_marl_omsd.run_steps import RunPlan, make_run_logger
+    from og_marl_omsd.runner.logger import EpisodeReturns
+    from og_marl_omsd.runner.steps import RunPlan, make_run_logger
 
     from conftest import run_config
 
@@ -187,7 +187,7 @@ def test_runs_of_two_datasets_and_two_betas_stay_apart_when_concatenated(tmp_pat
 
 
 def test_the_run_names_carry_the_settings_given_and_never_commas():
-    from og_marl_omsd.naming import split_algorithm_name
+    from og_marl_omsd.runner.naming import split_algorithm_name
     from og_marl_omsd.upstream.runner import marl_eval_names
 
     from conftest import run_config
@@ -207,7 +207,7 @@ def test_the_run_names_carry_the_settings_given_and_never_commas():
 
 
 def test_a_resumed_record_writes_the_same_metrics(tmp_path):
-    from og_marl_omsd.run_logger import MarlEvalWriter, RunLogger
+    from og_marl_omsd.runner.logger import MarlEvalWriter, RunLogger
 
     first = write_run(tmp_path / "first", "GMM", 0.1, 0)
     state = json.loads(json.dumps(first.checkpoint_state()))  # as a checkpoint stores it

@@ -2,8 +2,8 @@
 
 import pytest
 
-from og_marl_omsd import run_steps
-from og_marl_omsd.errors import UserError
+from og_marl_omsd.runner import steps as run_steps
+from og_marl_omsd.support.errors import UserError
 
 from conftest import run_config
 

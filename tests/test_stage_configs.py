@@ -7,7 +7,7 @@ import os
 import pytest
 import yaml
 
-from og_marl_omsd.registry import load_system
+from og_marl_omsd.runner.registry import load_system
 from og_marl_omsd.systems.stage_configs import config_problems, stage_configs
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "og_marl_omsd", "configs")
@@ -24,7 +24,7 @@ def test_config_defaults_are_the_constructor_defaults():
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    import og_marl_omsd.run  # noqa: F401 (registers system_defaults/score_regularised)
+    import og_marl_omsd.runner.run  # noqa: F401 (registers system_defaults/score_regularised)
 
     node = ConfigStore.instance().load("system_defaults/score_regularised.yaml").node
     defaults = OmegaConf.to_container(node)

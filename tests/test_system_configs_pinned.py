@@ -8,7 +8,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from og_marl_omsd.run import default_run_dir
+from og_marl_omsd.runner.run import default_run_dir
 from og_marl_omsd.systems.defaults import ADDED_AFTER_PIN, DEFAULTS
 
 from conftest import run_config
@@ -328,7 +328,7 @@ def test_hyperparameters_added_after_the_pin_enter_the_run_identity_only_when_se
 def test_og_marl_runner_composes_the_plugin_systems_with_the_same_defaults(tmp_path):
     """OG-MARL's runner (an app whose configs are og_marl/configs) sees system=omsd through the
     search-path plugin, which also registers the generated defaults node: in a fresh process
-    (nothing of og_marl_omsd.run imported) the system config is the constructor defaults."""
+    (nothing of og_marl_omsd.runner.run imported) the system config is the constructor defaults."""
     import subprocess
     import sys
 

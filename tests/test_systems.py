@@ -9,8 +9,8 @@ import tensorflow as tf
 from og_marl_omsd.environments.bandit import BanditEnvironment
 from og_marl_omsd.environments.bandit_analysis import action_update_direction
 from og_marl_omsd.host import FlashbaxReplayBuffer, TerminalLogger
-from og_marl_omsd.losses import vp_schedule
-from og_marl_omsd.registry import UnknownSystemError, available_systems, load_system
+from og_marl_omsd.models.losses import vp_schedule
+from og_marl_omsd.runner.registry import UnknownSystemError, available_systems, load_system
 
 SYSTEMS = {
     "omsd": ("joint", "sequential", False),
@@ -198,7 +198,7 @@ def test_default_behaviour_seed_keeps_every_stage_key(name, monkeypatch):
 def test_behaviour_seed_changes_only_the_behaviour_models(buffer, tmp_path):
     """The A/A pair: two runs that differ only in system.behaviour_seed share the critic (weights and
     cache entry), the initial actors and the actors' batch stream; their behaviour models differ."""
-    from og_marl_omsd.device_data import DeviceDataset
+    from og_marl_omsd.runner.device_data import DeviceDataset
     from og_marl_omsd.systems.pretraining import PretrainedCache
 
     def pair():
@@ -237,7 +237,7 @@ def test_reward_scale_changes_only_the_critics_reward_targets(buffer, monkeypatc
     """Reward scaling off (``task.reward_normalisation=none``, reward_scale 1) against a scale of 7:
     the critic regresses on the team reward times the scale (the bandit's r = a_1 a_2, one-step
     episodes), and only the critic's stage key changes."""
-    from og_marl_omsd.networks import IQLCritic
+    from og_marl_omsd.models.networks import IQLCritic
     from og_marl_omsd.systems.pretraining import stage_key
 
     seen = {"reward": tf.Variable(tf.zeros([64])), "actions": tf.Variable(tf.zeros([64, 2, 1]))}
@@ -266,7 +266,7 @@ def test_reward_scale_changes_only_the_critics_reward_targets(buffer, monkeypatc
 def test_subtract_noise_switch_changes_the_actor_loss_by_its_formula(buffer):
     """``e - z`` (default) against ``e`` on the same pretrained parts, actors and random stream: the
     losses differ by exactly ``sum_i mean_b w(t) <z_i, a_i>`` (the baseline term), nothing else."""
-    from og_marl_omsd.device_data import DeviceDataset
+    from og_marl_omsd.runner.device_data import DeviceDataset
     from og_marl_omsd.systems.pretraining import stage_key
 
     runs = {}

@@ -7,11 +7,11 @@ import pytest
 import sonnet as snt
 import tensorflow as tf
 
-from og_marl_omsd.device_data import DeviceDataset, buffer_transitions, chunk_size
 from og_marl_omsd.environments.bandit import BanditEnvironment
 from og_marl_omsd.host import FlashbaxReplayBuffer
-from og_marl_omsd.registry import load_system
-from og_marl_omsd.stacked import StackedLinear, StackedMLP
+from og_marl_omsd.models.stacked import StackedLinear, StackedMLP
+from og_marl_omsd.runner.device_data import DeviceDataset, buffer_transitions, chunk_size
+from og_marl_omsd.runner.registry import load_system
 from og_marl_omsd.systems.base import experience_to_tensors, transition_batch
 
 pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
@@ -168,7 +168,7 @@ def test_call_boundaries_land_on_logging_checkpoint_and_evaluation_steps():
 def test_sequential_ddim_sampling_follows_the_agent_order():
     """Agent order [1, 0]: agent 1 is sampled first, so agent 0's noise cannot change it;
     agent 1's noise changes agent 0's action through the prefix."""
-    from og_marl_omsd.diffusion import BehaviourDiffusion
+    from og_marl_omsd.models.diffusion import BehaviourDiffusion
 
     tf.random.set_seed(2)
     model = BehaviourDiffusion(

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from og_marl_omsd import run as runner
-from og_marl_omsd import run_steps
-from og_marl_omsd.tracking import WALL_TIME_FILE, WallClock
+from og_marl_omsd.runner import run as runner
+from og_marl_omsd.runner import steps as run_steps
+from og_marl_omsd.runner.tracking import WALL_TIME_FILE, WallClock
 
 from conftest import run_config
 

@@ -247,19 +247,20 @@ def test_exported_runner_is_derived_and_self_contained():
     # Derived, not hand-kept: the plugin's runner functions are in it verbatim.
     import inspect
 
-    from og_marl_omsd import naming
-    from og_marl_omsd import run as plugin_run
+    from og_marl_omsd.runner import naming
+    from og_marl_omsd.runner import run as plugin_run
     from og_marl_omsd.upstream import runner
 
     functions = (plugin_run.system_parameters, runner.run_offline_system, runner.run_registered, naming.with_settings)
     for function in functions:
-        assert inspect.getsource(function).replace("og_marl_omsd.run", "og_marl.run") in source
+        plugin_source = inspect.getsource(function).replace("og_marl_omsd.runner.run", "og_marl.run")
+        assert plugin_source.replace("og_marl_omsd.run", "og_marl.run") in source
     assert "from og_marl.replay_buffers import FlashbaxReplayBuffer" in source
 
 
 def test_og_marl_system_without_og_marl_exits_2_naming_og_marl(tmp_path, monkeypatch):
-    from og_marl_omsd.errors import UserError
-    from og_marl_omsd.run import run
+    from og_marl_omsd.runner.run import run
+    from og_marl_omsd.support.errors import UserError
 
     from conftest import run_config
 
@@ -274,10 +275,10 @@ def test_og_marl_system_without_og_marl_exits_2_naming_og_marl(tmp_path, monkeyp
 def test_og_marl_systems_take_the_plugins_dataset_settings(tmp_path, monkeypatch):
     """``task.vault_config`` (here the quick one), ``vault_dir`` and ``dataset=`` reach OG-MARL's
     systems through the runner, and through ``og_marl.run``'s dataset source."""
-    from og_marl_omsd import registry
     from og_marl_omsd.datasets.vaults import VaultLocation, write_dataset
     from og_marl_omsd.environments.mamujoco import make_mamujoco
-    from og_marl_omsd.run import dataset_source, run
+    from og_marl_omsd.runner import registry
+    from og_marl_omsd.runner.run import dataset_source, run
 
     from conftest import run_config
 
@@ -318,7 +319,7 @@ def test_og_marl_systems_take_the_plugins_dataset_settings(tmp_path, monkeypatch
     )
     assert results["dataset"] == "Expert" and system_class.built[-1].batches == [(4, 2, 2, 3)] * 2
     # Without task.vault_config the task is read where OG-MARL keeps it, and the error says where.
-    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.support.errors import UserError
 
     missing = os.path.join(str(vault_dir), "og_marl_omsd", "gymnasium_mamujoco", "2halfcheetah.vlt", "Expert")
     with pytest.raises(UserError, match=re.escape(missing)):
@@ -452,9 +453,9 @@ def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluati
 ):
     import json
 
-    from og_marl_omsd import registry
-    from og_marl_omsd.provenance import collect
-    from og_marl_omsd.run import run, vault_of_task
+    from og_marl_omsd.runner import registry
+    from og_marl_omsd.runner.run import run, vault_of_task
+    from og_marl_omsd.support.provenance import collect
     from og_marl_omsd.upstream import runner
 
     from conftest import run_config
@@ -489,7 +490,7 @@ def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluati
 
 
 def test_a_command_line_key_the_system_does_not_take_is_an_error(tmp_path, small_vault_dir, monkeypatch):
-    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.support.errors import UserError
     from og_marl_omsd.upstream import runner
 
     from conftest import run_config
@@ -516,11 +517,11 @@ def test_unwritable_patch_path_is_refused_before_any_commit_or_branch_switch(fak
 def test_a_finished_og_marl_system_run_on_a_changed_dataset_is_refused(tmp_path, small_vault_dir, monkeypatch):
     import shutil
 
-    from og_marl_omsd import registry
     from og_marl_omsd.datasets.vaults import write_dataset
     from og_marl_omsd.environments.bandit import generate_bandit_experience
-    from og_marl_omsd.errors import UserError
-    from og_marl_omsd.run import run
+    from og_marl_omsd.runner import registry
+    from og_marl_omsd.runner.run import run
+    from og_marl_omsd.support.errors import UserError
 
     from conftest import bandit_location, run_config
 

@@ -1,4 +1,4 @@
-"""The checks of og_marl_omsd.validation on data on disk: a dataset name is a name (never a
+"""The checks of og_marl_omsd.runner.validation on data on disk: a dataset name is a name (never a
 path), a dataset that cannot be read for lack of permission is called that (never damaged,
 never a full disk), and no advice deletes a dataset that was not read and found bad."""
 
@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from og_marl_omsd import run as runner
-from og_marl_omsd.errors import UserError
+from og_marl_omsd.runner import run as runner
+from og_marl_omsd.support.errors import UserError
 
 from conftest import bandit_location, run_config
 

@@ -125,9 +125,9 @@ def pretrained_system(run_dir: str) -> Any:
     what the run had); also the dataset's arrays, the run's reward scale and the cache keys loaded."""
     from omegaconf import DictConfig, OmegaConf
 
-    from og_marl_omsd import run_steps
     from og_marl_omsd.datasets.vaults import read_dataset
-    from og_marl_omsd.run import plan_run, prepare_dataset
+    from og_marl_omsd.runner import steps as run_steps
+    from og_marl_omsd.runner.run import plan_run, prepare_dataset
 
     cfg = OmegaConf.load(os.path.join(run_dir, "config.yaml"))
     if not isinstance(cfg, DictConfig):
@@ -153,7 +153,7 @@ def diagnose_run(
 
     system, experience, scale, keys = pretrained_system(run_dir)
     if system.behaviour_config.condition != "state":
-        from og_marl_omsd.errors import UserError
+        from og_marl_omsd.support.errors import UserError
 
         raise UserError(
             f"Run {run_dir} has behaviour models conditioned on the agents' observations "

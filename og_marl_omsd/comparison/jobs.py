@@ -2,7 +2,7 @@
 
 A comparison is systems x variants x datasets x seeds x a beta grid. Every job is one
 ordinary run of ``python -m og_marl_omsd.run`` (its run directory is the runner's
-:func:`~og_marl_omsd.run.default_run_dir`, so a finished job is found again and never run
+:func:`~og_marl_omsd.runner.run.default_run_dir`, so a finished job is found again and never run
 twice). Jobs run as hydra multiruns, one per block of jobs that differ only in seed and
 beta, through hydra's launchers: ``basic`` (one after another), ``joblib`` (N at a time on
 this machine, each with its share of the cores), ``submitit_slurm`` (a cluster) or
@@ -151,7 +151,7 @@ def aa_settings(seed: int) -> Tuple[str, ...]:
 
 def parameters(system: str) -> List[str]:
     """The hyperparameters a registered system's constructor takes."""
-    from og_marl_omsd.registry import load_system
+    from og_marl_omsd.runner.registry import load_system
 
     return list(inspect.signature(load_system(system).__init__).parameters)  # type: ignore[misc]
 
@@ -166,7 +166,7 @@ def compose(overrides: Sequence[str], hydra_node: bool = False) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    import og_marl_omsd.run  # noqa: F401  (registers the run schema)
+    import og_marl_omsd.runner.run  # noqa: F401  (registers the run schema)
 
     with initialize_config_module(config_module="og_marl_omsd.configs", version_base=None):
         return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_node)
@@ -180,7 +180,7 @@ def run_dir(job: Job, common: Sequence[str]) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _run_dir(job: Job, common: Tuple[str, ...]) -> str:
-    from og_marl_omsd.run import plan_run
+    from og_marl_omsd.runner.run import plan_run
 
     with contextlib.redirect_stdout(io.StringIO()):  # the run prints its notes when it runs, not here
         return plan_run(compose([*common, *job.overrides()]))[3]
@@ -197,7 +197,7 @@ def other_data(directory: str, location: Any, dataset: str) -> Optional[str]:
     then generates it and the runner checks). A changed dataset is read once per process;
     an unchanged one costs a ``stat`` per file."""
     from og_marl_omsd.datasets import record as data_record
-    from og_marl_omsd.errors import UserError
+    from og_marl_omsd.support.errors import UserError
 
     if not is_finished(directory) or not location.exists(dataset):
         return None

@@ -137,7 +137,7 @@ def dataset_support(experience: Mapping[str, Any], max_pairs: int = 200_000, see
 def run_ood_share(run_dir: str, support: "JointActionSupport") -> Optional[float]:
     """OOD share of a finished run's exported policy (``<run_dir>/policy``) at the held-out
     dataset states; ``None`` for a run that exported no policy (OG-MARL's recurrent systems)."""
-    from og_marl_omsd.policy import load_policy
+    from og_marl_omsd.runner.policy import load_policy
 
     try:
         policy = load_policy(run_dir)

@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from og_marl_omsd.naming import (  # noqa: F401 (split_algorithm_name: the comparison's readers import it from here)
+from og_marl_omsd.runner.naming import (  # noqa: F401 (split_algorithm_name: the comparison's readers import it from here)
     algorithm_name,
     marl_eval_task_name,
     split_algorithm_name,
@@ -296,7 +296,7 @@ def write_marl_eval(records: Iterable[Record], choices: Mapping[Group, Optional[
     (``2halfcheetah-Medium``), so two datasets never merge as extra seeds of one
     algorithm. One file per run; returns the paths written.
     """
-    from og_marl_omsd.files import write_json
+    from og_marl_omsd.support.files import write_json
 
     records = list(records)
     selected = {id(record) for record in chosen(records, choices)}

@@ -36,8 +36,8 @@ def check_generate_arguments(arguments: argparse.Namespace) -> None:
             directory that cannot be written.
     """
     from og_marl_omsd.datasets.generate import load_vault_config
-    from og_marl_omsd.errors import UserError
-    from og_marl_omsd.validation import check_writable_directory
+    from og_marl_omsd.runner.validation import check_writable_directory
+    from og_marl_omsd.support.errors import UserError
 
     if arguments.threads is not None and arguments.threads < 1:
         raise UserError(f"--threads must be >= 1 (got {arguments.threads}); leave it out for TensorFlow's default.")
@@ -77,13 +77,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     for command in (generate, describe):
         command.add_argument("--verbose", action="store_true", help="show the libraries' log lines and warnings")
     arguments = parser.parse_args(argv)
-    from og_marl_omsd import quiet
+    from og_marl_omsd.support import quiet
 
     quiet.configure(arguments.verbose)
 
     if arguments.command == "generate":
-        from og_marl_omsd import provenance
         from og_marl_omsd.datasets.generate import ensure_datasets
+        from og_marl_omsd.support import provenance
 
         check_generate_arguments(arguments)  # before TensorFlow is loaded and anything is written
         provenance.pin()  # every dataset's metadata names the commit this process runs
@@ -112,8 +112,8 @@ def cli(argv: Optional[List[str]] = None) -> int:
     """:func:`main` with user errors (unknown config or dataset, bad config keys, a damaged or
     unwritable path, Ctrl-C) printed as one paragraph, exit code 2 (130 for Ctrl-C); set
     ``HYDRA_FULL_ERROR=1`` to see the traceback."""
-    from og_marl_omsd.errors import UserError
-    from og_marl_omsd.files import is_disk_error
+    from og_marl_omsd.support.errors import UserError
+    from og_marl_omsd.support.files import is_disk_error
 
     full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from og_marl_omsd.errors import UserError
+from og_marl_omsd.support.errors import UserError
 
 FIRST_USE_KEY = "generate_on_first_use"
 

@@ -133,7 +133,7 @@ def coordination_card(
         return None
     card = [dataclasses.asdict(need) for need in needs]
     try:
-        from og_marl_omsd.files import write_json
+        from og_marl_omsd.support.files import write_json
 
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         write_json(cache, {"key": key, "settings": dataclasses.asdict(settings), "coordination_need": card}, indent=1)

@@ -127,7 +127,7 @@ def generation_lock(directory: str) -> Any:
     """An exclusive lock on ``<directory>.lock``: one generation at a time per scenario (two
     processes would write the same data). A second process prints who holds it, waits for it
     to finish, and then finds the datasets complete; the lock dies with its holder."""
-    from og_marl_omsd.files import file_lock
+    from og_marl_omsd.support.files import file_lock
 
     path = f"{os.path.abspath(directory)}.lock"
 
@@ -344,7 +344,7 @@ class MaMuJoCoDatasets:
         rng = np.random.default_rng([self.seed, index, 1])
         base_seed = (self.seed + 1) * 1_000_000_000 + index * 100_000_000
         parts, collected, episodes = [], 0, 0
-        from og_marl_omsd import progress
+        from og_marl_omsd.support import progress
 
         bar = progress.Progress(f"datasets {name}", transitions, unit="transitions")
         while collected < transitions:

@@ -22,7 +22,7 @@ Working directory (``work_dir``)::
     evaluations.json             (step, mean evaluation return) of every evaluation
     COMPLETE                     the final result, written last
 
-``checkpoints/`` is an :class:`og_marl_omsd.checkpoints.StageCheckpoint`, the engine of the
+``checkpoints/`` is an :class:`og_marl_omsd.support.checkpoints.StageCheckpoint`, the engine of the
 training stages: a save is atomic, the previous checkpoint is kept, and a damaged newest
 one falls back to it with a message (replay rows written after the restored checkpoint are
 deleted and written again, identically). Checkpoints are taken at episode ends only, so a
@@ -41,11 +41,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from og_marl_omsd.checkpoints import LATEST, StageCheckpoint
 from og_marl_omsd.datasets.matd3_config import MATD3Config
 from og_marl_omsd.datasets.matd3_learner import MATD3, FrozenActors, ReplayBuffer, actor_sizes, save_actor_weights
 from og_marl_omsd.datasets.rollouts import run_episodes
-from og_marl_omsd.files import write_json
+from og_marl_omsd.support.checkpoints import LATEST, StageCheckpoint
+from og_marl_omsd.support.files import write_json
 
 __all__ = [
     "LATEST",
@@ -219,7 +219,7 @@ class BehaviourTraining:
         if self.is_complete():
             return self.final_result()
         session = self._start()
-        from og_marl_omsd import progress
+        from og_marl_omsd.support import progress
 
         state = session.state
         bar = progress.Progress("matd3", self.config.total_steps, start=state["step"])  # ETA: the whole budget
@@ -289,7 +289,7 @@ class BehaviourTraining:
 
     def _play_episode(self, session: "_Session") -> float:
         """One training episode (exploration, replay rows, the training calls it is due); its return."""
-        from og_marl_omsd.losses import team_reward
+        from og_marl_omsd.models.losses import team_reward
 
         config, state, rng, agents = self.config, session.state, session.rng, session.agents
         observations_dict, info = session.env.reset()

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 
 from og_marl_omsd.datasets.matd3_config import MATD3Config
-from og_marl_omsd.files import atomic_file
+from og_marl_omsd.support.files import atomic_file
 
 
 def _make_modules():
@@ -91,7 +91,7 @@ class MATD3:
         self.actor_optimizer._initialize(self.actors.trainable_variables)  # slots exist before a restore
         self.critic_optimizer._initialize(self.critics.trainable_variables)
         self.updates = tf.Variable(0, dtype=tf.int64, name="updates")
-        self.trackables = {  # what a checkpoint saves (og_marl_omsd.checkpoints.StageCheckpoint)
+        self.trackables = {  # what a checkpoint saves (og_marl_omsd.support.checkpoints.StageCheckpoint)
             "actors": self.actors,
             "critics": self.critics,
             "target_actors": self.target_actors,
@@ -252,7 +252,7 @@ class ReplayBuffer:
             key: self.data[key][index]
             for key in ("observations", "actions", "states", "next_observations", "next_states")
         }
-        from og_marl_omsd.losses import team_reward  # TensorFlow is imported on first use only
+        from og_marl_omsd.models.losses import team_reward  # TensorFlow is imported on first use only
 
         batch["rewards"] = team_reward(self.data["rewards"][index])  # (K, B)
         batch["terminals"] = self.data["terminals"][index].max(axis=-1)

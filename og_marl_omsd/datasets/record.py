@@ -23,7 +23,7 @@ import hashlib
 import os
 from typing import Any, Dict, Optional, Tuple
 
-from og_marl_omsd.errors import UserError
+from og_marl_omsd.support.errors import UserError
 
 RECORD_FILE = "dataset.json"
 _FINGERPRINTS: Dict[Tuple[str, str], str] = {}  # (dataset folder, file signature) -> content fingerprint
@@ -62,7 +62,7 @@ def read_record(run_dir: str) -> Optional[Dict[str, Any]]:
     """The dataset a run directory was made from: its ``dataset.json``, else the fingerprint
     its ``results.json`` or its newest stage checkpoint records (``files`` is then ``None``);
     ``None`` when none says."""
-    from og_marl_omsd.files import read_json
+    from og_marl_omsd.support.files import read_json
 
     record, problem = read_json(os.path.join(run_dir, RECORD_FILE))
     if problem is None and isinstance(record, dict) and isinstance(record.get("fingerprint"), str):
@@ -77,7 +77,7 @@ def read_record(run_dir: str) -> Optional[Dict[str, Any]]:
 
 def _checkpoint_record(directory: str) -> Optional[Dict[str, Any]]:
     """The dataset fingerprint the newest checkpoint of any stage under ``directory`` records."""
-    from og_marl_omsd.files import read_json
+    from og_marl_omsd.support.files import read_json
 
     try:
         stages = sorted(os.listdir(directory))
@@ -99,7 +99,7 @@ def _checkpoint_record(directory: str) -> Optional[Dict[str, Any]]:
 
 
 def write_record(run_dir: str, record: Dict[str, Any]) -> None:
-    from og_marl_omsd.files import write_json
+    from og_marl_omsd.support.files import write_json
 
     write_json(os.path.join(run_dir, RECORD_FILE), record)
 
@@ -108,10 +108,10 @@ def current_fingerprint(location: Any, uid: str, record: Optional[Dict[str, Any]
     """``(fingerprint, file signature)`` of dataset ``uid`` as it is on disk now.
 
     While the files' signature equals ``record["files"]``, the recorded fingerprint is taken
-    (stat only); else the dataset is read (checked: :func:`~og_marl_omsd.validation.read_checked_dataset`)
+    (stat only); else the dataset is read (checked: :func:`~og_marl_omsd.runner.validation.read_checked_dataset`)
     and hashed, once per process for the same files."""
     from og_marl_omsd.datasets.vaults import fingerprint
-    from og_marl_omsd.validation import check_readable_dataset, read_checked_dataset
+    from og_marl_omsd.runner.validation import check_readable_dataset, read_checked_dataset
 
     check_readable_dataset(location, uid)
     path = location.dataset_path(uid)

@@ -62,7 +62,7 @@ def _play_lockstep(
     """Play one episode in each of ``envs`` (episode ``episode_ids[i]`` in ``envs[i]``) until all
     have ended; adds each episode's team return to ``returns`` and, when ``recorded`` is given,
     stores its steps there."""
-    from og_marl_omsd.losses import team_reward  # TensorFlow is imported on first use only
+    from og_marl_omsd.models.losses import team_reward  # TensorFlow is imported on first use only
 
     agents = envs[0].agents
     first = [env.reset() for env in envs]

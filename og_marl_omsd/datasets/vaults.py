@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from og_marl_omsd.files import publish_dir
-from og_marl_omsd.quiet import silent_stdout
+from og_marl_omsd.support.files import publish_dir
+from og_marl_omsd.support.quiet import silent_stdout
 
 PARTIAL_PREFIX = ".partial-"
 EXPERIENCE_KEYS = ("observations", "actions", "rewards", "terminals", "truncations")
@@ -85,7 +85,7 @@ def write_dataset(
     from flashbax.buffers.trajectory_buffer import TrajectoryBufferState
     from flashbax.vault import Vault
 
-    from og_marl_omsd.provenance import collect
+    from og_marl_omsd.support.provenance import collect
 
     metadata = {**(metadata or {}), "provenance": collect()}  # code and library versions that wrote it
     final_path = location.dataset_path(uid)
@@ -147,7 +147,7 @@ def remove_stale_partials(location: VaultLocation) -> List[str]:
 
 
 def _process_alive(pid: int) -> bool:
-    from og_marl_omsd.files import process_alive
+    from og_marl_omsd.support.files import process_alive
 
     return process_alive(pid)
 
@@ -207,7 +207,7 @@ def episode_returns(experience: Mapping[str, Any]) -> np.ndarray:
 
     The team reward is the mean over agents; steps after the last episode end are ignored.
     """
-    from og_marl_omsd.losses import team_reward  # TensorFlow only when asked for (imports stay cheap)
+    from og_marl_omsd.models.losses import team_reward  # TensorFlow only when asked for (imports stay cheap)
 
     rewards = team_reward(np.asarray(experience["rewards"], np.float64))  # (T,)
     ends = np.maximum(np.asarray(experience["terminals"]), np.asarray(experience["truncations"])).max(axis=-1) > 0

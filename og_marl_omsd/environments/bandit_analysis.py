@@ -7,7 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from og_marl_omsd.losses import noised, score_regulariser, vp_schedule
+from og_marl_omsd.models.losses import noised, score_regulariser, vp_schedule
 
 
 def action_update_direction(system: Any, state: tf.Tensor, actions: tf.Tensor, num_samples: int = 256) -> tf.Tensor:

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from og_marl_omsd.losses import team_step_reward
+from og_marl_omsd.models.losses import team_step_reward
 
 
 class BaseOfflineSystem:

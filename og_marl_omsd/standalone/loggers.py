@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any, Dict, List, Optional, cast
 
-from og_marl_omsd.files import read_json, write_json
+from og_marl_omsd.support.files import read_json, write_json
 
 
 class BaseLogger:

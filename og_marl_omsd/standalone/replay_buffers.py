@@ -82,7 +82,7 @@ class FlashbaxReplayBuffer:
         dataset_name: str,
         rel_dir: str = "vaults",
     ) -> bool:
-        from og_marl_omsd.quiet import silent_stdout
+        from og_marl_omsd.support.quiet import silent_stdout
 
         with silent_stdout():  # flashbax's "Loading vault found at ..."
             vault = Vault(

@@ -33,20 +33,20 @@ import numpy as np
 import sonnet as snt
 import tensorflow as tf
 
-from og_marl_omsd import progress
-from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint, reseed_sampler
-from og_marl_omsd.device_data import DeviceDataset, chunk_size, repeat_steps
-from og_marl_omsd.diffusion import BehaviourDiffusion
-from og_marl_omsd.files import discard
 from og_marl_omsd.host import BaseOfflineSystem
-from og_marl_omsd.losses import (
+from og_marl_omsd.models.diffusion import BehaviourDiffusion
+from og_marl_omsd.models.losses import (
     decoupled_weight_decay,
     noised,
     score_regularised_actor_loss,
     team_reward,
     vp_schedule,
 )
-from og_marl_omsd.networks import DeterministicActors, IQLCritic
+from og_marl_omsd.models.networks import DeterministicActors, IQLCritic
+from og_marl_omsd.runner.device_data import DeviceDataset, chunk_size, repeat_steps
+from og_marl_omsd.support import progress
+from og_marl_omsd.support.checkpoints import FiniteGuard, StageCheckpoint, reseed_sampler
+from og_marl_omsd.support.files import discard
 from og_marl_omsd.systems.defaults import DEFAULTS
 from og_marl_omsd.systems.pretraining import PretrainedCache, replay_signature, run_stage, stage_key
 from og_marl_omsd.systems.stage_configs import (
@@ -229,7 +229,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
     @classmethod
     def run_experiment(cls, cfg: Any) -> Dict[str, Any]:
         """``og_marl.run``'s hook: a run needs this plugin's runner (pretraining stages, caches, resume)."""
-        from og_marl_omsd.run import run
+        from og_marl_omsd.runner.run import run
 
         return run(cfg)
 
@@ -713,7 +713,7 @@ class ScoreRegularisedSystem(BaseOfflineSystem):
         get_stats = getattr(self.environment, "get_stats", None)
         if callable(get_stats):
             get_stats()  # clear what earlier episodes left
-        from og_marl_omsd.policy import NumpyActors
+        from og_marl_omsd.runner.policy import NumpyActors
 
         self._numpy_actors = NumpyActors.of(self.actors)  # act in numpy: a TF call per step costs ~10x more
         try:

@@ -3,7 +3,7 @@
 The same actors (``pi_i(o_i)``, same network and sizes), optimiser, learning-rate schedule,
 budget, batches drawn on the device, checkpoints and evaluation as the score-regularised
 systems' actor stage; the update regresses each agent's action on the dataset's
-(:func:`~og_marl_omsd.losses.behaviour_cloning_loss`). Nothing is pretrained.
+(:func:`~og_marl_omsd.models.losses.behaviour_cloning_loss`). Nothing is pretrained.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from og_marl_omsd.losses import behaviour_cloning_loss
+from og_marl_omsd.models.losses import behaviour_cloning_loss
 from og_marl_omsd.systems.base import ScoreRegularisedSystem
 from og_marl_omsd.systems.defaults import DEFAULTS
 
@@ -66,8 +66,8 @@ class BCSystem(ScoreRegularisedSystem):
         Raises:
             ValueError: listing every invalid hyperparameter.
         """
+        from og_marl_omsd.runner.validation import rule_problems
         from og_marl_omsd.systems.stage_configs import SYSTEM_RULES
-        from og_marl_omsd.validation import rule_problems
 
         problems = rule_problems(params, SYSTEM_RULES)
         if problems:

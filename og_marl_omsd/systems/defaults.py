@@ -69,7 +69,7 @@ DEFAULTS = SystemDefaults()
 
 # Hyperparameters added after the run directories were pinned (tests/test_system_configs_pinned.py).
 # At their default they are left out of a run's identity (its directory hash and the resume check,
-# ``og_marl_omsd.run.run_identity``), so runs made before they existed are still found.
+# ``og_marl_omsd.runner.run.run_identity``), so runs made before they existed are still found.
 ADDED_AFTER_PIN = ("behaviour_seed", "behaviour_condition")
 
 

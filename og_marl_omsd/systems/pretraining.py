@@ -7,7 +7,7 @@ compilation) and a key-format version (:func:`stage_key`), so a changed dataset 
 is never served a stale model, and OMSD, BRPO-FAC and BRPO-JAL (one joint
 critic) or BRPO-Ind and BRPO-FAC (one set of independent behaviour models) share one copy.
 The key is printed whenever a stage is trained or loaded. Training a stage is resumable
-(:func:`run_stage` with a :class:`~og_marl_omsd.checkpoints.StageCheckpoint`).
+(:func:`run_stage` with a :class:`~og_marl_omsd.support.checkpoints.StageCheckpoint`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from og_marl_omsd import progress
-from og_marl_omsd.checkpoints import FiniteGuard, StageCheckpoint
-from og_marl_omsd.device_data import chunk_size
-from og_marl_omsd.errors import NonFiniteLossError
+from og_marl_omsd.runner.device_data import chunk_size
+from og_marl_omsd.support import progress
+from og_marl_omsd.support.checkpoints import FiniteGuard, StageCheckpoint
+from og_marl_omsd.support.errors import NonFiniteLossError
 
 # Bumped whenever what a key covers changes, so entries made under an older rule are never served.
 KEY_VERSION = 3  # 3: behaviour models' dropout masks from fast_random (not Philox)
@@ -100,7 +100,7 @@ class PretrainedCache:
         """Hold ``<cache>/.locks/<stage>-<key>.lock`` while checking, training and saving the entry."""
         import contextlib
 
-        from og_marl_omsd.files import file_lock
+        from og_marl_omsd.support.files import file_lock
 
         if self.read_only:
             return contextlib.nullcontext()
@@ -118,7 +118,7 @@ class PretrainedCache:
         """Restore the entry into ``module``; ``False`` when it is missing or damaged (then removed).
         An entry whose ``DATASET`` names another dataset fingerprint than ``dataset_fingerprint``
         (its key hashes the fingerprint, so only a damaged or hand-made entry can) is damaged."""
-        from og_marl_omsd.files import discard
+        from og_marl_omsd.support.files import discard
 
         path = self.path(stage, key)
         if not os.path.isdir(path):
@@ -164,7 +164,14 @@ class PretrainedCache:
         """Publish ``module`` as the entry (with ``DATASET``: the fingerprint of the data it was
         trained on); returns its path, or ``None`` (with a message) when the cache cannot be
         written: the run goes on with the module it trained."""
-        from og_marl_omsd.files import is_disk_error, partial_dir, publish_dir, remove_leftovers, write_json, write_text
+        from og_marl_omsd.support.files import (
+            is_disk_error,
+            partial_dir,
+            publish_dir,
+            remove_leftovers,
+            write_json,
+            write_text,
+        )
 
         path = self.path(stage, key)
         if self.read_only:

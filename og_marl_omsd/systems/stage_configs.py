@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from og_marl_omsd.losses import SCORE_WEIGHT_POWERS
-from og_marl_omsd.validation import SEED_RANGE, _is_number, _whole, rule_problems
+from og_marl_omsd.models.losses import SCORE_WEIGHT_POWERS
+from og_marl_omsd.runner.validation import SEED_RANGE, _is_number, _whole, rule_problems
 
 LAYOUT = "stacked"  # stacked per-head weights; batches drawn on the device (part of the cache key)
 # What the behaviour models are conditioned on: the global state, or each agent's own observation.
@@ -47,7 +47,7 @@ def _float32_positive(value: Any) -> bool:
 
 # A setting's rule: (test, what it must be). Checked before anything is built or written;
 # every failing setting is listed in one message. Settings not present are not checked.
-# (The run's own settings have theirs in og_marl_omsd.validation.RUN_RULES.)
+# (The run's own settings have theirs in og_marl_omsd.runner.validation.RUN_RULES.)
 SYSTEM_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "beta": (
         lambda v: not _is_number(v) or abs(v) <= FLOAT32_MAX,

@@ -4,7 +4,7 @@ What it writes into the OG-MARL working tree (one commit on a new branch, defaul
 ``og-marl-run``; ``--patch FILE`` also writes it as a patch ``git am`` applies):
 
 - ``og_marl/run.py``: the runner, DERIVED here from this plugin's code: the run schema and
-  checks of :mod:`og_marl_omsd.run`, the entry-point lookup of :mod:`og_marl_omsd.registry`
+  checks of :mod:`og_marl_omsd.runner.run`, the entry-point lookup of :mod:`og_marl_omsd.runner.registry`
   and all of :mod:`og_marl_omsd.upstream.runner`, with OG-MARL's own modules in place of the
   plugin's host (environments other distributions register in ``og_marl.environments`` first);
 - ``og_marl/configs/``: ``config.yaml``, ``env/`` and ``task/`` (this plugin's, so the
@@ -38,9 +38,16 @@ BLOCK_END = "# <<< og_marl.run <<<"
 
 # What the runner takes from the plugin, by top-level name (module file -> names).
 RUNNER_PARTS = {
-    "errors.py": ["UserError"],
-    "files.py": ["TEMPORARY_MARK", "_temporary_path", "atomic_file", "write_text", "write_json", "_sync_directory"],
-    "validation.py": [
+    "support/errors.py": ["UserError"],
+    "support/files.py": [
+        "TEMPORARY_MARK",
+        "_temporary_path",
+        "atomic_file",
+        "write_text",
+        "write_json",
+        "_sync_directory",
+    ],
+    "runner/validation.py": [
         "_is_number",
         "_whole",
         "SEED_RANGE",
@@ -51,7 +58,7 @@ RUNNER_PARTS = {
         "dataset_name_problem",
         "check_dataset_name",
     ],
-    "run.py": [
+    "runner/run.py": [
         "NOT_RUN_IDENTITY",
         "ReplaySchema",
         "LoggerSchema",
@@ -64,9 +71,9 @@ RUNNER_PARTS = {
         "run_results",
         "print_summary",
     ],
-    "naming.py": ["setting_text", "with_settings", "marl_eval_task_name"],
-    "run_logger.py": ["EpisodeReturns", "MarlEvalWriter", "EvaluationRecord"],
-    "registry.py": ["GROUP", "UnknownSystemError", "available_systems", "load_registered_system"],
+    "runner/naming.py": ["setting_text", "with_settings", "marl_eval_task_name"],
+    "runner/logger.py": ["EpisodeReturns", "MarlEvalWriter", "EvaluationRecord"],
+    "runner/registry.py": ["GROUP", "UnknownSystemError", "available_systems", "load_registered_system"],
 }
 RUNNER_MODULE = "upstream/runner.py"  # all of it but its imports and the HOST block
 HOST_ONLY = {"HOST_NAME", "host_modules"}
@@ -161,6 +168,7 @@ if __name__ == "__main__":
 
 # Plain-text changes to this plugin's config files and runner code for OG-MARL's tree.
 RENAMES = [
+    ("og_marl_omsd.runner.run", "og_marl.run"),
     ("og_marl_omsd.run", "og_marl.run"),
     ("og_marl_omsd.configs", "og_marl.configs"),
     ("og_marl_omsd/configs", "og_marl/configs"),
@@ -598,8 +606,8 @@ def pull_request_description(result: Dict[str, Any], base: str) -> str:
 
 def _patch_problem(path: str) -> Optional[str]:
     """Why ``path`` cannot be written as a file (probed without changing it), or None."""
-    from og_marl_omsd.errors import UserError
-    from og_marl_omsd.validation import check_writable_directory
+    from og_marl_omsd.runner.validation import check_writable_directory
+    from og_marl_omsd.support.errors import UserError
 
     if os.path.isdir(path):
         return "it is a directory"

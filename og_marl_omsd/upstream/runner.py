@@ -1,6 +1,6 @@
 """Run a system that has no pretraining stage: any OG-MARL ``BaseOfflineSystem`` subclass.
 
-``og_marl_omsd.run`` hands such systems (OG-MARL's ``iddpg_bc``, ``maddpg_cql``, ``omar``,
+``og_marl_omsd.runner.run`` hands such systems (OG-MARL's ``iddpg_bc``, ``maddpg_cql``, ``omar``,
 ``continuous_bc``, or another distribution's) to :func:`run_offline_system`: the same vault,
 the same environment and evaluation (OG-MARL's ``train`` loop: evaluation every
 ``evaluation_every`` steps with ``num_eval_episodes`` episodes, 10x at the end), the same run
@@ -12,7 +12,7 @@ replaced by OG-MARL's own modules, and with :func:`run_registered` as the comman
 a system class with a ``run_experiment(cfg)`` hook (this plugin's systems: pretraining
 stages, caches, resume) runs itself, any other through :func:`run_offline_system`. So it must
 only use the names of the host block, the standard library, numpy, hydra and omegaconf, and
-the runner functions the export takes from ``og_marl_omsd.run`` and ``og_marl_omsd.registry``.
+the runner functions the export takes from ``og_marl_omsd.runner.run`` and ``og_marl_omsd.runner.registry``.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from typing import Any, Callable, Dict, Optional, Tuple, cast
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from og_marl_omsd.errors import UserError
-from og_marl_omsd.files import write_json, write_text
-from og_marl_omsd.naming import marl_eval_task_name, with_settings
-from og_marl_omsd.registry import UnknownSystemError, load_registered_system
-from og_marl_omsd.run import (
+from og_marl_omsd.runner.logger import EpisodeReturns, EvaluationRecord, MarlEvalWriter
+from og_marl_omsd.runner.naming import marl_eval_task_name, with_settings
+from og_marl_omsd.runner.registry import UnknownSystemError, load_registered_system
+from og_marl_omsd.runner.run import (
     NOT_RUN_IDENTITY,
     _flatten,
     check_run_settings,
@@ -40,7 +39,8 @@ from og_marl_omsd.run import (
     run_results,
     system_parameters,
 )
-from og_marl_omsd.run_logger import EpisodeReturns, EvaluationRecord, MarlEvalWriter
+from og_marl_omsd.support.errors import UserError
+from og_marl_omsd.support.files import write_json, write_text
 
 # HOST BEGIN: the export replaces this block with OG-MARL's own modules.
 HOST_NAME = "og-marl-omsd"

@@ -1,7 +1,7 @@
-"""The steps of one run, as a library: :func:`og_marl_omsd.run.run`, ``baselines/bandit.py``,
+"""The steps of one run, as a library: :func:`og_marl_omsd.runner.run.run`, ``baselines/bandit.py``,
 the comparison harness and the tests call these rather than wiring a run themselves.
 
-One run (:func:`og_marl_omsd.run.run`)::
+One run (:func:`og_marl_omsd.runner.run.run`)::
 
     plan = prepare_run(cfg)                       # settings, run directory: new, resumed or complete
     location = prepare_dataset(cfg, plan.dataset)  # (run.py) the vault; generated when missing
@@ -32,8 +32,8 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from og_marl_omsd.errors import UserError
-from og_marl_omsd.files import read_json, remove_leftovers, write_text
+from og_marl_omsd.support.errors import UserError
+from og_marl_omsd.support.files import read_json, remove_leftovers, write_text
 
 
 @dataclasses.dataclass
@@ -82,9 +82,9 @@ class CheckedDataset:
 def prepare_run(cfg: DictConfig) -> RunPlan:
     """Check the settings, find the run directory, and decide: a new run, a resumed one, or one
     already complete (``plan.completed``). Directories that must be written are checked now."""
-    from og_marl_omsd import provenance
-    from og_marl_omsd.run import check_same_run, plan_run
-    from og_marl_omsd.validation import check_writable_directory
+    from og_marl_omsd.runner.run import check_same_run, plan_run
+    from og_marl_omsd.runner.validation import check_writable_directory
+    from og_marl_omsd.support import provenance
 
     provenance.pin()  # results name the commit this process runs, even if the checkout moves on
     system_class, params, dataset, run_dir = plan_run(cfg)
@@ -178,7 +178,7 @@ def _has_checkpoints(run_dir: str) -> bool:
 def report_completed(plan: RunPlan, location: Any) -> Dict[str, Any]:
     """A finished run's results, printed, once its dataset is the one it was made from
     (:func:`check_run_data`: never the result of data that is no longer there)."""
-    from og_marl_omsd.run import print_summary
+    from og_marl_omsd.runner.run import print_summary
 
     assert plan.completed is not None
     check_run_data(plan.run_dir, location, plan.dataset)
@@ -189,11 +189,11 @@ def report_completed(plan: RunPlan, location: Any) -> Dict[str, Any]:
 
 def make_environment(cfg: DictConfig) -> Any:
     """The task's environment (seeded with the run's seed), after the devices are set up."""
-    from og_marl_omsd.run import setup_devices
+    from og_marl_omsd.runner.run import setup_devices
 
     setup_devices()
     from og_marl_omsd import host
-    from og_marl_omsd.run_logger import EpisodeReturns
+    from og_marl_omsd.runner.logger import EpisodeReturns
 
     # Every evaluation episode's return is recorded (marl-eval JSON keeps the spread, not only the mean).
     return EpisodeReturns(host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed))
@@ -202,11 +202,11 @@ def make_environment(cfg: DictConfig) -> Any:
 def load_dataset(
     cfg: DictConfig, location: Any, dataset: str, environment: Any, params: Dict[str, Any]
 ) -> CheckedDataset:
-    """Dataset ``dataset`` of the vault ``location`` (:func:`og_marl_omsd.run.prepare_dataset`),
+    """Dataset ``dataset`` of the vault ``location`` (:func:`og_marl_omsd.runner.run.prepare_dataset`),
     checked against the environment and the settings; its returns, fingerprint and reward scale."""
     from og_marl_omsd.datasets.vaults import episode_returns, fingerprint
-    from og_marl_omsd.run import reward_scale
-    from og_marl_omsd.validation import read_checked_dataset, validate_experience
+    from og_marl_omsd.runner.run import reward_scale
+    from og_marl_omsd.runner.validation import read_checked_dataset, validate_experience
 
     order = params.get("agent_order")
     if order is not None and len(order) != len(environment.agents):
@@ -245,7 +245,7 @@ def open_run_dir(cfg: DictConfig, plan: RunPlan, data: CheckedDataset) -> Any:
     """Take the run directory (its lock, returned), clear what an interrupted process left, write
     ``config.yaml`` unless a good one is there, and say what runs on what."""
     from og_marl_omsd import host
-    from og_marl_omsd.run import _lock_run_dir
+    from og_marl_omsd.runner.run import _lock_run_dir
 
     os.makedirs(plan.run_dir, exist_ok=True)
     lock = _lock_run_dir(plan.run_dir)
@@ -280,9 +280,10 @@ def open_run_dir(cfg: DictConfig, plan: RunPlan, data: CheckedDataset) -> Any:
 
 
 def track_wall_time(run_dir: str, start: float) -> Any:
-    """A :class:`~og_marl_omsd.tracking.WallClock` for this process (started at ``start``), recorded
-    now and every few seconds of training (:func:`og_marl_omsd.progress.set_heartbeat`)."""
-    from og_marl_omsd import progress, tracking
+    """A :class:`~og_marl_omsd.runner.tracking.WallClock` for this process (started at ``start``), recorded
+    now and every few seconds of training (:func:`og_marl_omsd.support.progress.set_heartbeat`)."""
+    from og_marl_omsd.runner import tracking
+    from og_marl_omsd.support import progress
 
     clock = tracking.WallClock(run_dir, start)
     clock.record()
@@ -292,8 +293,8 @@ def track_wall_time(run_dir: str, start: float) -> Any:
 
 def make_run_logger(cfg: DictConfig, plan: RunPlan, environment: Any) -> Any:
     """The run's logger: evaluation lines (+ wandb) and the marl-eval JSON of the run directory."""
-    from og_marl_omsd import tracking
-    from og_marl_omsd.run_logger import MarlEvalWriter, RunLogger
+    from og_marl_omsd.runner import tracking
+    from og_marl_omsd.runner.logger import MarlEvalWriter, RunLogger
     from og_marl_omsd.upstream.runner import marl_eval_names
 
     loggers = tracking.make_loggers(cfg, plan.run_dir, plan.dataset)  # readable evaluation lines (+ wandb)
@@ -330,7 +331,7 @@ def enable_checkpoints(
     """Checkpoint every stage in ``run_dir/checkpoints`` (the logger's evaluation record with the
     actors; each checkpoint records ``dataset_fingerprint`` and restores only with it), and
     announce the stages for the whole run's progress line."""
-    from og_marl_omsd import tracking
+    from og_marl_omsd.runner import tracking
 
     system.enable_checkpointing(
         os.path.join(run_dir, "checkpoints"),
@@ -373,10 +374,11 @@ def finish_run(
     clock: Optional[Any] = None,
 ) -> Dict[str, Any]:
     """Export the policy, close the logger (marl-eval's final entries) and return ``results.json``'s content.
-    With ``clock`` (:class:`og_marl_omsd.tracking.WallClock`) the wall time is the sum over every process
+    With ``clock`` (:class:`og_marl_omsd.runner.tracking.WallClock`) the wall time is the sum over every process
     of the run, each one's share in ``wall_time_processes``; without it, this process's."""
-    from og_marl_omsd import host, tracking
-    from og_marl_omsd.run import run_results
+    from og_marl_omsd import host
+    from og_marl_omsd.runner import tracking
+    from og_marl_omsd.runner.run import run_results
 
     final = logger.evaluations[-1]
     artefacts = tracking.finish_run(system, environment, plan.run_dir, cfg, plan.dataset)  # policy/, provenance

@@ -21,9 +21,9 @@ from typing import Any, Dict, Optional, Sequence
 import sonnet as snt
 import tensorflow as tf
 
-from og_marl_omsd.fast_random import hashed_dropout
-from og_marl_omsd.losses import ddim_update, denoising_loss, noised, vp_schedule
-from og_marl_omsd.stacked import StackedLayerNorm, StackedLinear, StackedMLP
+from og_marl_omsd.models.fast_random import hashed_dropout
+from og_marl_omsd.models.losses import ddim_update, denoising_loss, noised, vp_schedule
+from og_marl_omsd.models.stacked import StackedLayerNorm, StackedLinear, StackedMLP
 
 FACTORISATIONS = ("independent", "sequential", "joint")
 
@@ -59,7 +59,7 @@ class ScoreNet(snt.Module):
     Input ``concat[x_t, c, time_features, padded]`` -> Linear(width) -> ``num_blocks`` residual
     blocks (dropout, LayerNorm, Linear(hidden), SiLU, Linear(width)) -> SiLU -> Linear(out).
     ``padded`` holds inputs that some groups read only in part (zero elsewhere; ``padding``
-    gives each group's count of padded columns, see :class:`~og_marl_omsd.stacked.StackedLinear`).
+    gives each group's count of padded columns, see :class:`~og_marl_omsd.models.stacked.StackedLinear`).
     """
 
     def __init__(
@@ -105,7 +105,7 @@ class ScoreNet(snt.Module):
         """``noisy (G, B, a)``, ``t (B,)``, ``condition (G, B, c)``, ``padded (G, B, p)`` -> ``(G, B, out)``.
 
         ``dropout_seed`` (shape ``[2]``) makes the dropout masks a function of the seed
-        (:func:`~og_marl_omsd.fast_random.hashed_dropout`: stateless, and far cheaper than
+        (:func:`~og_marl_omsd.models.fast_random.hashed_dropout`: stateless, and far cheaper than
         Philox under XLA on a CPU; XLA ignores the seeds of ``tf.nn.dropout``)."""
         inputs = [noisy, condition, self._time(t)] + ([] if padded is None else [padded])
         h = self._input(tf.concat(inputs, axis=-1))

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from og_marl_omsd.losses import team_reward
+from og_marl_omsd.models.losses import team_reward
 
 # JAX only serves the host replay buffer (CPU); keep it off the GPU TF trains on.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -155,7 +155,7 @@ _heartbeat: Dict[str, Any] = {"function": None, "every": 5.0, "last": 0.0}
 
 def set_heartbeat(function: Optional[Callable[[], None]], every: float = 5.0) -> None:
     """Call ``function`` from :meth:`Progress.update` at most every ``every`` seconds (``None``
-    stops it): the runner records its wall time this way (:class:`og_marl_omsd.tracking.WallClock`)."""
+    stops it): the runner records its wall time this way (:class:`og_marl_omsd.runner.tracking.WallClock`)."""
     _heartbeat.update(function=function, every=float(every), last=time.time())
 
 

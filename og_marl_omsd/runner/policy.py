@@ -38,7 +38,7 @@ class NumpyActors:
     network (TF's dispatch), against 4-9 of compute for these actors; numpy runs the same maths
     in tens of microseconds (README, Throughput). A run's evaluations act through it, and so does
     :class:`LoadedPolicy` for runs exported with ``"acting": "numpy"``, with the very same weights
-    and code, so ``og_marl_omsd.evaluate`` reproduces a run's returns. It agrees with the TF
+    and code, so ``og_marl_omsd.runner.evaluate`` reproduces a run's returns. It agrees with the TF
     actors to float32 rounding (tests/test_daily.py, the SavedModel test).
 
     Args:
@@ -61,7 +61,7 @@ class NumpyActors:
 
     @classmethod
     def of(cls, actors: Any, kind: Optional[str] = None, num_agents: Optional[int] = None, action_dim: int = 0):
-        """From a :class:`~og_marl_omsd.networks.DeterministicActors` (live, or restored from a
+        """From a :class:`~og_marl_omsd.models.networks.DeterministicActors` (live, or restored from a
         SavedModel: the same attribute tree; give ``kind``, ``num_agents`` and ``action_dim`` then)."""
         stacked = getattr(actors, "_stacked", None)
         if stacked is not None:
@@ -121,7 +121,7 @@ def export_actors(
     Returns:
         ``path``.
     """
-    from og_marl_omsd.files import discard, partial_dir, publish_dir, write_json
+    from og_marl_omsd.support.files import discard, partial_dir, publish_dir, write_json
 
     module = _ExportedActors(actors, len(agents), int(observation_dim))
     partial = partial_dir(path)
@@ -150,7 +150,7 @@ def export_actors(
 
 
 def actor_architecture(actors: Any) -> Optional[Dict[str, Any]]:
-    """The arguments that rebuild a :class:`~og_marl_omsd.networks.DeterministicActors`."""
+    """The arguments that rebuild a :class:`~og_marl_omsd.models.networks.DeterministicActors`."""
     mlps = getattr(actors, "_mlps", None)
     layers = getattr(mlps[0], "_layers", None) if mlps else None  # sonnet's MLP keeps its Linear layers here
     if not layers:
@@ -195,7 +195,7 @@ class LoadedPolicy:
         self.module = tf.saved_model.load(path)
         self.actors = None
         if self.info.get("actor"):  # eager actors with the SavedModel's variables (see the module docstring)
-            from og_marl_omsd.networks import DeterministicActors
+            from og_marl_omsd.models.networks import DeterministicActors
 
             actors = DeterministicActors(**self.info["actor"])
             actors(tf.zeros([1, len(self.agents), *self.info["observation_shape"]]))

@@ -63,7 +63,7 @@ def git_state(directory: Optional[str] = None) -> Dict[str, Any]:
     top = _git(directory, "rev-parse", "--show-toplevel")
     # Only a checkout of this project counts: a package installed into some other repository's
     # venv must not report that repository's commit.
-    if top is None or not os.path.isfile(os.path.join(top, "og_marl_omsd", "provenance.py")):
+    if top is None or not os.path.isfile(os.path.join(top, "og_marl_omsd", "support", "provenance.py")):
         return {"git_commit": None, "git_dirty": None}
     commit = _git(top, "rev-parse", "HEAD")
     status = _git(top, "status", "--porcelain", "--untracked-files=no")

@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from og_marl_omsd.files import write_json
 from og_marl_omsd.host import BaseLogger
+from og_marl_omsd.support.files import write_json
 
 
 class EpisodeReturns:

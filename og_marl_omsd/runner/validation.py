@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from og_marl_omsd.errors import UserError
+from og_marl_omsd.support.errors import UserError
 
 
 def check_writable_directory(path: str, what: str, setting: str) -> None:

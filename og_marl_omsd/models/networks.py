@@ -1,6 +1,6 @@
 """IQL critics (joint and per-agent) and deterministic actors (decentralised or centralised).
 
-Per-agent networks and twin Q heads are stacked (:mod:`og_marl_omsd.stacked`): one batched
+Per-agent networks and twin Q heads are stacked (:mod:`og_marl_omsd.models.stacked`): one batched
 matmul per layer for all agents and heads, the same maths as one MLP each."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Optional, Sequence, Tuple
 import sonnet as snt
 import tensorflow as tf
 
-from og_marl_omsd.losses import expectile_loss
-from og_marl_omsd.stacked import StackedMLP
+from og_marl_omsd.models.losses import expectile_loss
+from og_marl_omsd.models.stacked import StackedMLP
 
 CRITIC_KINDS = ("joint", "independent")
 

@@ -29,8 +29,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from og_marl_omsd.errors import CheckpointWriteError, NonFiniteLossError, StageStopped, UserError
-from og_marl_omsd.files import remove_leftovers, write_text
+from og_marl_omsd.support.errors import CheckpointWriteError, NonFiniteLossError, StageStopped, UserError
+from og_marl_omsd.support.files import remove_leftovers, write_text
 
 LATEST = "LATEST"
 STATE_FILE = "state.json"
@@ -369,7 +369,7 @@ def _stop_on_access_error(error: BaseException, checkpoint: str, label: str) -> 
 
 
 def _write_file(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`og_marl_omsd.files.write_text`)."""
+    """Write ``text`` to ``path`` atomically (:func:`og_marl_omsd.support.files.write_text`)."""
     write_text(path, text)
 
 

@@ -1,5 +1,5 @@
 """What the runner adds around a run for the researcher: progress, loggers, wandb identity,
-the exported policy and provenance. Kept out of :mod:`og_marl_omsd.run` so the runner
+the exported policy and provenance. Kept out of :mod:`og_marl_omsd.runner.run` so the runner
 calls it with a few lines.
 
 wandb (``logger.wandb=true``):
@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from og_marl_omsd.files import read_json, write_json, write_text
+from og_marl_omsd.support.files import read_json, write_json, write_text
 
 WANDB_ID_FILE = "wandb_run_id"
 WALL_TIME_FILE = "wall_time.json"
@@ -37,7 +37,7 @@ class WallClock:
 
     ``<run_dir>/wall_time.json`` holds ``{"processes": [{"started": <unix time>, "seconds": s}, ...]}``,
     one entry per process that opened the run directory. This process's entry is rewritten
-    (atomically) by :meth:`record`, which :mod:`og_marl_omsd.progress` calls every few seconds
+    (atomically) by :meth:`record`, which :mod:`og_marl_omsd.support.progress` calls every few seconds
     during training, so a process killed with SIGKILL keeps its share up to its last record.
     """
 
@@ -86,7 +86,7 @@ def wandb_run_id(run_dir: str) -> str:
 
 def wandb_settings(cfg: DictConfig, run_dir: str, dataset: str) -> Dict[str, Any]:
     """Keyword arguments of the host's ``WandbLogger`` for this run (see the module docstring)."""
-    from og_marl_omsd.run import run_identity
+    from og_marl_omsd.runner.run import run_identity
 
     resolved = cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     identity = run_identity(resolved, dataset)
@@ -108,7 +108,8 @@ def wandb_settings(cfg: DictConfig, run_dir: str, dataset: str) -> Dict[str, Any
 def make_loggers(cfg: DictConfig, run_dir: str, dataset: str) -> List[Any]:
     """Readable evaluation lines on the terminal (per-step numbers go to the progress lines),
     plus wandb when ``logger.wandb=true``."""
-    from og_marl_omsd import host, progress
+    from og_marl_omsd import host
+    from og_marl_omsd.support import progress
 
     progress.configure(every=cfg.logger.get("progress_every", None))
     loggers: List[Any] = [progress.EvaluationPrinter(total_steps=int(cfg.training_steps))]
@@ -118,9 +119,9 @@ def make_loggers(cfg: DictConfig, run_dir: str, dataset: str) -> List[Any]:
 
 
 def plan_stages(system: Any, training_steps: int) -> None:
-    """Announce the run's stages to :mod:`og_marl_omsd.progress` (for the whole run's ETA), with
+    """Announce the run's stages to :mod:`og_marl_omsd.support.progress` (for the whole run's ETA), with
     each stage's cost per step (:func:`stage_step_costs`)."""
-    from og_marl_omsd import progress
+    from og_marl_omsd.support import progress
 
     stages = {}
     for stage, config in (
@@ -174,9 +175,9 @@ def stage_step_costs(system: Any) -> Dict[str, float]:
 def finish_run(system: Any, environment: Any, run_dir: str, cfg: DictConfig, dataset: str) -> Dict[str, Any]:
     """After the last evaluation: export the actors to ``<run_dir>/policy`` and return what
     ``results.json`` gains (the final evaluation's episodes, the policy path, provenance)."""
-    from og_marl_omsd import progress
-    from og_marl_omsd.policy import export_system, final_evaluation_record
-    from og_marl_omsd.provenance import collect
+    from og_marl_omsd.runner.policy import export_system, final_evaluation_record
+    from og_marl_omsd.support import progress
+    from og_marl_omsd.support.provenance import collect
 
     progress.plan_run(None)
     provenance = collect()
