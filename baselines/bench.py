@@ -134,6 +134,16 @@ class _TimingLogger:
         return (s1 - s0) / max(t1 - t0, 1e-9)
 
 
+def _setup_devices() -> None:
+    """The runner's device setup, in a worker (code older than ``runner/devices.py``, given by
+    ``--legacy-src``, set the devices up when its modules were imported)."""
+    try:
+        from og_marl_omsd.runner.devices import setup_devices
+    except ImportError:
+        return
+    setup_devices()
+
+
 def _compose(system: str, overrides: List[str]) -> Any:
     from hydra import compose, initialize_config_module
 
@@ -497,6 +507,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--spec", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
+        _setup_devices()
         result = WORKERS[args.worker](json.loads(args.spec or "{}"))
         print("BENCH_RESULT " + json.dumps(result), flush=True)
         return 0

@@ -12,6 +12,7 @@ from og_marl_omsd.host import FlashbaxReplayBuffer
 from og_marl_omsd.models.stacked import StackedLinear, StackedMLP
 from og_marl_omsd.runner.device_data import DeviceDataset, buffer_transitions, chunk_size
 from og_marl_omsd.runner.registry import load_system
+from og_marl_omsd.support.replay import ReplayAdapter
 from og_marl_omsd.systems.base import experience_to_tensors, transition_batch
 
 pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
@@ -118,7 +119,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_end_with_another_k(buffer,
 
 def test_device_transitions_are_the_host_buffers_transitions(buffer):
     transitions = buffer_transitions(buffer)
-    rows, length = np.shape(buffer._buffer_state.experience["actions"])[:2]
+    rows, length = np.shape(ReplayAdapter(buffer).storage().experience["actions"])[:2]
     assert len(transitions["state"]) == rows * (length - 1)
     table = np.concatenate(
         [transitions[k].reshape(len(transitions[k]), -1) for k in ("observations", "actions", "state", "next_state")]

@@ -18,51 +18,31 @@ transitions built here (the batches differ from the host's, the distribution doe
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from og_marl_omsd.models.losses import team_reward
-
-# JAX only serves the host replay buffer (CPU); keep it off the GPU TF trains on.
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
-
-def configure_gpus() -> list:
-    """Memory growth on for every GPU TF sees (TF would otherwise reserve all its memory);
-    returns the GPUs. Safe to call more than once, and before or after TF starts."""
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except (RuntimeError, ValueError):  # already initialised: the setting is fixed by then
-            pass
-    return gpus
-
-
-configure_gpus()
+from og_marl_omsd.support.replay import ReplayAdapter
 
 
 def training_device() -> str:
-    """``/GPU:0`` when TF sees a GPU, else ``/CPU:0``."""
+    """``/GPU:0`` when TF sees a GPU, else ``/CPU:0`` (the devices are set up by the entry point:
+    :func:`og_marl_omsd.runner.devices.setup_devices`, never when this module is imported)."""
     return "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
 
 
 def buffer_transitions(replay_buffer: Any) -> Dict[str, np.ndarray]:
     """Every transition ``(t, t+1)`` the host buffer can sample, as numpy arrays.
 
-    Reads the buffer's flashbax state (``_buffer_state``: ``experience`` with leading
-    ``(rows, time)`` axes, ``current_index``, ``is_full``), as OG-MARL's and the standalone
-    ``FlashbaxReplayBuffer`` keep it. Returns ``observations (M, N, O)``, ``actions (M, N, A)``
-    clipped to [-1, 1], ``state``/``next_state (M, S)``, team ``reward (M,)`` (mean over
-    agents, unscaled), ``done (M,)`` and ``mask (M,)`` (0 where the episode was truncated:
-    no successor in the data).
+    Reads the buffer's flashbax state (:meth:`~og_marl_omsd.support.replay.ReplayAdapter.storage`:
+    ``experience`` with leading ``(rows, time)`` axes, ``current_index``, ``is_full``). Returns
+    ``observations (M, N, O)``, ``actions (M, N, A)`` clipped to [-1, 1], ``state``/``next_state
+    (M, S)``, team ``reward (M,)`` (mean over agents, unscaled), ``done (M,)`` and ``mask (M,)``
+    (0 where the episode was truncated: no successor in the data).
     """
-    state = getattr(replay_buffer, "_buffer_state", None)
-    if state is None:
-        raise ValueError("The replay buffer holds no data: call populate_from_vault (or add) first.")
+    state = ReplayAdapter(replay_buffer).storage()
     experience = state.experience
     length = int(np.shape(experience["actions"])[1])
     full = bool(np.asarray(state.is_full))
@@ -112,14 +92,13 @@ class DeviceDataset(tf.Module):
 
     @classmethod
     def of(cls, replay_buffer: Any) -> "DeviceDataset":
-        """The dataset of ``replay_buffer``'s current contents (built once, then reused)."""
-        state = getattr(replay_buffer, "_buffer_state", None)
-        cached = getattr(replay_buffer, "_omsd_device_dataset", None)
-        if cached is not None and cached[0] is state:
-            return cached[1]
-        dataset = cls(buffer_transitions(replay_buffer), int(replay_buffer._batch_size))
-        replay_buffer._omsd_device_dataset = (state, dataset)
-        return dataset
+        """The dataset of ``replay_buffer``'s current contents (built once, then reused; kept
+        beside the buffer by :meth:`~og_marl_omsd.support.replay.ReplayAdapter.memo`)."""
+
+        def build(replay: ReplayAdapter) -> "DeviceDataset":
+            return cls(buffer_transitions(replay.buffer), replay.batch_size)
+
+        return ReplayAdapter(replay_buffer).memo("device_dataset", build)
 
     def zeros(self, key: str) -> tf.Tensor:
         """Zeros shaped like one batch of ``key`` (initial values of loop-carried batches)."""

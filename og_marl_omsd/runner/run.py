@@ -32,6 +32,7 @@ import numpy as np
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
+from og_marl_omsd.runner.devices import setup_devices  # also steps' and evaluate's, through this module
 from og_marl_omsd.runner.validation import RUN_RULES, check_dataset_name, rule_problems, unknown_keys
 from og_marl_omsd.support.errors import StageStopped, UserError
 from og_marl_omsd.support.files import try_lock, write_json
@@ -83,17 +84,6 @@ class RunSchema:
 ConfigStore.instance().store(name="run_schema", node=RunSchema)
 register_system_defaults()  # system_defaults/score_regularised: the constructor defaults (systems/defaults.py)
 register_og_marl_system_configs()  # system=iddpg_bc etc.: OG-MARL's systems, configs from their YAML defaults
-
-
-def setup_devices() -> None:
-    """Keep JAX (flashbax sampling) on the CPU and let TF grow GPU memory if it has a GPU."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import jax
-    import tensorflow as tf
-
-    jax.config.update("jax_platform_name", "cpu")
-    for gpu in tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.set_memory_growth(gpu, True)
 
 
 def system_parameters(system_class: type, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -431,6 +421,7 @@ def run(cfg: DictConfig) -> Dict[str, Any]:
     from og_marl_omsd.runner import steps
 
     start = time.time()
+    setup_devices()  # before anything (a system's import, a dataset's generation) starts TF or JAX
     plan = steps.prepare_run(cfg)
     if not plan.pretrains:  # OG-MARL's own systems: no pretraining stage
         from og_marl_omsd.support.provenance import collect

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from og_marl_omsd.support.errors import CheckpointWriteError, NonFiniteLossError, StageStopped, UserError
 from og_marl_omsd.support.files import remove_leftovers, write_text
+from og_marl_omsd.support.replay import ReplayAdapter
 
 LATEST = "LATEST"
 STATE_FILE = "state.json"
@@ -42,26 +43,21 @@ def sampler_key(replay_buffer: Any) -> Optional[list]:
     """The replay buffer's sampling key as a list of ints (``None`` if it keeps no key).
 
     OG-MARL's ``FlashbaxReplayBuffer`` and the standalone one both draw every batch from a
-    JAX key split in ``sample()`` and stored as ``_rng_key``.
+    JAX key split in ``sample()`` (:attr:`og_marl_omsd.support.replay.ReplayAdapter.rng_key`).
     """
-    key = getattr(replay_buffer, "_rng_key", None)
-    return None if key is None else np.asarray(key).astype(np.uint32).tolist()
+    return None if replay_buffer is None else ReplayAdapter(replay_buffer).rng_key
 
 
 def set_sampler_key(replay_buffer: Any, key: Sequence[int]) -> None:
-    if hasattr(replay_buffer, "_rng_key"):
-        import jax.numpy as jnp
-
-        replay_buffer._rng_key = jnp.asarray(np.asarray(key, np.uint32))
+    if replay_buffer is not None:
+        ReplayAdapter(replay_buffer).rng_key = key
 
 
 def reseed_sampler(replay_buffer: Any, seed: int) -> None:
     """Start the buffer's batch stream from ``seed``: a stage's batches then depend only on
     its own seed, not on which earlier stages ran in this process or came from a cache."""
-    if hasattr(replay_buffer, "_rng_key"):
-        import jax
-
-        replay_buffer._rng_key = jax.random.PRNGKey(int(seed))
+    if replay_buffer is not None:
+        ReplayAdapter(replay_buffer).reseed(seed)
 
 
 # ---------------------------------------------------------------------- NaN guard

@@ -26,6 +26,7 @@ from og_marl_omsd.runner.device_data import chunk_size
 from og_marl_omsd.support import progress
 from og_marl_omsd.support.checkpoints import FiniteGuard, StageCheckpoint
 from og_marl_omsd.support.errors import NonFiniteLossError
+from og_marl_omsd.support.replay import ReplayAdapter
 
 # Bumped whenever what a key covers changes, so entries made under an older rule are never served.
 KEY_VERSION = 3  # 3: behaviour models' dropout masks from fast_random (not Philox)
@@ -33,17 +34,8 @@ KEY_VERSION = 3  # 3: behaviour models' dropout masks from fast_random (not Phil
 
 def replay_signature(replay_buffer: Any) -> Dict[str, Any]:
     """What the replay buffer contributes to a stage: its class (plugin buffer or OG-MARL's)
-    and every scalar setting it holds (batch size, sequence length, sample period, ...),
-    read from the buffer itself so that a new setting cannot be left out of a cache key."""
-    if replay_buffer is None:
-        return {}
-    kind = type(replay_buffer)
-    settings = {
-        name.lstrip("_"): value
-        for name, value in sorted(getattr(replay_buffer, "__dict__", {}).items())
-        if isinstance(value, (bool, int, float, str)) and "rng" not in name
-    }
-    return {"class": f"{kind.__module__}.{kind.__qualname__}", **settings}
+    and every scalar setting it holds (:meth:`og_marl_omsd.support.replay.ReplayAdapter.signature`)."""
+    return {} if replay_buffer is None else ReplayAdapter(replay_buffer).signature()
 
 
 def stage_key(stage_config: Any, dataset_fingerprint: str, context: Optional[Dict[str, Any]] = None) -> str:
