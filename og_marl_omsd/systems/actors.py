@@ -213,7 +213,9 @@ class ActorSystem(BaseOfflineSystem):
         )
 
     # ------------------------------------------------------------------ before the actors
-    def pretrain(self, replay_buffer: Any, cache: Optional[Any] = None, dataset_fingerprint: str = "") -> Dict[str, str]:
+    def pretrain(
+        self, replay_buffer: Any, cache: Optional[Any] = None, dataset_fingerprint: str = ""
+    ) -> Dict[str, str]:
         """The stages before the actors; here none. Returns the pretrained parts' cache keys."""
         return {}
 
@@ -444,20 +446,20 @@ class ActorSystem(BaseOfflineSystem):
         return logs
 
 
-def _sign_constructor(cls: type) -> None:
+def _sign_constructor(cls: Any) -> None:
     """Give ``cls`` a constructor whose signature lists its hyperparameters with their defaults
     (what ``inspect.signature`` and the runner read); a subclass without its own ``__init__``
     gets a forwarding one, so that two classes never share a signature."""
     init = cls.__dict__.get("__init__")
     if init is None:
-        inherited = cls.__init__  # type: ignore[misc]
+        inherited = cls.__init__
 
         def init(self: Any, environment: Any, logger: Any, **hyperparameters: Any) -> None:
             inherited(self, environment, logger, **hyperparameters)
 
         init.__qualname__ = f"{cls.__qualname__}.__init__"
-        setattr(cls, "__init__", init)
-    setattr(init, "__signature__", constructor_signature(hyperparameter_table(cls.config_types)))
+        cls.__init__ = init
+    init.__signature__ = constructor_signature(hyperparameter_table(cls.config_types))
 
 
 _sign_constructor(ActorSystem)

@@ -305,13 +305,13 @@ class ScoreRegularisedSystem(ActorSystem):
         if self._checkpointing is not None:
             super().restart_actor_training()  # raises
         t_range = self._t_range.numpy()
-        changes = {
-            "beta": self.beta if beta is None else beta,
-            "t_min": t_range[0] if t_min is None else t_min,
-            "t_max": t_range[1] if t_max is None else t_max,
-            "score_weight": self.regulariser.score_weight if score_weight is None else score_weight,
-        }
-        actor = dataclasses.replace(self.regulariser, **changes)
+        actor = dataclasses.replace(
+            self.regulariser,
+            beta=self.beta if beta is None else beta,
+            t_min=t_range[0] if t_min is None else t_min,
+            t_max=t_range[1] if t_max is None else t_max,
+            score_weight=self.regulariser.score_weight if score_weight is None else score_weight,
+        )
         raise_problems(actor.problems())
         self.actor_config = cast(ActorConfig, actor)
         self._weight_power.assign(actor.weight_power)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 import numpy as np
 
@@ -113,7 +113,8 @@ class StageConfig:
         for field in dataclasses.fields(cls):
             if "hyperparameter" in field.metadata:
                 name, doc, rules, pretraining_only = field.metadata["hyperparameter"]
-                found.append(Hyperparameter(name, field.default, doc, rules, cls.__name__, field.name, pretraining_only))
+                hp = Hyperparameter(name, field.default, doc, rules, cls.__name__, field.name, pretraining_only)
+                found.append(hp)
         return tuple(found)
 
     @classmethod
@@ -209,7 +210,10 @@ class CriticConfig(StageConfig):
     discount: float = hyperparameter("discount", 0.99, "gamma", (lambda v: 0 <= v <= 1, "in [0, 1]"))
     expectile: float = hyperparameter("expectile", 0.7, "V's expectile", (lambda v: 0 < v < 1, "in (0, 1)"))
     target_update_rate: float = hyperparameter(
-        "target_update_rate", 0.005, "Polyak rate of the target Qs", (lambda v: _is_number(v) and 0 < v <= 1, "in (0, 1]")
+        "target_update_rate",
+        0.005,
+        "Polyak rate of the target Qs",
+        (lambda v: _is_number(v) and 0 < v <= 1, "in (0, 1]"),
     )
     reward_scale: float = 1.0  # the runner's (task.reward_normalisation)
     seed: int = 0  # the run's
@@ -255,7 +259,7 @@ class BehaviourConfig(StageConfig):
         "the sequential score's order (OMSD); null = the environment's order",
         (_permutation, "null or a permutation of 0..N-1, each agent once (e.g. [1,0])"),
     )
-    seed: Optional[int] = hyperparameter(
+    seed: int = hyperparameter(  # null resolves to the run's seed (stage_configs)
         "behaviour_seed",
         None,
         "seeds the behaviour models alone (initialisation, noise, dropout, batches); null = the run's seed",
@@ -365,8 +369,6 @@ def hyperparameter_problems(values: Mapping[str, Any], config_types: Sequence[Ty
     except (TypeError, ValueError):  # a value of the wrong kind: its rule names it
         return problems
     return problems + [problem for config in configs for problem in config.relation_problems()]
-
-
 
 
 def _chain_parameters(sizes: List[int], heads: int = 1) -> int:
