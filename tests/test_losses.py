@@ -87,3 +87,13 @@ def test_actor_loss_gradient_ignores_score_and_q_inputs():
         total, _ = score_regularised_actor_loss(actions, eps, z, g, tf.ones([4]), 1.0)
     grads = tape.gradient(total, [eps, g])
     assert all(grad is None for grad in grads)  # stop-gradients: only the actions carry gradient
+
+
+def test_cosine_decay_runs_from_the_initial_rate_to_zero_and_stays_there():
+    from og_marl_omsd.models.losses import cosine_decay
+
+    rates = [float(cosine_decay(2e-3, tf.constant(step, tf.int64), tf.constant(8, tf.int64))) for step in range(11)]
+    expected = [2e-3 * 0.5 * (1 + np.cos(np.pi * min(step / 8, 1.0))) for step in range(11)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6, atol=1e-12)
+    assert rates[0] == pytest.approx(2e-3) and rates[4] == pytest.approx(1e-3) and rates[8:] == [0.0, 0.0, 0.0]
+    assert cosine_decay(1.0, tf.constant(1), tf.constant(2)).dtype == tf.float32

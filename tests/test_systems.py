@@ -37,6 +37,25 @@ class _Quiet(TerminalLogger):
         return
 
 
+class _TrainLogs(TerminalLogger):
+    """Keeps the training logs (one per compiled call of the actor stage)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def write(self, logs, force=False):
+        if "training_steps" in logs:
+            self.calls.append(logs)
+
+
+def _train_actors(system, buffer, steps):
+    """``steps`` actor steps through the runs' loop (no evaluation but the final one); their logs."""
+    system.logger = logs = _TrainLogs()
+    system.train(buffer, training_steps=steps, evaluation_every=None, num_eval_episodes=1)
+    system.logger = _Quiet()
+    return logs.calls
+
+
 @pytest.fixture(scope="module")
 def buffer(bandit_vault_dir):
     replay = FlashbaxReplayBuffer(sequence_length=2, batch_size=64, seed=0)
@@ -64,7 +83,7 @@ def test_each_system_pretrains_trains_and_acts(name, buffer):
     system.pretrain(buffer)
     assert system.critic.kind == SYSTEMS[name][0]
     assert system.behaviour_model.factorisation == SYSTEMS[name][1]
-    logs = system.train_step(buffer.sample())
+    (logs,) = _train_actors(system, buffer, 1)
     assert all(np.isfinite(v) for v in logs.values()) and "losses/actor_loss" in logs
     actions = system.select_actions({"agent_0": np.ones(1), "agent_1": np.ones(1)})
     assert set(actions) == {"agent_0", "agent_1"} and all(a.shape == (1,) for a in actions.values())
@@ -140,8 +159,7 @@ def test_restart_actor_training_resets_actors_and_sets_hyperparameters(buffer):
     system = load_system("brpo_fac")(BanditEnvironment(), _Quiet(), seed=4, **TINY)
     system.pretrain(buffer)
     initial = [v.numpy().copy() for v in system.actors.variables]
-    first = system.train_step(buffer.sample())
-    system.train_step(buffer.sample())
+    (first,) = _train_actors(system, buffer, 2)  # one compiled call of two steps
     assert any(np.any(v.numpy() != w) for v, w in zip(system.actors.variables, initial))
     system.restart_actor_training(beta=2.5, t_max=0.1, score_weight="one")
     assert system.beta == pytest.approx(2.5) and system.training_step_ctr == 0

@@ -1,11 +1,13 @@
 """The formulas, written once: noise schedule, noising, expectile loss, diffusion loss, actor
-surrogate and its update direction, AdamW's decoupled decay, and the team reward.
+surrogate and its update direction, AdamW's decoupled decay, the actors' cosine learning-rate decay
+and the team reward.
 
 Pure functions of tensors; the modules and systems call these and nothing else for maths.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence, Tuple
 
 import numpy as np
@@ -81,6 +83,13 @@ def ddim_update(noisy: tf.Tensor, predicted_noise: tf.Tensor, t: tf.Tensor, s: t
     expand = lambda x: x[:, None, None]  # noqa: E731
     clean = (noisy - expand(sigma_t) * predicted_noise) / expand(alpha_t)
     return expand(alpha_s) * clean + expand(sigma_s) * predicted_noise
+
+
+def cosine_decay(initial_rate: float, step: tf.Tensor, total: tf.Tensor) -> tf.Tensor:
+    """The learning rate at ``step`` of ``total``: cosine decay from ``initial_rate`` to 0 (and 0
+    after ``total``), computed in float64, returned as float32 (the actors' Adam rate)."""
+    progress = tf.minimum(tf.cast(step, tf.float64) / tf.cast(total, tf.float64), 1.0)
+    return tf.cast(initial_rate * 0.5 * (1.0 + tf.cos(math.pi * progress)), tf.float32)
 
 
 # The regulariser's weight w(t) = sigma_t ** power: SRPO's sigma_t^2, or 1 (mode-seeking).

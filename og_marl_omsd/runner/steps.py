@@ -224,10 +224,12 @@ def load_dataset(
         cfg.clip_actions,
     )
     if cfg.replay.batch_size > checked["timesteps"]:
+        from og_marl_omsd.runner.run import ReplaySchema
+
         raise UserError(
             f"Bad run settings: replay.batch_size={cfg.replay.batch_size} is larger than dataset "
             f"{dataset}'s {checked['timesteps']} timesteps. Choose replay.batch_size <= "
-            f"{checked['timesteps']} (the default is 256)."
+            f"{checked['timesteps']} (the default is {ReplaySchema.batch_size})."
         )
     returns = episode_returns(experience)
     return CheckedDataset(

@@ -1,29 +1,46 @@
-"""The typed settings of the three stages of a score-regularised system (the critic, the
-behaviour model, the actors), built from the system's flat keyword hyperparameters.
+"""Every hyperparameter of the plugin's systems, declared once, in the config of the stage it belongs to.
 
-The flat constructor of :class:`~og_marl_omsd.systems.base.ScoreRegularisedSystem` (OG-MARL's
-interface: ``cfg["system"]`` maps one-to-one onto it) declares each hyperparameter and its
-default once; :func:`stage_configs` sorts them into these configs, each of which checks its
-own values (``problems()``), and :data:`SYSTEM_RULES` holds each setting's own rule (type and
-range); :func:`hyperparameter_problems` reports both, for the runner's check before a run.
+A field made by :func:`hyperparameter` is one hyperparameter: its flat name (the constructor's
+keyword and the ``cfg.system`` key), default, doc line and rules, in the typed config of its
+stage (:class:`ActorConfig`, :class:`RegulariserConfig`, :class:`CriticConfig`,
+:class:`BehaviourConfig`, and :class:`ExecutionConfig` for how every stage runs). A system
+names its configs (``config_types``); everything else is derived from these declarations:
+
+- the constructor's keywords, defaults and signature (:func:`hyperparameter_table`,
+  :func:`constructor_signature`; :class:`~og_marl_omsd.systems.actors.ActorSystem`);
+- the stage configs a system builds from the flat keywords (:meth:`StageConfig.from_values`,
+  :func:`stage_configs`);
+- the checks (:meth:`StageConfig.problems`, :func:`hyperparameter_problems`): each setting's
+  rules, then the few that relate two settings (``t_min < t_max``);
+- the hydra nodes the system YAMLs build on (:mod:`og_marl_omsd.systems.defaults`).
+
 A pretraining stage builds and trains from its config alone, and
 :meth:`CriticConfig.cache_dict` / :meth:`BehaviourConfig.cache_dict` are what its cache key
-hashes (:func:`~og_marl_omsd.systems.pretraining.stage_key`).
+hashes (:func:`~og_marl_omsd.systems.pretraining.stage_key`). Values are SRPO's unless noted
+(README, Algorithm notes). This module imports neither TensorFlow nor Sonnet, so composing a
+config stays light.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+import inspect
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 import numpy as np
 
-from og_marl_omsd.models.losses import SCORE_WEIGHT_POWERS
 from og_marl_omsd.runner.validation import SEED_RANGE, _is_number, _whole, rule_problems
+
+Rule = Tuple[Callable[[Any], bool], str]  # (test, what the value must be)
 
 LAYOUT = "stacked"  # stacked per-head weights; batches drawn on the device (part of the cache key)
 # What the behaviour models are conditioned on: the global state, or each agent's own observation.
 BEHAVIOUR_CONDITIONS = ("state", "observation")
+# The regulariser's weights w(t) = sigma_t ** power, by name (models.losses.SCORE_WEIGHT_POWERS holds the powers).
+SCORE_WEIGHTS = ("sigma_squared", "one")
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # hyperparameters held in float32 variables stay finite
+# Constructor keywords the runner sets (task.reward_normalisation, seed=): not hyperparameters of cfg.system.
+RUNNER_SET = {"reward_scale": 1.0, "seed": 0}
 
 
 def _positive_sizes(value: Any) -> bool:
@@ -38,103 +55,173 @@ def _permutation(value: Any) -> bool:
     )
 
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)  # hyperparameters held in float32 variables stay finite
-
-
-def _float32_positive(value: Any) -> bool:
-    return _is_number(value) and 0 < value <= FLOAT32_MAX
-
-
-# A setting's rule: (test, what it must be). Checked before anything is built or written;
-# every failing setting is listed in one message. Settings not present are not checked.
-# (The run's own settings have theirs in og_marl_omsd.runner.validation.RUN_RULES.)
-SYSTEM_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
-    "beta": (
-        lambda v: not _is_number(v) or abs(v) <= FLOAT32_MAX,
-        "finite in float32, |beta| <= 3.4e38 (the actor update holds it as a float32; inf would drop the "
-        "behaviour regulariser)",
-    ),
-    "actor_learning_rate": (_float32_positive, "a number in (0, 3.4e38] (float32)"),
-    "critic_learning_rate": (_float32_positive, "a number in (0, 3.4e38] (float32)"),
-    "behaviour_learning_rate": (_float32_positive, "a number in (0, 3.4e38] (float32)"),
-    "behaviour_weight_decay": (lambda v: _is_number(v) and 0 <= v <= FLOAT32_MAX, "a number in [0, 3.4e38] (float32)"),
-    "critic_steps": (lambda v: not _whole(v) or v <= 2**63 - 1, "at most 2**63 - 1 (an int64 step counter)"),
-    "behaviour_steps": (lambda v: not _whole(v) or v <= 2**63 - 1, "at most 2**63 - 1 (an int64 step counter)"),
-    "steps_per_call": (lambda v: _whole(v) and 1 <= v <= 2**31 - 1, "a whole number in [1, 2**31 - 1]"),
-    "target_update_rate": (lambda v: _is_number(v) and 0 < v <= 1, "in (0, 1]"),
-    "diffusion_width": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "diffusion_hidden": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "diffusion_time_dim": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "diffusion_blocks": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
-    "diffusion_dropout": (lambda v: _is_number(v) and 0 <= v < 1, "in [0, 1)"),
-    "critic_hidden_sizes": (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]"),
-    "actor_hidden_sizes": (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]"),
-    "agent_order": (_permutation, "null or a permutation of 0..N-1, each agent once (e.g. [1,0])"),
-    "pretrain_log_every": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    "behaviour_seed": (
-        lambda v: v is None or (_whole(v) and SEED_RANGE[0] <= v <= SEED_RANGE[1]),
-        f"null (the run's seed) or a whole number in [0, {SEED_RANGE[1]}]",
-    ),
-}
+FLOAT32_RATE: Rule = (lambda v: _is_number(v) and 0 < v <= FLOAT32_MAX, "a number in (0, 3.4e38] (float32)")
+SIZES: Rule = (_positive_sizes, "a non-empty list of whole numbers >= 1, e.g. [256,256]")
+STEPS: Tuple[Rule, ...] = (
+    (lambda v: v >= 0, ">= 0"),
+    (lambda v: not _whole(v) or v <= 2**63 - 1, "at most 2**63 - 1 (an int64 step counter)"),
+)
+WIDTH: Rule = (lambda v: _whole(v) and v >= 1, "a whole number >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
-class ActorConfig:
-    """Stage 2: deterministic actors trained with the score-regularised update."""
+class Hyperparameter:
+    """One hyperparameter as its declaration gives it."""
 
-    beta: float  # greediness (larger = weaker behaviour regularisation)
-    t_min: float  # range of the diffusion times the regulariser reads
-    t_max: float
-    score_weight: str  # "sigma_squared" (SRPO) or "one" (mode-seeking)
-    subtract_noise: bool  # e_i - z_i (paper) rather than e_i (SRPO code)
-    hidden_sizes: Tuple[int, ...]
-    learning_rate: float  # Adam, cosine decay to 0
-    shared: bool
+    name: str  # the constructor's keyword and the cfg.system key
+    default: Any
+    doc: str
+    rules: Tuple[Rule, ...]  # each checked on its own; every failing one is reported
+    stage: str  # the config class that holds it
+    key: str  # its field there
+    pretraining_only: bool  # taken only by systems with a pretraining stage
+
+
+def hyperparameter(name: str, default: Any, doc: str, *rules: Rule, pretraining_only: bool = False) -> Any:
+    """Declare the hyperparameter ``name`` as a field of a stage config (see the module docstring)."""
+    return dataclasses.field(
+        default=default, metadata={"hyperparameter": (name, doc, tuple(rules), bool(pretraining_only))}
+    )
+
+
+def _convert(default: Any, value: Any) -> Any:
+    """``value`` as the type of ``default`` (sizes as tuples of ints; ``None`` defaults as given)."""
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, str):
+        return str(value)
+    if isinstance(default, tuple):
+        return tuple(int(v) for v in value)
+    return value
+
+
+C = TypeVar("C", bound="StageConfig")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+    """A stage's typed settings; its :func:`hyperparameter` fields are declarations."""
+
+    @classmethod
+    def hyperparameters(cls) -> Tuple[Hyperparameter, ...]:
+        """The hyperparameters this config declares, in field order."""
+        found = []
+        for field in dataclasses.fields(cls):
+            if "hyperparameter" in field.metadata:
+                name, doc, rules, pretraining_only = field.metadata["hyperparameter"]
+                hp = Hyperparameter(name, field.default, doc, rules, cls.__name__, field.name, pretraining_only)
+                found.append(hp)
+        return tuple(found)
+
+    @classmethod
+    def from_values(cls: Type[C], values: Mapping[str, Any], **derived: Any) -> C:
+        """The config of the flat hyperparameters ``values`` (a missing one at its default);
+        ``derived`` gives the fields that are not hyperparameters."""
+        given = {hp.key: _convert(hp.default, values.get(hp.name, hp.default)) for hp in cls.hyperparameters()}
+        return cls(**given, **derived)
 
     def problems(self) -> List[str]:
-        problems = []
-        if not self.beta > 0:
-            problems.append(f"beta must be > 0 (got {self.beta}); larger beta = greedier actors")
+        """Each hyperparameter's broken rules (field order), then :meth:`relation_problems`."""
+        values = {hp.name: getattr(self, hp.key) for hp in self.hyperparameters()}
+        return rule_problems_of(self.hyperparameters(), values) + self.relation_problems()
+
+    def relation_problems(self) -> List[str]:
+        """Problems of settings that are fine alone but not together."""
+        return []
+
+
+def rule_problems_of(table: Sequence[Hyperparameter], values: Mapping[str, Any]) -> List[str]:
+    """``"<name> must be <what> (got <value>)"`` for each rule of ``table`` that ``values`` breaks."""
+    return [
+        problem
+        for hp in table
+        if hp.name in values
+        for rule in hp.rules
+        for problem in rule_problems({hp.name: values[hp.name]}, {hp.name: rule})
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorConfig(StageConfig):
+    """The actors of every system: deterministic ``pi_i(o_i)``, Adam with cosine decay to 0."""
+
+    hidden_sizes: Tuple[int, ...] = hyperparameter("actor_hidden_sizes", (256, 256), "the actors' hidden layers", SIZES)
+    learning_rate: float = hyperparameter(
+        "actor_learning_rate", 3e-4, "Adam's initial rate, cosine decay to 0 over training_steps", FLOAT32_RATE
+    )
+    shared: bool = hyperparameter("shared_actor", False, "one actor network for all agents (agent one-hot)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RegulariserConfig(StageConfig):
+    """The score-regularised actor update (README, Algorithm notes, stage 2)."""
+
+    beta: float = hyperparameter(
+        "beta",
+        0.1,
+        "greediness of the actor update: larger = weaker behaviour regularisation",
+        (lambda v: v > 0, "> 0"),
+        (
+            lambda v: not _is_number(v) or abs(v) <= FLOAT32_MAX,
+            "finite in float32, |beta| <= 3.4e38 (the actor update holds it as a float32; inf would drop the "
+            "behaviour regulariser)",
+        ),
+    )
+    t_min: float = hyperparameter("t_min", 0.02, "the diffusion times the regulariser reads: t ~ U[t_min, t_max]")
+    t_max: float = hyperparameter("t_max", 0.98, "the upper end of t_min's range")
+    score_weight: str = hyperparameter(
+        "score_weight",
+        "sigma_squared",
+        "w(t): sigma_squared (SRPO) or one (mode-seeking)",
+        (lambda v: v in SCORE_WEIGHTS, "one of " + ", ".join(SCORE_WEIGHTS)),
+    )
+    subtract_noise: bool = hyperparameter("subtract_noise", True, "e_i - z_i (the paper) instead of e_i (SRPO's code)")
+
+    def relation_problems(self) -> List[str]:
         if not 0.0 < self.t_min < self.t_max <= 1.0:
-            problems.append(f"need 0 < t_min < t_max <= 1 (got t_min={self.t_min}, t_max={self.t_max})")
-        if self.score_weight not in SCORE_WEIGHT_POWERS:
-            problems.append(f"score_weight must be one of {', '.join(SCORE_WEIGHT_POWERS)} (got {self.score_weight!r})")
-        return problems + rule_problems({"beta": self.beta}, SYSTEM_RULES)
+            return [f"need 0 < t_min < t_max <= 1 (got t_min={self.t_min}, t_max={self.t_max})"]
+        return []
 
     @property
     def weight_power(self) -> float:
         """The regulariser's weight ``w(t) = sigma_t ** power``."""
+        from og_marl_omsd.models.losses import SCORE_WEIGHT_POWERS
+
         return SCORE_WEIGHT_POWERS[self.score_weight]
 
 
 @dataclasses.dataclass(frozen=True)
-class CriticConfig:
+class ScoreRegularisedActorConfig(ActorConfig, RegulariserConfig):
+    """Stage 2 of the score-regularised systems: the regulariser's settings, then the actors'."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticConfig(StageConfig):
     """Stage 1a: the IQL critic (expectile value, twin Q, Polyak targets; Adam)."""
 
-    kind: str  # "joint" Q(s, a) or "independent" Q^i(s, a_i)
-    steps: int
-    hidden_sizes: List[int]
-    learning_rate: float
-    discount: float
-    expectile: float
-    target_update_rate: float
-    reward_scale: float
-    seed: int
+    kind: str = "joint"  # "joint" Q(s, a) or "independent" Q^i(s, a_i): the system's
+    steps: int = hyperparameter("critic_steps", 100_000, "the IQL critic's budget (SRPO: 1.5M)", *STEPS)
+    hidden_sizes: Tuple[int, ...] = hyperparameter("critic_hidden_sizes", (256, 256), "Q and V hidden layers", SIZES)
+    learning_rate: float = hyperparameter("critic_learning_rate", 3e-4, "Adam", FLOAT32_RATE)
+    discount: float = hyperparameter("discount", 0.99, "gamma", (lambda v: 0 <= v <= 1, "in [0, 1]"))
+    expectile: float = hyperparameter("expectile", 0.7, "V's expectile", (lambda v: 0 < v < 1, "in (0, 1)"))
+    target_update_rate: float = hyperparameter(
+        "target_update_rate",
+        0.005,
+        "Polyak rate of the target Qs",
+        (lambda v: _is_number(v) and 0 < v <= 1, "in (0, 1]"),
+    )
+    reward_scale: float = 1.0  # the runner's (task.reward_normalisation)
+    seed: int = 0  # the run's
     layout: str = LAYOUT
 
     @property
     def label(self) -> str:
         return self.kind
-
-    def problems(self) -> List[str]:
-        problems = []
-        if not 0.0 < self.expectile < 1.0:
-            problems.append(f"expectile must be in (0, 1) (got {self.expectile})")
-        if not 0.0 <= self.discount <= 1.0:
-            problems.append(f"discount must be in [0, 1] (got {self.discount})")
-        if self.steps < 0:
-            problems.append(f"critic_steps must be >= 0 (got {self.steps})")
-        return problems
 
     def cache_dict(self) -> Dict[str, Any]:
         """What the stage's cache key and its cache entry record."""
@@ -142,35 +229,56 @@ class CriticConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class BehaviourConfig:
+class BehaviourConfig(StageConfig):
     """Stage 1b: the behaviour diffusion model (AdamW)."""
 
-    factorisation: str  # "joint", "independent" or "sequential"
-    steps: int
-    learning_rate: float
-    weight_decay: float
-    width: int
-    hidden: int
-    num_blocks: int
-    time_dim: int
-    dropout: float
-    shared: bool
-    agent_order: Optional[List[int]]  # the sequential score's order (None for the others)
-    seed: int  # the behaviour stage's seed: ``behaviour_seed``, or the run's seed when that is None
-    condition: str = "state"  # "state" (s) or "observation" (each agent's o_i)
+    factorisation: str = "sequential"  # "joint", "independent" or "sequential": the system's
+    steps: int = hyperparameter("behaviour_steps", 100_000, "the behaviour diffusion model's budget", *STEPS)
+    learning_rate: float = hyperparameter("behaviour_learning_rate", 3e-4, "AdamW", FLOAT32_RATE)
+    weight_decay: float = hyperparameter(
+        "behaviour_weight_decay",
+        0.01,
+        "AdamW's decoupled decay",
+        (lambda v: _is_number(v) and 0 <= v <= FLOAT32_MAX, "a number in [0, 3.4e38] (float32)"),
+    )
+    width: int = hyperparameter("diffusion_width", 256, "the ScoreNet's width", WIDTH)
+    hidden: int = hyperparameter("diffusion_hidden", 1024, "the residual blocks' hidden width", WIDTH)
+    num_blocks: int = hyperparameter(
+        "diffusion_blocks", 3, "residual blocks", (lambda v: _whole(v) and v >= 0, "a whole number >= 0")
+    )
+    time_dim: int = hyperparameter("diffusion_time_dim", 128, "Fourier time features", WIDTH)
+    dropout: float = hyperparameter(
+        "diffusion_dropout", 0.1, "dropout while it trains", (lambda v: _is_number(v) and 0 <= v < 1, "in [0, 1)")
+    )
+    shared: bool = hyperparameter(
+        "shared_behaviour_model", False, "one network for all agents (agent one-hot, masked prefix)"
+    )
+    agent_order: Optional[List[int]] = hyperparameter(
+        "agent_order",
+        None,
+        "the sequential score's order (OMSD); null = the environment's order",
+        (_permutation, "null or a permutation of 0..N-1, each agent once (e.g. [1,0])"),
+    )
+    seed: int = hyperparameter(  # null resolves to the run's seed (stage_configs)
+        "behaviour_seed",
+        None,
+        "seeds the behaviour models alone (initialisation, noise, dropout, batches); null = the run's seed",
+        (
+            lambda v: v is None or (_whole(v) and SEED_RANGE[0] <= v <= SEED_RANGE[1]),
+            f"null (the run's seed) or a whole number in [0, {SEED_RANGE[1]}]",
+        ),
+    )
+    condition: str = hyperparameter(
+        "behaviour_condition",
+        "state",
+        "what the behaviour models read: the state s, or each agent's observation o_i (the authors' code)",
+        (lambda v: v in BEHAVIOUR_CONDITIONS, "one of " + ", ".join(BEHAVIOUR_CONDITIONS)),
+    )
     layout: str = LAYOUT
 
     @property
     def label(self) -> str:
         return self.factorisation
-
-    def problems(self) -> List[str]:
-        problems = [] if self.steps >= 0 else [f"behaviour_steps must be >= 0 (got {self.steps})"]
-        if self.condition not in BEHAVIOUR_CONDITIONS:
-            problems.append(
-                f"behaviour_condition must be one of {', '.join(BEHAVIOUR_CONDITIONS)} (got {self.condition!r})"
-            )
-        return problems
 
     def cache_dict(self) -> Dict[str, Any]:
         """What the stage's cache key and its cache entry record (``condition`` only when it is not
@@ -181,66 +289,86 @@ class BehaviourConfig:
         return values
 
 
+@dataclasses.dataclass(frozen=True)
+class ExecutionConfig(StageConfig):
+    """How every stage runs: compilation, steps per compiled call, logging."""
+
+    jit_compile: bool = hyperparameter("jit_compile", True, "XLA-compile the training steps")
+    pretrain_log_every: int = hyperparameter(
+        "pretrain_log_every", 1000, "pretraining log period in steps", WIDTH, pretraining_only=True
+    )
+    steps_per_call: int = hyperparameter(
+        "steps_per_call",
+        50,
+        "training steps per compiled call (logging, checkpoints, evaluation at its ends; results do not depend on it)",
+        (lambda v: _whole(v) and 1 <= v <= 2**31 - 1, "a whole number in [1, 2**31 - 1]"),
+    )
+
+
+# The configs of each kind of system, in the order of its constructor's keywords and its hydra node.
+ACTOR_CONFIGS: Tuple[Type[StageConfig], ...] = (ActorConfig, ExecutionConfig)
+SCORE_REGULARISED_CONFIGS: Tuple[Type[StageConfig], ...] = (
+    ScoreRegularisedActorConfig,
+    CriticConfig,
+    BehaviourConfig,
+    ExecutionConfig,
+)
+
+
+def hyperparameter_table(config_types: Sequence[Type[StageConfig]]) -> Tuple[Hyperparameter, ...]:
+    """The hyperparameters of a system with ``config_types``, in order (``pretraining_only``
+    ones only when it has a pretraining stage)."""
+    pretrains = any(issubclass(t, (CriticConfig, BehaviourConfig)) for t in config_types)
+    return tuple(
+        hp for config in config_types for hp in config.hyperparameters() if pretrains or not hp.pretraining_only
+    )
+
+
+def constructor_signature(table: Sequence[Hyperparameter]) -> inspect.Signature:
+    """``(self, environment, logger, <each hyperparameter>=<default>, reward_scale=1.0, seed=0)``."""
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    names = ["self", "environment", "logger"]
+    return inspect.Signature(
+        [inspect.Parameter(name, keyword) for name in names]
+        + [inspect.Parameter(hp.name, keyword, default=hp.default) for hp in table]
+        + [inspect.Parameter(name, keyword, default=value) for name, value in RUNNER_SET.items()]
+    )
+
+
 def stage_configs(
     values: Mapping[str, Any], critic_kind: str, factorisation: str
-) -> Tuple[ActorConfig, CriticConfig, BehaviourConfig]:
-    """The three stage configs from the flat hyperparameters ``values`` (the constructor's keywords)."""
-    seed = int(values["seed"])
-    actor = ActorConfig(
-        beta=values["beta"],
-        t_min=values["t_min"],
-        t_max=values["t_max"],
-        score_weight=values["score_weight"],
-        subtract_noise=bool(values["subtract_noise"]),
-        hidden_sizes=tuple(values["actor_hidden_sizes"]),
-        learning_rate=float(values["actor_learning_rate"]),
-        shared=bool(values["shared_actor"]),
+) -> Tuple[ScoreRegularisedActorConfig, CriticConfig, BehaviourConfig]:
+    """The stage configs of a score-regularised system from its flat hyperparameters ``values``."""
+    seed = int(values.get("seed", RUNNER_SET["seed"]))
+    critic = CriticConfig.from_values(
+        values, kind=critic_kind, reward_scale=float(values.get("reward_scale", RUNNER_SET["reward_scale"])), seed=seed
     )
-    critic = CriticConfig(
-        kind=critic_kind,
-        steps=int(values["critic_steps"]),
-        hidden_sizes=[int(h) for h in values["critic_hidden_sizes"]],
-        learning_rate=float(values["critic_learning_rate"]),
-        discount=float(values["discount"]),
-        expectile=float(values["expectile"]),
-        target_update_rate=float(values["target_update_rate"]),
-        reward_scale=float(values["reward_scale"]),
-        seed=seed,
-    )
-    order = values["agent_order"]
-    behaviour = BehaviourConfig(
-        factorisation=factorisation,
-        steps=int(values["behaviour_steps"]),
-        learning_rate=float(values["behaviour_learning_rate"]),
-        weight_decay=float(values["behaviour_weight_decay"]),
-        width=int(values["diffusion_width"]),
-        hidden=int(values["diffusion_hidden"]),
-        num_blocks=int(values["diffusion_blocks"]),
-        time_dim=int(values["diffusion_time_dim"]),
-        dropout=float(values["diffusion_dropout"]),
-        shared=bool(values["shared_behaviour_model"]),
+    behaviour = BehaviourConfig.from_values(values, factorisation=factorisation)
+    order = behaviour.agent_order
+    behaviour = dataclasses.replace(
+        behaviour,
         # the order only matters for the sequential score
         agent_order=None if order is None or factorisation != "sequential" else [int(i) for i in order],
-        seed=seed if values["behaviour_seed"] is None else int(values["behaviour_seed"]),
-        condition=str(values["behaviour_condition"]),
+        seed=seed if behaviour.seed is None else int(behaviour.seed),
     )
-    return actor, critic, behaviour
+    return ScoreRegularisedActorConfig.from_values(values), critic, behaviour
 
 
-def config_problems(actor: ActorConfig, critic: CriticConfig, behaviour: BehaviourConfig) -> List[str]:
-    """Every stage's problems, actors first."""
-    return actor.problems() + critic.problems() + behaviour.problems()
+def config_problems(*configs: StageConfig) -> List[str]:
+    """Every config's problems, in order."""
+    return [problem for config in configs for problem in config.problems()]
 
 
-def hyperparameter_problems(values: Mapping[str, Any], critic_kind: str, factorisation: str) -> List[str]:
-    """Every problem of the flat hyperparameters ``values`` (all of them given): the stage
-    configs' own checks, then each setting's rule in :data:`SYSTEM_RULES`."""
-    problems = rule_problems({name: value for name, value in values.items() if name != "beta"}, SYSTEM_RULES)
+def hyperparameter_problems(values: Mapping[str, Any], config_types: Sequence[Type[StageConfig]]) -> List[str]:
+    """Every problem of the flat hyperparameters ``values`` of a system with ``config_types``:
+    each setting's rules (declaration order), then the relations between settings when the
+    values make configs at all."""
+    problems = rule_problems_of(hyperparameter_table(config_types), values)
     try:
-        configs = stage_configs(values, critic_kind, factorisation)
+        configs = [config.from_values(values) for config in config_types]
     except (TypeError, ValueError):  # a value of the wrong kind: its rule names it
-        return rule_problems({"beta": values["beta"]}, SYSTEM_RULES) + problems
-    return config_problems(*configs) + problems
+        return problems
+    return problems + [problem for config in configs for problem in config.relation_problems()]
 
 
 def _chain_parameters(sizes: List[int], heads: int = 1) -> int:
