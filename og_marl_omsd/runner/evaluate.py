@@ -25,10 +25,11 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from og_marl_omsd.support.errors import UserError
+from og_marl_omsd.support.errors import UserError, cli_entry
 from og_marl_omsd.support.files import write_json
 
 OPTIONS = {"num_eval_episodes": int, "seed": int, "first_episode": int, "video": bool, "verbose": bool}
+INTERRUPTED = "Interrupted. Run the same command again."
 USAGE = (
     "python -m og_marl_omsd.evaluate <run_dir> [num_eval_episodes=N] [seed=S] [first_episode=K] [video=true] "
     "[verbose=true]"
@@ -310,22 +311,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         scenario, seed, first, actions_path, folder = argv[1:]
         _render_videos(scenario, int(seed), int(first), actions_path, folder)
         return 0
+    return cli_entry(lambda: evaluate_and_report(argv), INTERRUPTED)
+
+
+def evaluate_and_report(argv: List[str]) -> int:
+    """Evaluate the run ``argv`` names and print the result (:func:`main` without its error handling)."""
     from og_marl_omsd.support import quiet
 
-    try:
-        options = parse_arguments(argv)
-        quiet.configure(options.pop("verbose", False))
-        record = evaluate_run(**options)
-    except UserError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"Error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print("Interrupted. Run the same command again.", file=sys.stderr, flush=True)
-        return 130
+    options = parse_arguments(argv)
+    quiet.configure(options.pop("verbose", False))
+    record = evaluate_run(**options)
     logs = record["evaluation"]
     line = (
         f"Evaluation of {record['run_dir']}: mean return {logs['mean_episode_return']:.4f} "

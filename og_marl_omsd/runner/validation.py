@@ -8,11 +8,24 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
 from og_marl_omsd.support.errors import UserError
+
+# The run's settings rules and the dataset name check: defined in og_marl_run (exported as og_marl/run.py).
+from og_marl_omsd.upstream.og_marl_run import (  # noqa: F401 (re-exported)
+    MAX_BATCH_SIZE,
+    RUN_RULES,
+    SEED_RANGE,
+    _is_number,
+    _whole,
+    check_dataset_name,
+    dataset_name_problem,
+    rule_problems,
+    unknown_keys,
+)
 
 
 def check_writable_directory(path: str, what: str, setting: str) -> None:
@@ -164,98 +177,9 @@ def _check_finite(arrays: Mapping[str, np.ndarray], dataset: str) -> None:
 
 
 # ---------------------------------------------------------------------- settings
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _whole(value: Any) -> bool:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return True  # also past int64, where np.isfinite fails: a range rule then names the limit
-    return _is_number(value) and bool(np.isfinite(value)) and float(value).is_integer()
-
-
-SEED_RANGE = (0, 2**31 - 1)  # what TF, NumPy and JAX all accept as a seed
-MAX_BATCH_SIZE = 1 << 20
-RUN_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
-    "seed": (lambda v: _whole(v) and SEED_RANGE[0] <= v <= SEED_RANGE[1], f"a whole number in [0, {SEED_RANGE[1]}]"),
-    # step counts are int64 on the device: 2**63 - 1 at most
-    "training_steps": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "> 0 and at most 2**63 - 1"),
-    "evaluation_every": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "> 0 and at most 2**63 - 1"),
-    "num_eval_episodes": (lambda v: _whole(v) and 1 <= v <= 2**31 - 1, "> 0 and at most 2**31 - 1"),
-    "checkpoint_every": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "> 0 and at most 2**63 - 1"),
-    "replay.sequence_length": (
-        lambda v: _whole(v) and v >= 2,
-        "a whole number >= 2 (a transition needs its successor)",
-    ),
-    "replay.batch_size": (
-        lambda v: _whole(v) and 1 <= v <= MAX_BATCH_SIZE,
-        f"a whole number in [1, {MAX_BATCH_SIZE}] (and at most the dataset's timesteps)",
-    ),
-    "logger.terminal_log_every": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (seconds)"),
-    "budget_scale": (lambda v: _is_number(v) and 0 < v < float("inf"), "a finite number > 0 (0.01 for a smoke run)"),
-}
-
-
-def rule_problems(
-    values: Mapping[str, Any], rules: Mapping[str, Tuple[Callable[[Any], bool], str]], prefix: str = ""
-) -> List[str]:
-    """``"<prefix><name> must be <what> (got <value>)"`` for every value in ``values`` that breaks its rule."""
-    problems = []
-    for name, (test, what) in rules.items():
-        if name not in values:
-            continue
-        value = values[name]
-        try:
-            good = bool(test(value))
-        except (TypeError, ValueError):
-            good = False
-        if not good:
-            problems.append(f"{prefix}{name} must be {what} (got {value!r})")
-    return problems
-
-
-def unknown_keys(config: Mapping[str, Any], schemas: Mapping[str, Any]) -> List[str]:
-    """Dotted keys of ``config`` not in its schema (``schemas``: ``{"": RunSchema, "replay": ReplaySchema, ...}``),
-    e.g. a ``+foo=1`` that would otherwise be ignored silently."""
-    import dataclasses
-
-    unknown: List[str] = []
-    for section, schema in schemas.items():
-        node = config if not section else config.get(section, {})
-        if not isinstance(node, Mapping):
-            continue
-        known = {f.name for f in dataclasses.fields(schema)}
-        unknown.extend(f"{section + '.' if section else ''}{key}" for key in node if key not in known)
-    return unknown
 
 
 # ---------------------------------------------------------------------- data on disk
-def dataset_name_problem(name: Any) -> Optional[str]:
-    """Why ``name`` cannot be a dataset's name (a folder name in the vault), or ``None``: no
-    path separators, not ``.``/``..``, no leading ``.`` (temporaries), nothing empty."""
-    if not isinstance(name, str) or not name:
-        return "it is empty"
-    if name in (".", ".."):
-        return f"{name!r} is a path, not a name"
-    separators = [sep for sep in (os.sep, os.altsep, "/", "\\") if sep and sep in name]
-    if separators:
-        return f"it contains the path separator {separators[0]!r}"
-    if name.startswith("."):
-        return "names starting with '.' are kept for temporary folders"
-    if "\0" in name:
-        return "it contains a NUL character"
-    return None
-
-
-def check_dataset_name(name: Any, setting: str = "dataset") -> None:
-    """Raise :class:`UserError` unless ``name`` is a plain dataset name (checked before any path is built)."""
-    problem = dataset_name_problem(name)
-    if problem is not None:
-        raise UserError(
-            f"{setting}={name!r} is not a dataset name: {problem}. A dataset is named by its folder in the task's "
-            f"vault (e.g. {setting}=Medium), without '/', '.' or '..'; to read datasets from another folder set "
-            "vault_dir=<path>. Nothing was read or written."
-        )
 
 
 def os_error_paragraph(error: OSError, path: str, doing: str) -> str:

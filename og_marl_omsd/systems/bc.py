@@ -66,8 +66,8 @@ class BCSystem(ScoreRegularisedSystem):
         Raises:
             ValueError: listing every invalid hyperparameter.
         """
-        from og_marl_omsd.runner.validation import rule_problems
         from og_marl_omsd.systems.stage_configs import SYSTEM_RULES
+        from og_marl_omsd.upstream.og_marl_run import rule_problems
 
         problems = rule_problems(params, SYSTEM_RULES)
         if problems:

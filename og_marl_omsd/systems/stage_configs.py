@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from og_marl_omsd.models.losses import SCORE_WEIGHT_POWERS
-from og_marl_omsd.runner.validation import SEED_RANGE, _is_number, _whole, rule_problems
+from og_marl_omsd.upstream.og_marl_run import SEED_RANGE, _is_number, _whole, rule_problems
 
 LAYOUT = "stacked"  # stacked per-head weights; batches drawn on the device (part of the cache key)
 # What the behaviour models are conditioned on: the global state, or each agent's own observation.
