@@ -46,12 +46,16 @@ from og_marl_omsd.support import quiet
 from og_marl_omsd.support.errors import StageStopped, UserError, cli_entry
 from og_marl_omsd.support.files import is_disk_error, write_json
 from og_marl_omsd.support.provenance import collect
-from og_marl_omsd.upstream.og_marl_run import (  # noqa: F401 (re-exported)
+from og_marl_omsd.upstream.og_marl_run import (  # noqa: F401 (re-exported: defined there, shared with og_marl/run.py)
+    NOT_RUN_IDENTITY,
+    RunSchema,
+    check_run_settings,
     default_run_dir,
     print_summary,
     run_identity,
     run_offline_system,
     run_results,
+    system_parameters,
 )
 
 
