@@ -260,7 +260,7 @@ def evaluate_run(
     seed = int(config["seed"] if seed is None else seed)
     first = int(first_episode if first_episode is not None else (recorded.get("first_episode") or 0))
 
-    from og_marl_omsd.runner.run import setup_devices
+    from og_marl_omsd.runner.plan import setup_devices
 
     setup_devices()
     from og_marl_omsd import host
