@@ -25,8 +25,11 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from og_marl_omsd.runner.plan import setup_devices
+from og_marl_omsd.support import quiet
 from og_marl_omsd.support.errors import UserError, cli_entry
 from og_marl_omsd.support.files import write_json
+from og_marl_omsd.support.provenance import collect
 
 OPTIONS = {"num_eval_episodes": int, "seed": int, "first_episode": int, "video": bool, "verbose": bool}
 INTERRUPTED = "Interrupted. Run the same command again."
@@ -260,8 +263,6 @@ def evaluate_run(
     seed = int(config["seed"] if seed is None else seed)
     first = int(first_episode if first_episode is not None else (recorded.get("first_episode") or 0))
 
-    from og_marl_omsd.runner.plan import setup_devices
-
     setup_devices()
     from og_marl_omsd import host
 
@@ -290,7 +291,6 @@ def evaluate_run(
         "evaluation": logs,
         "run_final_mean_episode_return": results.get("final_evaluation", {}).get("mean_episode_return"),
     }
-    from og_marl_omsd.support.provenance import collect
 
     record["provenance"] = collect()
     out_dir = os.path.join(run_dir, "evaluations")
@@ -316,7 +316,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def evaluate_and_report(argv: List[str]) -> int:
     """Evaluate the run ``argv`` names and print the result (:func:`main` without its error handling)."""
-    from og_marl_omsd.support import quiet
 
     options = parse_arguments(argv)
     quiet.configure(options.pop("verbose", False))

@@ -18,6 +18,9 @@ from typing import Any, Dict, Optional, Tuple, cast
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from og_marl_omsd.datasets.availability import require_generated
+from og_marl_omsd.datasets.generate import ensure_datasets, load_vault_config, location_of
+from og_marl_omsd.datasets.vaults import VaultLocation
 from og_marl_omsd.runner import registry
 from og_marl_omsd.runner.validation import (
     check_dataset_folder,
@@ -132,9 +135,6 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
 
     A task without ``vault_config`` (OG-MARL's own, as ``og_marl.run``'s configs name them) is
     read where OG-MARL keeps it, ``<vault_dir>/<source>/<env_name>/<scenario>.vlt/<dataset>``."""
-    from og_marl_omsd.datasets.generate import ensure_datasets, load_vault_config, location_of
-    from og_marl_omsd.datasets.vaults import VaultLocation
-
     if not cfg.task.get("vault_config"):
         place = VaultLocation(str(cfg.task.source), str(cfg.task.env_name), str(cfg.task.scenario), str(cfg.vault_dir))
         if place.exists(dataset):
@@ -166,8 +166,6 @@ def prepare_dataset(cfg: DictConfig, dataset: str) -> Any:
             f"use): {', '.join(defined)}. Choose one with dataset=<name>, or generate them all with "
             f"`python -m og_marl_omsd.datasets generate {vault_config['name']}`."
         )
-    from og_marl_omsd.datasets.availability import require_generated
-
     require_generated(vault_config, location, dataset, cfg.vault_dir, cfg.task.name)  # big sets: exit 2 + command
     check_writable_directory(cfg.vault_dir, "vault directory", "vault_dir")
     try:

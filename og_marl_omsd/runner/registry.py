@@ -22,13 +22,12 @@ from og_marl_omsd.upstream.og_marl_run import (  # noqa: F401 (re-exported)
     available_systems,
     load_registered_system,
 )
+from og_marl_omsd.upstream.og_marl_systems import INSTALL_HINT, OG_MARL_SYSTEMS, og_marl_package_dir
 
 
 def load_system(name: str) -> type:
     """The system class named ``name``: a registered entry point, else one of OG-MARL's own offline
     systems (``iddpg_bc``, ``maddpg_cql``, ``omar``, ``continuous_bc``) when OG-MARL is usable."""
-    from og_marl_omsd.upstream.og_marl_systems import INSTALL_HINT, OG_MARL_SYSTEMS, og_marl_package_dir
-
     if name in available_systems() or name not in OG_MARL_SYSTEMS:
         try:
             return load_registered_system(name)

@@ -32,6 +32,8 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from og_marl_omsd.datasets import record as data_record
+from og_marl_omsd.datasets.vaults import VaultLocation, episode_returns, fingerprint
 from og_marl_omsd.runner import tracking
 from og_marl_omsd.runner.plan import _lock_run_dir, check_same_run, plan_run, reward_scale, setup_devices
 from og_marl_omsd.runner.validation import check_writable_directory, read_checked_dataset, validate_experience
@@ -129,8 +131,6 @@ def check_run_data(run_dir: str, location: Any, dataset: str, fingerprint: Optio
     Raises:
         UserError: the run directory was made from data with another fingerprint.
     """
-    from og_marl_omsd.datasets import record as data_record
-
     recorded = data_record.read_record(run_dir)
     finished = os.path.isfile(os.path.join(run_dir, "results.json"))
     if fingerprint is None:
@@ -158,9 +158,6 @@ def check_offline_run_data(run_dir: str, place: Tuple[str, str, str, str], datas
     """For OG-MARL's own systems (:func:`og_marl_omsd.upstream.og_marl_run.run_offline_system`): a
     finished run is reported only when made from the dataset now on disk (:func:`check_run_data`);
     an unfinished one resumes nothing (it starts again), so it records the dataset it trains on."""
-    from og_marl_omsd.datasets import record as data_record
-    from og_marl_omsd.datasets.vaults import VaultLocation
-
     location = VaultLocation(*place)
     if finished:
         check_run_data(run_dir, location, dataset)
@@ -200,7 +197,6 @@ def load_dataset(
 ) -> CheckedDataset:
     """Dataset ``dataset`` of the vault ``location`` (:func:`og_marl_omsd.runner.plan.prepare_dataset`),
     checked against the environment and the settings; its returns, fingerprint and reward scale."""
-    from og_marl_omsd.datasets.vaults import episode_returns, fingerprint
 
     order = params.get("agent_order")
     if order is not None and len(order) != len(environment.agents):

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from og_marl_omsd.support import progress
 from og_marl_omsd.support.files import read_json, write_json, write_text
+from og_marl_omsd.support.provenance import collect
 from og_marl_omsd.upstream.og_marl_run import run_identity
 
 WANDB_ID_FILE = "wandb_run_id"
@@ -173,7 +174,6 @@ def finish_run(system: Any, environment: Any, run_dir: str, cfg: DictConfig, dat
     """After the last evaluation: export the actors to ``<run_dir>/policy`` and return what
     ``results.json`` gains (the final evaluation's episodes, the policy path, provenance)."""
     from og_marl_omsd.runner.policy import export_system, final_evaluation_record
-    from og_marl_omsd.support.provenance import collect
 
     progress.plan_run(None)
     provenance = collect()

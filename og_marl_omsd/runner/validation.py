@@ -19,6 +19,7 @@ from og_marl_omsd.datasets.checks import (  # noqa: F401 (re-exported)
     os_error_paragraph,
     read_checked_dataset,
 )
+from og_marl_omsd.datasets.vaults import missing_directories
 from og_marl_omsd.support.errors import UserError
 
 # The run's settings rules and the dataset name check: defined in og_marl_run (exported as og_marl/run.py).
@@ -43,8 +44,6 @@ def check_writable_directory(path: str, what: str, setting: str) -> None:
     stays behind. ``what`` names the directory in the message, ``setting`` the config key
     that chooses it.
     """
-    from og_marl_omsd.datasets.vaults import missing_directories
-
     missing = missing_directories(path)
     probe = os.path.dirname(missing[-1]) if missing else os.path.abspath(path)
     problem = None

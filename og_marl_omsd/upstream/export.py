@@ -28,6 +28,8 @@ import subprocess
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from og_marl_omsd.runner.validation import check_writable_directory
+from og_marl_omsd.support.errors import UserError
 from og_marl_omsd.upstream.og_marl_systems import OFFLINE_DIR, OG_MARL_SYSTEMS, system_config
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -487,9 +489,6 @@ def pull_request_description(result: Dict[str, Any], base: str) -> str:
 
 def _patch_problem(path: str) -> Optional[str]:
     """Why ``path`` cannot be written as a file (probed without changing it), or None."""
-    from og_marl_omsd.runner.validation import check_writable_directory
-    from og_marl_omsd.support.errors import UserError
-
     if os.path.isdir(path):
         return "it is a directory"
     try:
