@@ -10,6 +10,7 @@
 # names and JSON, the entry-point registry, the runner of systems without pretraining): one
 # definition each. It sits below every other module of the plugin (.importlinter); only its HOST
 # block reaches up: to its systems' rule for run identities, and at call time to its host seam.
+# Its `main` is og_marl.run's command (beside og_marl/configs); the plugin's is og_marl_omsd.runner.run.
 """Run any registered offline system: ``python -m og_marl.run system=<name> env=<env> task=<task>``.
 
 Grammar: ``system= env= task= dataset= seed= training_steps= evaluation_every=
