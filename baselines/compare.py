@@ -481,21 +481,9 @@ INTERRUPTED = "Interrupted. Run the same command again: finished runs are kept a
 def cli(argv: Optional[Sequence[str]] = None) -> int:
     """:func:`main` with bad input as one paragraph (exit 2) and Ctrl-C as one line (exit 130);
     ``HYDRA_FULL_ERROR=1`` shows the traceback."""
-    from og_marl_omsd.support.errors import UserError
+    from og_marl_omsd.support.errors import cli_entry
 
-    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    try:
-        return main(argv)
-    except KeyboardInterrupt:
-        if full_error:
-            raise
-        print(INTERRUPTED, file=sys.stderr, flush=True)
-        return 130
-    except UserError as error:
-        if full_error:
-            raise
-        print(f"Error: {error}", file=sys.stderr, flush=True)
-        return 2
+    return cli_entry(lambda: main(argv), INTERRUPTED)
 
 
 if __name__ == "__main__":

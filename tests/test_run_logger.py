@@ -188,7 +188,7 @@ def test_runs_of_two_datasets_and_two_betas_stay_apart_when_concatenated(tmp_pat
 
 def test_the_run_names_carry_the_settings_given_and_never_commas():
     from og_marl_omsd.runner.naming import split_algorithm_name
-    from og_marl_omsd.upstream.runner import marl_eval_names
+    from og_marl_omsd.upstream.og_marl_run import marl_eval_names
 
     from conftest import run_config
 

@@ -249,7 +249,7 @@ def test_exported_runner_is_derived_and_self_contained():
 
     from og_marl_omsd.runner import naming
     from og_marl_omsd.runner import run as plugin_run
-    from og_marl_omsd.upstream import runner
+    from og_marl_omsd.upstream import og_marl_run as runner
 
     functions = (plugin_run.system_parameters, runner.run_offline_system, runner.run_registered, naming.with_settings)
     for function in functions:
@@ -456,7 +456,7 @@ def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluati
     from og_marl_omsd.runner import registry
     from og_marl_omsd.runner.run import run, vault_of_task
     from og_marl_omsd.support.provenance import collect
-    from og_marl_omsd.upstream import runner
+    from og_marl_omsd.upstream import og_marl_run as runner
 
     from conftest import run_config
 
@@ -491,7 +491,7 @@ def test_a_system_without_pretraining_runs_on_the_vault_with_the_runner_evaluati
 
 def test_a_command_line_key_the_system_does_not_take_is_an_error(tmp_path, small_vault_dir, monkeypatch):
     from og_marl_omsd.support.errors import UserError
-    from og_marl_omsd.upstream import runner
+    from og_marl_omsd.upstream import og_marl_run as runner
 
     from conftest import run_config
 

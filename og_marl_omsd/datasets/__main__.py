@@ -108,41 +108,40 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 2
 
 
+INTERRUPTED = (
+    "Interrupted. Run the same command again: complete datasets are kept and behaviour training "
+    "resumes from its last checkpoint."
+)
+
+
+def error_message(error: Exception) -> Optional[str]:
+    """The paragraph for an error the user can act on (an unknown config or dataset, bad config keys,
+    a damaged path, a full or read-only disk), or ``None`` (a bug: its traceback)."""
+    from og_marl_omsd.support.errors import UserError
+    from og_marl_omsd.support.files import is_disk_error
+
+    if not isinstance(
+        error, (UserError, FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError, OSError)
+    ):
+        return None
+    if isinstance(error, OSError) and not isinstance(error, (FileNotFoundError, FileExistsError)):
+        if not is_disk_error(error):
+            return None
+        reason = getattr(error, "strerror", error)
+        return (
+            f"could not write {getattr(error, 'filename', None) or ''}: {reason}. Free disk space "
+            "(or fix permissions) and run the same command again; nothing partial was kept"
+        )
+    return error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+
+
 def cli(argv: Optional[List[str]] = None) -> int:
     """:func:`main` with user errors (unknown config or dataset, bad config keys, a damaged or
     unwritable path, Ctrl-C) printed as one paragraph, exit code 2 (130 for Ctrl-C); set
     ``HYDRA_FULL_ERROR=1`` to see the traceback."""
-    from og_marl_omsd.support.errors import UserError
-    from og_marl_omsd.support.files import is_disk_error
+    from og_marl_omsd.support.errors import cli_entry
 
-    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    try:
-        return main(argv)
-    except KeyboardInterrupt:
-        if full_error:
-            raise
-        print(
-            "Interrupted. Run the same command again: complete datasets are kept and behaviour training "
-            "resumes from its last checkpoint.",
-            file=sys.stderr,
-        )
-        return 130
-    except (UserError, FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError, OSError) as error:
-        if full_error or (
-            isinstance(error, OSError)
-            and not isinstance(error, (FileNotFoundError, FileExistsError))
-            and not is_disk_error(error)
-        ):
-            raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        if is_disk_error(error):
-            reason = getattr(error, "strerror", error)
-            message = (
-                f"could not write {getattr(error, 'filename', None) or ''}: {reason}. Free disk space "
-                "(or fix permissions) and run the same command again; nothing partial was kept"
-            )
-        print(f"Error: {message}", file=sys.stderr)
-        return 2
+    return cli_entry(lambda: main(argv), INTERRUPTED, error_message)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import hashlib
 import os
 from typing import Any, Dict, Optional, Tuple
 
+from og_marl_omsd.datasets.checks import check_readable_dataset, read_checked_dataset
 from og_marl_omsd.support.errors import UserError
 
 RECORD_FILE = "dataset.json"
@@ -108,10 +109,9 @@ def current_fingerprint(location: Any, uid: str, record: Optional[Dict[str, Any]
     """``(fingerprint, file signature)`` of dataset ``uid`` as it is on disk now.
 
     While the files' signature equals ``record["files"]``, the recorded fingerprint is taken
-    (stat only); else the dataset is read (checked: :func:`~og_marl_omsd.runner.validation.read_checked_dataset`)
+    (stat only); else the dataset is read (checked: :func:`~og_marl_omsd.datasets.checks.read_checked_dataset`)
     and hashed, once per process for the same files."""
     from og_marl_omsd.datasets.vaults import fingerprint
-    from og_marl_omsd.runner.validation import check_readable_dataset, read_checked_dataset
 
     check_readable_dataset(location, uid)
     path = location.dataset_path(uid)

@@ -180,19 +180,19 @@ def read_dataset(location: VaultLocation, uid: str) -> Dict[str, Any]:
 def fingerprint(experience: Mapping[str, Any]) -> str:
     """A sha256 of every array's dtype, shape and bytes, in key order (the dataset's content key)."""
     digest = hashlib.sha256()
-    for key, value in _flatten(experience):
+    for key, value in _leaves(experience):
         array = np.ascontiguousarray(value)
         digest.update(f"{key}|{array.dtype.str}|{array.shape}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()[:16]
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> List[tuple]:
+def _leaves(tree: Mapping[str, Any], prefix: str = "") -> List[tuple]:
     items = []
     for key in sorted(tree):
         value = tree[key]
         if isinstance(value, Mapping):
-            items.extend(_flatten(value, f"{prefix}{key}."))
+            items.extend(_leaves(value, f"{prefix}{key}."))
         else:
             items.append((f"{prefix}{key}", value))
     return items

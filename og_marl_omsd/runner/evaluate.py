@@ -25,10 +25,14 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from og_marl_omsd.support.errors import UserError
+from og_marl_omsd.runner.plan import setup_devices
+from og_marl_omsd.support import quiet
+from og_marl_omsd.support.errors import UserError, cli_entry
 from og_marl_omsd.support.files import write_json
+from og_marl_omsd.support.provenance import collect
 
 OPTIONS = {"num_eval_episodes": int, "seed": int, "first_episode": int, "video": bool, "verbose": bool}
+INTERRUPTED = "Interrupted. Run the same command again."
 USAGE = (
     "python -m og_marl_omsd.evaluate <run_dir> [num_eval_episodes=N] [seed=S] [first_episode=K] [video=true] "
     "[verbose=true]"
@@ -259,8 +263,6 @@ def evaluate_run(
     seed = int(config["seed"] if seed is None else seed)
     first = int(first_episode if first_episode is not None else (recorded.get("first_episode") or 0))
 
-    from og_marl_omsd.runner.run import setup_devices
-
     setup_devices()
     from og_marl_omsd import host
 
@@ -289,7 +291,6 @@ def evaluate_run(
         "evaluation": logs,
         "run_final_mean_episode_return": results.get("final_evaluation", {}).get("mean_episode_return"),
     }
-    from og_marl_omsd.support.provenance import collect
 
     record["provenance"] = collect()
     out_dir = os.path.join(run_dir, "evaluations")
@@ -310,22 +311,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         scenario, seed, first, actions_path, folder = argv[1:]
         _render_videos(scenario, int(seed), int(first), actions_path, folder)
         return 0
-    from og_marl_omsd.support import quiet
+    return cli_entry(lambda: evaluate_and_report(argv), INTERRUPTED)
 
-    try:
-        options = parse_arguments(argv)
-        quiet.configure(options.pop("verbose", False))
-        record = evaluate_run(**options)
-    except UserError as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"Error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print("Interrupted. Run the same command again.", file=sys.stderr, flush=True)
-        return 130
+
+def evaluate_and_report(argv: List[str]) -> int:
+    """Evaluate the run ``argv`` names and print the result (:func:`main` without its error handling)."""
+
+    options = parse_arguments(argv)
+    quiet.configure(options.pop("verbose", False))
+    record = evaluate_run(**options)
     logs = record["evaluation"]
     line = (
         f"Evaluation of {record['run_dir']}: mean return {logs['mean_episode_return']:.4f} "

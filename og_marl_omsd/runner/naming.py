@@ -12,6 +12,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Tuple
 
+# Defined in og_marl_run (exported as og_marl/run.py, whose metrics.json uses them).
+from og_marl_omsd.upstream.og_marl_run import (  # noqa: F401 (re-exported)
+    marl_eval_task_name,
+    setting_text,
+    with_settings,
+)
+
 
 def algorithm_name(record: Mapping[str, Any]) -> str:
     """``system`` or ``system-variant``."""
@@ -23,25 +30,3 @@ def split_algorithm_name(name: str) -> Tuple[str, str]:
     (``omsd-mode_seeking@beta=0.01`` -> ``("omsd", "mode_seeking")``; variant ``""`` for a plain system)."""
     system, _, variant = name.split("@", 1)[0].partition("-")
     return system, variant
-
-
-def setting_text(value: Any) -> str:
-    """A setting's value in a name: numbers as ``%g``, lists joined by ``x`` (marl-eval refuses commas)."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return "x".join(setting_text(item) for item in value)
-    return str(value).replace(",", ";")
-
-
-def with_settings(name: str, settings: Mapping[str, Any]) -> str:
-    """``name@key=value...``: beta first, then the other settings by name."""
-    keys = sorted(settings, key=lambda key: (key != "beta", key))
-    return name + "".join(f"@{key}={setting_text(settings[key])}" for key in keys)
-
-
-def marl_eval_task_name(task: str, dataset: str) -> str:
-    """The task level of marl-eval's hierarchy: the task and its dataset (``2halfcheetah-Medium``)."""
-    return f"{task}-{dataset}"

@@ -14,40 +14,20 @@ installed metadata, so a new one appears after (re)installing its distribution.
 from __future__ import annotations
 
 import os
-from importlib.metadata import EntryPoint, entry_points
-from typing import Dict
 
-GROUP = "og_marl.systems"
-
-
-class UnknownSystemError(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def available_systems() -> Dict[str, EntryPoint]:
-    """Registered system names and their (not yet imported) entry points."""
-    return {entry.name: entry for entry in entry_points(group=GROUP)}
-
-
-def load_registered_system(name: str) -> type:
-    """Import and return the system class registered as ``name`` (entry points only)."""
-    systems = available_systems()
-    if name not in systems:
-        known = ", ".join(sorted(systems)) or "none"
-        raise UnknownSystemError(
-            f"Unknown system {name!r}. Registered systems ({GROUP} entry points): {known}. "
-            "A distribution registers more in its packaging metadata (setup.cfg [options.entry_points] or "
-            f'pyproject.toml [project.entry-points."{GROUP}"]); reinstall it after adding one.'
-        )
-    return systems[name].load()
+# The entry-point lookup: defined in og_marl_run (exported as og_marl/run.py).
+from og_marl_omsd.upstream.og_marl_run import (  # noqa: F401 (re-exported)
+    GROUP,
+    UnknownSystemError,
+    available_systems,
+    load_registered_system,
+)
+from og_marl_omsd.upstream.og_marl_systems import INSTALL_HINT, OG_MARL_SYSTEMS, og_marl_package_dir
 
 
 def load_system(name: str) -> type:
     """The system class named ``name``: a registered entry point, else one of OG-MARL's own offline
     systems (``iddpg_bc``, ``maddpg_cql``, ``omar``, ``continuous_bc``) when OG-MARL is usable."""
-    from og_marl_omsd.upstream.og_marl_systems import INSTALL_HINT, OG_MARL_SYSTEMS, og_marl_package_dir
-
     if name in available_systems() or name not in OG_MARL_SYSTEMS:
         try:
             return load_registered_system(name)

@@ -4,7 +4,7 @@ the comparison harness and the tests call these rather than wiring a run themsel
 One run (:func:`og_marl_omsd.runner.run.run`)::
 
     plan = prepare_run(cfg)                       # settings, run directory: new, resumed or complete
-    location = prepare_dataset(cfg, plan.dataset)  # (run.py) the vault; generated when missing
+    location = prepare_dataset(cfg, plan.dataset)  # (plan.py) the vault; generated when missing
     if plan.completed: return report_completed(plan, location)  # only if made from this very dataset
     environment = make_environment(cfg)           # the task's environment (devices set up first)
     data = load_dataset(cfg, location, plan.dataset, environment, plan.params)  # checked; reward scale
@@ -32,8 +32,15 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from og_marl_omsd.datasets import record as data_record
+from og_marl_omsd.datasets.vaults import VaultLocation, episode_returns, fingerprint
+from og_marl_omsd.runner import tracking
+from og_marl_omsd.runner.plan import _lock_run_dir, check_same_run, plan_run, reward_scale, setup_devices
+from og_marl_omsd.runner.validation import check_writable_directory, read_checked_dataset, validate_experience
+from og_marl_omsd.support import progress, provenance
 from og_marl_omsd.support.errors import UserError
 from og_marl_omsd.support.files import read_json, remove_leftovers, write_text
+from og_marl_omsd.upstream.og_marl_run import EpisodeReturns, marl_eval_names, print_summary, run_results
 
 
 @dataclasses.dataclass
@@ -82,10 +89,6 @@ class CheckedDataset:
 def prepare_run(cfg: DictConfig) -> RunPlan:
     """Check the settings, find the run directory, and decide: a new run, a resumed one, or one
     already complete (``plan.completed``). Directories that must be written are checked now."""
-    from og_marl_omsd.runner.run import check_same_run, plan_run
-    from og_marl_omsd.runner.validation import check_writable_directory
-    from og_marl_omsd.support import provenance
-
     provenance.pin()  # results name the commit this process runs, even if the checkout moves on
     system_class, params, dataset, run_dir = plan_run(cfg)
     plan = RunPlan(system_class, params, dataset, run_dir)
@@ -128,8 +131,6 @@ def check_run_data(run_dir: str, location: Any, dataset: str, fingerprint: Optio
     Raises:
         UserError: the run directory was made from data with another fingerprint.
     """
-    from og_marl_omsd.datasets import record as data_record
-
     recorded = data_record.read_record(run_dir)
     finished = os.path.isfile(os.path.join(run_dir, "results.json"))
     if fingerprint is None:
@@ -154,12 +155,9 @@ def check_run_data(run_dir: str, location: Any, dataset: str, fingerprint: Optio
 
 
 def check_offline_run_data(run_dir: str, place: Tuple[str, str, str, str], dataset: str, finished: bool) -> None:
-    """For OG-MARL's own systems (:func:`og_marl_omsd.upstream.runner.run_offline_system`): a
+    """For OG-MARL's own systems (:func:`og_marl_omsd.upstream.og_marl_run.run_offline_system`): a
     finished run is reported only when made from the dataset now on disk (:func:`check_run_data`);
     an unfinished one resumes nothing (it starts again), so it records the dataset it trains on."""
-    from og_marl_omsd.datasets import record as data_record
-    from og_marl_omsd.datasets.vaults import VaultLocation
-
     location = VaultLocation(*place)
     if finished:
         check_run_data(run_dir, location, dataset)
@@ -178,8 +176,6 @@ def _has_checkpoints(run_dir: str) -> bool:
 def report_completed(plan: RunPlan, location: Any) -> Dict[str, Any]:
     """A finished run's results, printed, once its dataset is the one it was made from
     (:func:`check_run_data`: never the result of data that is no longer there)."""
-    from og_marl_omsd.runner.run import print_summary
-
     assert plan.completed is not None
     check_run_data(plan.run_dir, location, plan.dataset)
     print(f"Run already complete: {plan.run_dir}", flush=True)
@@ -189,11 +185,8 @@ def report_completed(plan: RunPlan, location: Any) -> Dict[str, Any]:
 
 def make_environment(cfg: DictConfig) -> Any:
     """The task's environment (seeded with the run's seed), after the devices are set up."""
-    from og_marl_omsd.runner.run import setup_devices
-
     setup_devices()
     from og_marl_omsd import host
-    from og_marl_omsd.runner.logger import EpisodeReturns
 
     # Every evaluation episode's return is recorded (marl-eval JSON keeps the spread, not only the mean).
     return EpisodeReturns(host.get_environment(cfg.task.source, cfg.task.env_name, cfg.task.scenario, seed=cfg.seed))
@@ -202,11 +195,8 @@ def make_environment(cfg: DictConfig) -> Any:
 def load_dataset(
     cfg: DictConfig, location: Any, dataset: str, environment: Any, params: Dict[str, Any]
 ) -> CheckedDataset:
-    """Dataset ``dataset`` of the vault ``location`` (:func:`og_marl_omsd.runner.run.prepare_dataset`),
+    """Dataset ``dataset`` of the vault ``location`` (:func:`og_marl_omsd.runner.plan.prepare_dataset`),
     checked against the environment and the settings; its returns, fingerprint and reward scale."""
-    from og_marl_omsd.datasets.vaults import episode_returns, fingerprint
-    from og_marl_omsd.runner.run import reward_scale
-    from og_marl_omsd.runner.validation import read_checked_dataset, validate_experience
 
     order = params.get("agent_order")
     if order is not None and len(order) != len(environment.agents):
@@ -224,7 +214,7 @@ def load_dataset(
         cfg.clip_actions,
     )
     if cfg.replay.batch_size > checked["timesteps"]:
-        from og_marl_omsd.runner.run import ReplaySchema
+        from og_marl_omsd.upstream.og_marl_run import ReplaySchema
 
         raise UserError(
             f"Bad run settings: replay.batch_size={cfg.replay.batch_size} is larger than dataset "
@@ -247,7 +237,6 @@ def open_run_dir(cfg: DictConfig, plan: RunPlan, data: CheckedDataset) -> Any:
     """Take the run directory (its lock, returned), clear what an interrupted process left, write
     ``config.yaml`` unless a good one is there, and say what runs on what."""
     from og_marl_omsd import host
-    from og_marl_omsd.runner.run import _lock_run_dir
 
     os.makedirs(plan.run_dir, exist_ok=True)
     lock = _lock_run_dir(plan.run_dir)
@@ -284,9 +273,6 @@ def open_run_dir(cfg: DictConfig, plan: RunPlan, data: CheckedDataset) -> Any:
 def track_wall_time(run_dir: str, start: float) -> Any:
     """A :class:`~og_marl_omsd.runner.tracking.WallClock` for this process (started at ``start``), recorded
     now and every few seconds of training (:func:`og_marl_omsd.support.progress.set_heartbeat`)."""
-    from og_marl_omsd.runner import tracking
-    from og_marl_omsd.support import progress
-
     clock = tracking.WallClock(run_dir, start)
     clock.record()
     progress.set_heartbeat(clock.record)
@@ -295,9 +281,7 @@ def track_wall_time(run_dir: str, start: float) -> Any:
 
 def make_run_logger(cfg: DictConfig, plan: RunPlan, environment: Any) -> Any:
     """The run's logger: evaluation lines (+ wandb) and the marl-eval JSON of the run directory."""
-    from og_marl_omsd.runner import tracking
-    from og_marl_omsd.runner.logger import MarlEvalWriter, RunLogger
-    from og_marl_omsd.upstream.runner import marl_eval_names
+    from og_marl_omsd.runner.logger import MarlEvalWriter, RunLogger  # its RunLogger is the host's logger
 
     loggers = tracking.make_loggers(cfg, plan.run_dir, plan.dataset)  # readable evaluation lines (+ wandb)
     # metrics.json in both host modes: written atomically, named so that runs never merge in marl-eval.
@@ -333,8 +317,6 @@ def enable_checkpoints(
     """Checkpoint every stage in ``run_dir/checkpoints`` (the logger's evaluation record with the
     actors; each checkpoint records ``dataset_fingerprint`` and restores only with it), and
     announce the stages for the whole run's progress line."""
-    from og_marl_omsd.runner import tracking
-
     system.enable_checkpointing(
         os.path.join(run_dir, "checkpoints"),
         int(cfg.checkpoint_every),
@@ -379,8 +361,6 @@ def finish_run(
     With ``clock`` (:class:`og_marl_omsd.runner.tracking.WallClock`) the wall time is the sum over every process
     of the run, each one's share in ``wall_time_processes``; without it, this process's."""
     from og_marl_omsd import host
-    from og_marl_omsd.runner import tracking
-    from og_marl_omsd.runner.run import run_results
 
     final = logger.evaluations[-1]
     artefacts = tracking.finish_run(system, environment, plan.run_dir, cfg, plan.dataset)  # policy/, provenance

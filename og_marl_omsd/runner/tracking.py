@@ -26,7 +26,10 @@ from typing import Any, Dict, List, Optional, cast
 
 from omegaconf import DictConfig, OmegaConf
 
+from og_marl_omsd.support import progress
 from og_marl_omsd.support.files import read_json, write_json, write_text
+from og_marl_omsd.support.provenance import collect
+from og_marl_omsd.upstream.og_marl_run import run_identity
 
 WANDB_ID_FILE = "wandb_run_id"
 WALL_TIME_FILE = "wall_time.json"
@@ -86,8 +89,6 @@ def wandb_run_id(run_dir: str) -> str:
 
 def wandb_settings(cfg: DictConfig, run_dir: str, dataset: str) -> Dict[str, Any]:
     """Keyword arguments of the host's ``WandbLogger`` for this run (see the module docstring)."""
-    from og_marl_omsd.runner.run import run_identity
-
     resolved = cast(Dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     identity = run_identity(resolved, dataset)
     identity.pop("seed", None)
@@ -109,7 +110,6 @@ def make_loggers(cfg: DictConfig, run_dir: str, dataset: str) -> List[Any]:
     """Readable evaluation lines on the terminal (per-step numbers go to the progress lines),
     plus wandb when ``logger.wandb=true``."""
     from og_marl_omsd import host
-    from og_marl_omsd.support import progress
 
     progress.configure(every=cfg.logger.get("progress_every", None))
     loggers: List[Any] = [progress.EvaluationPrinter(total_steps=int(cfg.training_steps))]
@@ -121,8 +121,6 @@ def make_loggers(cfg: DictConfig, run_dir: str, dataset: str) -> List[Any]:
 def plan_stages(system: Any, training_steps: int) -> None:
     """Announce the run's stages to :mod:`og_marl_omsd.support.progress` (for the whole run's ETA), with
     each stage's cost per step (:func:`stage_step_costs`)."""
-    from og_marl_omsd.support import progress
-
     stages = {}
     for stage, config in (
         ("critic", getattr(system, "critic_config", None)),
@@ -176,8 +174,6 @@ def finish_run(system: Any, environment: Any, run_dir: str, cfg: DictConfig, dat
     """After the last evaluation: export the actors to ``<run_dir>/policy`` and return what
     ``results.json`` gains (the final evaluation's episodes, the policy path, provenance)."""
     from og_marl_omsd.runner.policy import export_system, final_evaluation_record
-    from og_marl_omsd.support import progress
-    from og_marl_omsd.support.provenance import collect
 
     progress.plan_run(None)
     provenance = collect()

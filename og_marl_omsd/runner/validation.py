@@ -8,11 +8,32 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
+# The dataset folder's checks: defined in og_marl_omsd.datasets.checks (the dataset record reads through them).
+from og_marl_omsd.datasets.checks import (  # noqa: F401 (re-exported)
+    check_dataset_folder,
+    check_readable_dataset,
+    os_error_paragraph,
+    read_checked_dataset,
+)
+from og_marl_omsd.datasets.vaults import missing_directories
 from og_marl_omsd.support.errors import UserError
+
+# The run's settings rules and the dataset name check: defined in og_marl_run (exported as og_marl/run.py).
+from og_marl_omsd.upstream.og_marl_run import (  # noqa: F401 (re-exported)
+    MAX_BATCH_SIZE,
+    RUN_RULES,
+    SEED_RANGE,
+    _is_number,
+    _whole,
+    check_dataset_name,
+    dataset_name_problem,
+    rule_problems,
+    unknown_keys,
+)
 
 
 def check_writable_directory(path: str, what: str, setting: str) -> None:
@@ -23,8 +44,6 @@ def check_writable_directory(path: str, what: str, setting: str) -> None:
     stays behind. ``what`` names the directory in the message, ``setting`` the config key
     that chooses it.
     """
-    from og_marl_omsd.datasets.vaults import missing_directories
-
     missing = missing_directories(path)
     probe = os.path.dirname(missing[-1]) if missing else os.path.abspath(path)
     problem = None
@@ -163,197 +182,7 @@ def _check_finite(arrays: Mapping[str, np.ndarray], dataset: str) -> None:
         )
 
 
-# ---------------------------------------------------------------------- settings
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _whole(value: Any) -> bool:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return True  # also past int64, where np.isfinite fails: a range rule then names the limit
-    return _is_number(value) and bool(np.isfinite(value)) and float(value).is_integer()
-
-
-SEED_RANGE = (0, 2**31 - 1)  # what TF, NumPy and JAX all accept as a seed
-MAX_BATCH_SIZE = 1 << 20
-RUN_RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
-    "seed": (lambda v: _whole(v) and SEED_RANGE[0] <= v <= SEED_RANGE[1], f"a whole number in [0, {SEED_RANGE[1]}]"),
-    # step counts are int64 on the device: 2**63 - 1 at most
-    "training_steps": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "> 0 and at most 2**63 - 1"),
-    "evaluation_every": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "> 0 and at most 2**63 - 1"),
-    "num_eval_episodes": (lambda v: _whole(v) and 1 <= v <= 2**31 - 1, "> 0 and at most 2**31 - 1"),
-    "checkpoint_every": (lambda v: _whole(v) and 1 <= v <= 2**63 - 1, "> 0 and at most 2**63 - 1"),
-    "replay.sequence_length": (
-        lambda v: _whole(v) and v >= 2,
-        "a whole number >= 2 (a transition needs its successor)",
-    ),
-    "replay.batch_size": (
-        lambda v: _whole(v) and 1 <= v <= MAX_BATCH_SIZE,
-        f"a whole number in [1, {MAX_BATCH_SIZE}] (and at most the dataset's timesteps)",
-    ),
-    "logger.terminal_log_every": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (seconds)"),
-    "budget_scale": (lambda v: _is_number(v) and 0 < v < float("inf"), "a finite number > 0 (0.01 for a smoke run)"),
-}
-
-
-def rule_problems(
-    values: Mapping[str, Any], rules: Mapping[str, Tuple[Callable[[Any], bool], str]], prefix: str = ""
-) -> List[str]:
-    """``"<prefix><name> must be <what> (got <value>)"`` for every value in ``values`` that breaks its rule."""
-    problems = []
-    for name, (test, what) in rules.items():
-        if name not in values:
-            continue
-        value = values[name]
-        try:
-            good = bool(test(value))
-        except (TypeError, ValueError):
-            good = False
-        if not good:
-            problems.append(f"{prefix}{name} must be {what} (got {value!r})")
-    return problems
-
-
-def unknown_keys(config: Mapping[str, Any], schemas: Mapping[str, Any]) -> List[str]:
-    """Dotted keys of ``config`` not in its schema (``schemas``: ``{"": RunSchema, "replay": ReplaySchema, ...}``),
-    e.g. a ``+foo=1`` that would otherwise be ignored silently."""
-    import dataclasses
-
-    unknown: List[str] = []
-    for section, schema in schemas.items():
-        node = config if not section else config.get(section, {})
-        if not isinstance(node, Mapping):
-            continue
-        known = {f.name for f in dataclasses.fields(schema)}
-        unknown.extend(f"{section + '.' if section else ''}{key}" for key in node if key not in known)
-    return unknown
-
-
-# ---------------------------------------------------------------------- data on disk
-def dataset_name_problem(name: Any) -> Optional[str]:
-    """Why ``name`` cannot be a dataset's name (a folder name in the vault), or ``None``: no
-    path separators, not ``.``/``..``, no leading ``.`` (temporaries), nothing empty."""
-    if not isinstance(name, str) or not name:
-        return "it is empty"
-    if name in (".", ".."):
-        return f"{name!r} is a path, not a name"
-    separators = [sep for sep in (os.sep, os.altsep, "/", "\\") if sep and sep in name]
-    if separators:
-        return f"it contains the path separator {separators[0]!r}"
-    if name.startswith("."):
-        return "names starting with '.' are kept for temporary folders"
-    if "\0" in name:
-        return "it contains a NUL character"
-    return None
-
-
-def check_dataset_name(name: Any, setting: str = "dataset") -> None:
-    """Raise :class:`UserError` unless ``name`` is a plain dataset name (checked before any path is built)."""
-    problem = dataset_name_problem(name)
-    if problem is not None:
-        raise UserError(
-            f"{setting}={name!r} is not a dataset name: {problem}. A dataset is named by its folder in the task's "
-            f"vault (e.g. {setting}=Medium), without '/', '.' or '..'; to read datasets from another folder set "
-            "vault_dir=<path>. Nothing was read or written."
-        )
-
-
-def os_error_paragraph(error: OSError, path: str, doing: str) -> str:
-    """One paragraph naming an OS error as what it is (permission, full disk, I/O, ...), with its path."""
-    import errno
-
-    where = getattr(error, "filename", None) or path
-    reason = error.strerror or str(error)
-    if error.errno in (errno.EACCES, errno.EPERM):
-        advice = (
-            f"This is a permission problem, not damaged data: nothing was changed. Give this user access "
-            f"(e.g. chmod -R u+rwX '{path}', or run as the user that owns it) and run the same command again."
-        )
-    elif error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        advice = "The disk (or quota) is full: free disk space and run the same command again."
-    elif error.errno == errno.EROFS:
-        advice = "The file system is read-only: choose a writable location and run the same command again."
-    elif error.errno == errno.EIO:
-        advice = "The disk reported an input/output error: check the disk (dmesg) before trusting files on it."
-    else:
-        advice = "Fix the cause and run the same command again; nothing was changed."
-    return f"Could not {doing} {where}: {reason} (errno {error.errno}). {advice}"
-
-
-def check_readable_dataset(location: Any, uid: str) -> None:
-    """Raise :class:`UserError` when the vault folder or dataset ``uid``'s folder exists but
-    cannot be listed or its files opened (permissions, I/O): such a dataset is never called
-    damaged or incomplete, and nothing is generated over it. A missing folder is fine."""
-    path = location.dataset_path(uid)
-    try:
-        os.listdir(location.path)
-        os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):  # not there (a file on the way): the writers' checks say so
-        return
-    except OSError as error:
-        raise UserError(os_error_paragraph(error, location.path, "read")) from None
-    if not os.path.isdir(path):
-        raise UserError(
-            f"{path} is not a folder, so it is not a dataset (a dataset is a folder written by the dataset "
-            "generation). Move it aside (or choose another dataset=<name>) and run the same command again."
-        )
-    try:
-        for root, _, names in os.walk(path, onerror=_raise):
-            for name in names:
-                with open(os.path.join(root, name), "rb") as handle:
-                    handle.read(1)
-    except OSError as error:
-        raise UserError(os_error_paragraph(error, path, "read")) from None
-
-
-def _raise(error: OSError) -> None:
-    raise error
-
-
-def check_dataset_folder(location: Any, uid: str) -> None:
-    """A dataset folder that exists but is not a complete dataset (empty, or no ``metadata.json``:
-    an interrupted copy or a damaged disk) is one paragraph naming it, not a generation attempt.
-    Its folder was listed (:func:`check_readable_dataset` first): what it lacks is proven."""
-    check_readable_dataset(location, uid)
-    path = location.dataset_path(uid)
-    if not os.path.isdir(path) or location.exists(uid):
-        return
-    contents = sorted(os.listdir(path))
-    found = "it is empty" if not contents else f"it has no metadata.json (found: {', '.join(contents[:6])})"
-    raise UserError(
-        f"Dataset folder {path} is incomplete: {found}, so it was not written by a finished generation (or was "
-        f"damaged since). Delete it (rm -r '{path}') and run the same command again to generate it, or copy the "
-        "complete dataset there, or choose another with dataset=<name>."
-    )
-
-
-def read_checked_dataset(location: Any, uid: str) -> Dict[str, Any]:
-    """``read_dataset``, with a damaged vault (a corrupted chunk fails flashbax's checksums, a
-    missing or truncated file, ...) reported as one paragraph naming the folder. Files that
-    cannot be opened (permissions, I/O) are named as such, never as damaged."""
-    from og_marl_omsd.datasets.vaults import read_dataset
-
-    check_readable_dataset(location, uid)
-    path = location.dataset_path(uid)
-    try:
-        return read_dataset(location, uid)
-    except MemoryError:
-        raise
-    except OSError as error:
-        raise UserError(os_error_paragraph(error, path, "read")) from None
-    except Exception as error:  # flashbax/tensorstore raise many kinds
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        if "PERMISSION_DENIED" in str(error) or "Permission denied" in str(error):
-            raise UserError(
-                f"Could not read dataset {path}: {reason}. This is a permission problem, not damaged data: nothing "
-                f"was changed. Give this user read access (e.g. chmod -R u+rwX '{path}') and run the same command "
-                "again."
-            ) from None
-        raise UserError(
-            f"Dataset {path} cannot be read: {reason}. Its files were read and failed the vault's checks "
-            f"(damaged or incomplete). Delete it (rm -r '{path}') and run the same command again to generate it, or "
-            "restore it from a good copy."
-        ) from None
+# ---------------------------------------------------------------------- memory
 
 
 def machine_memory_bytes() -> int:

@@ -29,50 +29,21 @@ import shutil
 import time
 from typing import IO, Any, Callable, Iterator, List, Optional, Tuple
 
-TEMPORARY_MARK = ".tmp-"
+# Defined in og_marl_run (exported whole as og_marl/run.py, which writes its files the same way).
+from og_marl_omsd.upstream.og_marl_run import (  # noqa: F401 (re-exported)
+    TEMPORARY_MARK,
+    _sync_directory,
+    atomic_file,
+    write_json,
+    write_text,
+)
+
 PARTIAL_MARK = ".partial-"
 # Errors that come from the disk or the file system rather than from the program.
 DISK_ERRNOS = frozenset(
     getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO") if hasattr(errno, name)
 )
 _LEFTOVER = re.compile(rf"(?:{re.escape(TEMPORARY_MARK)}|{re.escape(PARTIAL_MARK)})(\d+)$")
-
-
-def _temporary_path(path: str) -> str:
-    directory, name = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f".{name}{TEMPORARY_MARK}{os.getpid()}")
-
-
-@contextlib.contextmanager
-def atomic_file(path: str, mode: str = "w") -> Iterator[IO[Any]]:
-    """A handle whose content replaces ``path`` atomically when the ``with`` block ends
-    (temporary file beside it, fsync, ``os.replace``, fsync of the directory).
-
-    On any failure the temporary file is removed and the previous ``path`` is left intact.
-    """
-    temporary = _temporary_path(path)
-    try:
-        with open(temporary, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-    _sync_directory(os.path.dirname(os.path.abspath(path)))
-
-
-def write_text(path: str, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (:func:`atomic_file`)."""
-    with atomic_file(path) as handle:
-        handle.write(text)
-
-
-def write_json(path: str, data: Any, indent: Optional[int] = 2) -> None:
-    """:func:`write_text` of ``json.dumps(data)``."""
-    write_text(path, json.dumps(data, indent=indent, default=str))
 
 
 def read_json(path: str) -> Tuple[Any, Optional[str]]:
@@ -216,17 +187,3 @@ def file_lock(path: str, waiting: Optional[Callable[[str], None]] = None, poll_s
 def is_disk_error(error: BaseException) -> bool:
     """Whether ``error`` comes from the disk or file system (full, read-only, permissions, I/O)."""
     return isinstance(error, OSError) and error.errno in DISK_ERRNOS
-
-
-def _sync_directory(directory: str) -> None:
-    """fsync a directory so a rename in it survives a power cut (best effort)."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from og_marl_omsd.runner.validation import SEED_RANGE, _is_number, _whole, rule_problems
+from og_marl_omsd.upstream.og_marl_run import SEED_RANGE, _is_number, _whole, rule_problems
 
 Rule = Tuple[Callable[[Any], bool], str]  # (test, what the value must be)
 

@@ -3,10 +3,11 @@
 What it writes into the OG-MARL working tree (one commit on a new branch, default
 ``og-marl-run``; ``--patch FILE`` also writes it as a patch ``git am`` applies):
 
-- ``og_marl/run.py``: the runner, DERIVED here from this plugin's code: the run schema and
-  checks of :mod:`og_marl_omsd.runner.run`, the entry-point lookup of :mod:`og_marl_omsd.runner.registry`
-  and all of :mod:`og_marl_omsd.upstream.runner`, with OG-MARL's own modules in place of the
-  plugin's host (environments other distributions register in ``og_marl.environments`` first);
+- ``og_marl/run.py``: the runner, :mod:`og_marl_omsd.upstream.og_marl_run` copied whole (the module the
+  plugin's own runner imports its schema, checks, run directories, marl-eval JSON, registry and
+  runner of systems without pretraining from), with OG-MARL's own modules in its HOST block in
+  place of the plugin's host (environments other distributions register in ``og_marl.environments``
+  first) and the plugin's names renamed (:data:`RENAMES`);
 - ``og_marl/configs/``: ``config.yaml``, ``env/`` and ``task/`` (this plugin's, so the
   grammar is the same) and ``system/<name>.yaml`` for OG-MARL's own systems, built from their
   YAML defaults in the target tree;
@@ -21,13 +22,14 @@ or one with uncommitted changes in these files, is an error that changes nothing
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import os
 import subprocess
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from og_marl_omsd.runner.validation import check_writable_directory
+from og_marl_omsd.support.errors import UserError
 from og_marl_omsd.upstream.og_marl_systems import OFFLINE_DIR, OG_MARL_SYSTEMS, system_config
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,87 +38,9 @@ BLOCK_BEGIN = "# >>> og_marl.run: systems registry and runner configs (one gener
 OLD_BLOCK_BEGINS = ("# >>> og_marl.run: systems registry and runner configs (written by og-marl-omsd's export) >>>",)
 BLOCK_END = "# <<< og_marl.run <<<"
 
-# What the runner takes from the plugin, by top-level name (module file -> names).
-RUNNER_PARTS = {
-    "support/errors.py": ["UserError"],
-    "support/files.py": [
-        "TEMPORARY_MARK",
-        "_temporary_path",
-        "atomic_file",
-        "write_text",
-        "write_json",
-        "_sync_directory",
-    ],
-    "runner/validation.py": [
-        "_is_number",
-        "_whole",
-        "SEED_RANGE",
-        "MAX_BATCH_SIZE",
-        "RUN_RULES",
-        "rule_problems",
-        "unknown_keys",
-        "dataset_name_problem",
-        "check_dataset_name",
-    ],
-    "runner/run.py": [
-        "NOT_RUN_IDENTITY",
-        "ReplaySchema",
-        "LoggerSchema",
-        "RunSchema",
-        "system_parameters",
-        "run_identity",
-        "default_run_dir",
-        "check_run_settings",
-        "_flatten",
-        "run_results",
-        "print_summary",
-    ],
-    "runner/naming.py": ["setting_text", "with_settings", "marl_eval_task_name"],
-    "runner/logger.py": ["EpisodeReturns", "MarlEvalWriter", "EvaluationRecord"],
-    "runner/registry.py": ["GROUP", "UnknownSystemError", "available_systems", "load_registered_system"],
-}
-RUNNER_MODULE = "upstream/runner.py"  # all of it but its imports and the HOST block
-HOST_ONLY = {"HOST_NAME", "host_modules"}
-
-RUNNER_HEADER = '''"""Run any registered offline system: ``python -m og_marl.run system=<name> env=<env> task=<task>``.
-
-Grammar: ``system= env= task= dataset= seed= training_steps= evaluation_every=
-num_eval_episodes= vault_dir= system.<param>=<value>`` (see ``og_marl/configs/``). Systems
-are the ``og_marl.systems`` entry points of every installed distribution (OG-MARL's own are
-declared in ``pyproject.toml``); their configs are ``configs/system/<name>.yaml`` here or in
-another distribution's configs, added to the search path by its hydra ``SearchPathPlugin``.
-A system class with a ``run_experiment(cfg)`` hook runs itself; any other
-``BaseOfflineSystem`` is trained on the task's vault and evaluated with OG-MARL's ``train``
-loop. The vault is ``<vault_dir>/<source>/<env_name>/<scenario>.vlt/<dataset>`` (OG-MARL's
-layout, as ``download_and_unzip_vault`` writes it) unless an ``og_marl.dataset_sources``
-entry point of another distribution knows the task. Environments registered as
-``og_marl.environments`` entry points come before ``get_environment``. Bad input is one
-paragraph and exit code 2. Each run writes ``config.yaml``, ``results.json`` and marl-eval
-``metrics.json`` (the task name carries the dataset, the algorithm name the settings given;
-every evaluation episode's return is kept) to
-``runs/<system>/<env>-<task>/<dataset>/seed<n>-<config hash>/``.
-"""
-
-from __future__ import annotations
-
-import contextlib
-import hashlib
-import importlib.util
-import inspect
-import json
-import os
-import sys
-import time
-import types
-from dataclasses import dataclass, field, fields
-from importlib.metadata import EntryPoint, entry_points
-from typing import IO, Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, cast
-
-import hydra
-import numpy as np
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
-'''
+# og_marl/run.py is this module, copied whole (its first lines say so), with the HOST block swapped and the renames.
+RUNNER_MODULE = "upstream/og_marl_run.py"
+HOST_BEGIN, HOST_END = "# HOST BEGIN", "# HOST END"
 
 OG_MARL_HOST = '''HOST_NAME = "og_marl"
 
@@ -133,6 +57,7 @@ def host_modules() -> Any:
     from og_marl.environments import get_environment as og_marl_get_environment
     from og_marl.loggers import TerminalLogger, WandbLogger
     from og_marl.replay_buffers import FlashbaxReplayBuffer
+    from types import SimpleNamespace
 
     def get_environment(source: str, env_name: str, scenario: str, seed: int = 42) -> Any:
         for entry in entry_points(group="og_marl.environments"):
@@ -140,31 +65,10 @@ def host_modules() -> Any:
                 return entry.load()(scenario, seed=seed)
         return og_marl_get_environment(source, env_name, scenario, seed=seed)
 
-    return types.SimpleNamespace(HOST="og_marl", get_environment=get_environment,
-                                 FlashbaxReplayBuffer=FlashbaxReplayBuffer, TerminalLogger=TerminalLogger,
-                                 WandbLogger=WandbLogger)
+    return SimpleNamespace(HOST="og_marl", get_environment=get_environment,
+                           FlashbaxReplayBuffer=FlashbaxReplayBuffer, TerminalLogger=TerminalLogger,
+                           WandbLogger=WandbLogger)
 '''
-
-RUNNER_FOOTER = """
-
-ConfigStore.instance().store(name="run_schema", node=RunSchema)
-
-
-@hydra.main(version_base=None, config_path="configs", config_name="config")
-def main(cfg: DictConfig) -> None:
-    try:
-        run_registered(cfg)
-    except Exception as error:  # a system's own user-facing errors carry an exit_code too
-        code = getattr(error, "exit_code", None)
-        if code is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"{'Error' if code == 2 else 'Stopped'}: {error}", file=sys.stderr)
-        sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()
-"""
 
 # Plain-text changes to this plugin's config files and runner code for OG-MARL's tree.
 RENAMES = [
@@ -199,44 +103,23 @@ def _renamed(text: str) -> str:
     return text
 
 
-def top_level_sources(path: str, names: Optional[Sequence[str]] = None, skip: Sequence[str] = ()) -> List[str]:
-    """Source text of a module's top-level definitions (functions, classes, assignments), in file
-    order: those named (all but imports and the docstring when ``names`` is None), minus ``skip``."""
-    with open(path) as handle:
-        text = handle.read()
-    lines = text.splitlines()
-    found: Dict[str, str] = {}
-    order: List[str] = []
-    for node in ast.parse(text).body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            name = node.name
-        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            name = node.target.id
-        else:
-            continue
-        first = min([node.lineno] + [decorator.lineno for decorator in getattr(node, "decorator_list", [])])
-        found[name] = "\n".join(lines[first - 1 : node.end_lineno])
-        order.append(name)
-    wanted = order if names is None else list(names)
-    missing = [name for name in wanted if name not in found]
-    if missing:
-        raise ExportError(
-            f"The plugin's {path} no longer defines {', '.join(missing)}, which the exported runner "
-            "needs: update og_marl_omsd/upstream/export.py (RUNNER_PARTS)."
-        )
-    return [found[name] for name in wanted if name not in skip]
-
-
 def runner_source() -> str:
-    """``og_marl/run.py``, derived from this plugin's runner code."""
-    parts = []
-    for module, names in RUNNER_PARTS.items():
-        parts.extend(top_level_sources(os.path.join(PLUGIN_DIR, module), names))
-    parts.append(OG_MARL_HOST.rstrip("\n"))
-    parts.extend(top_level_sources(os.path.join(PLUGIN_DIR, RUNNER_MODULE), skip=sorted(HOST_ONLY)))
-    return RUNNER_HEADER + "\n\n" + _renamed("\n\n\n".join(parts)) + "\n" + RUNNER_FOOTER
+    """``og_marl/run.py``: :mod:`og_marl_omsd.upstream.og_marl_run` whole, less its opening comment lines
+    (up to the docstring), with OG-MARL's HOST block (:data:`OG_MARL_HOST`) in place of the plugin's and
+    the :data:`RENAMES`."""
+    path = os.path.join(PLUGIN_DIR, RUNNER_MODULE)
+    with open(path) as handle:
+        lines = handle.read().splitlines()
+    first = next((index for index, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    begins = [index for index, line in enumerate(lines) if line.startswith(HOST_BEGIN)]
+    ends = [index for index, line in enumerate(lines) if line.startswith(HOST_END)]
+    if len(begins) != 1 or len(ends) != 1 or not first < begins[0] < ends[0]:
+        raise ExportError(
+            f"The plugin's {path} must hold one {HOST_BEGIN!r} ... {HOST_END!r} block after its docstring "
+            f"(found {len(begins)} and {len(ends)}): update it or og_marl_omsd/upstream/export.py (runner_source)."
+        )
+    kept = lines[first : begins[0]] + OG_MARL_HOST.rstrip("\n").splitlines() + lines[ends[0] + 1 :]
+    return _renamed("\n".join(kept) + "\n")
 
 
 EXPORTED_ENV = "mamujoco"  # the plugin's env whose tasks run on OG-MARL's own datasets
@@ -606,9 +489,6 @@ def pull_request_description(result: Dict[str, Any], base: str) -> str:
 
 def _patch_problem(path: str) -> Optional[str]:
     """Why ``path`` cannot be written as a file (probed without changing it), or None."""
-    from og_marl_omsd.runner.validation import check_writable_directory
-    from og_marl_omsd.support.errors import UserError
-
     if os.path.isdir(path):
         return "it is a directory"
     try:
