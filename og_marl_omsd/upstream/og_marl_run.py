@@ -50,11 +50,18 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 # HOST BEGIN: this plugin's side of the seam; the export replaces the block with OG-MARL's own modules.
-# The only imports of the plugin here (.importlinter): its systems' rule for run identities, and its
-# host seam, og_marl_omsd.host, imported when a run needs it (it loads TensorFlow, and OG-MARL when installed).
-from og_marl_omsd.systems.defaults import identity_neutral
-
+# The only imports of the plugin here (.importlinter), both at call time (the plugin's modules import this
+# one): its systems' rule for run identities, and its host seam, og_marl_omsd.host (it loads TensorFlow,
+# and OG-MARL when installed).
 HOST_NAME = "og-marl-omsd"
+
+
+def identity_neutral(name: str, value: Any) -> bool:
+    """The plugin systems' rule: whether ``system.<name>=<value>`` leaves a run's identity as it
+    was before the hyperparameter existed (imported at call time: the systems import this module)."""
+    from og_marl_omsd.systems.defaults import identity_neutral as neutral
+
+    return neutral(name, value)
 
 
 def host_modules() -> Any:
