@@ -85,8 +85,19 @@ def top_level_names(path):
     return names
 
 
+def host_block_names():
+    lines = module_lines()
+    begin, end = host_block_span(lines)
+    tree = ast.parse("\n".join(lines[begin : end + 1]))
+    return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+
+
 def test_each_shared_definition_lives_only_here():
-    ours = top_level_names(MODULE_PATH) - {"main"}  # every command has its own main
+    # Every command has its own main; the HOST block's functions are the seam (they delegate to
+    # the plugin at call time here, and are OG-MARL's own in the export), not shared definitions.
+    host = host_block_names()
+    assert "identity_neutral" in host and "host_modules" in host
+    ours = top_level_names(MODULE_PATH) - {"main"} - host
     defined_twice = {}
     for directory, _, files in os.walk(PACKAGE_DIR):
         for name in files:
