@@ -3,9 +3,12 @@ running the command line (to the end, interrupted, killed at a checkpoint), and 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,14 +27,32 @@ os.environ.setdefault("OG_MARL_OMSD_VERBOSE", "1")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def shared_dir(tmp_path_factory, name: str, build):
+    """The folder ``name`` that ``build(path)`` fills once per test session. Under pytest-xdist
+    (``-n 2``) the workers share it: each worker's basetemp lies in one session folder, and the
+    first worker to need it builds it under a file lock while the others wait, then read it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    path, complete = root / name, root / f"{name}.complete"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.ExitStack() as unlock:
+            unlock.callback(fcntl.flock, lock, fcntl.LOCK_UN)
+            if not complete.exists():
+                shutil.rmtree(path, ignore_errors=True)  # a build that failed part way
+                path.mkdir()
+                build(path)
+                complete.touch()
+    return path
+
+
 @pytest.fixture(scope="session")
 def bandit_vault_dir(tmp_path_factory) -> str:
     """A vault directory holding the bandit's GMM dataset (generated once per session)."""
     from og_marl_omsd.datasets.generate import ensure_datasets
 
-    vault_dir = str(tmp_path_factory.mktemp("vaults"))
-    ensure_datasets("bandit", rel_dir=vault_dir)
-    return vault_dir
+    return str(shared_dir(tmp_path_factory, "vaults", lambda path: ensure_datasets("bandit", rel_dir=str(path))))
 
 
 def quick_run_overrides(tmp_path, vault_dir: str) -> list:
@@ -55,9 +76,10 @@ def small_vault_dir(tmp_path_factory) -> str:
     from og_marl_omsd.datasets.vaults import write_dataset
     from og_marl_omsd.environments.bandit import generate_bandit_experience
 
-    vault_dir = str(tmp_path_factory.mktemp("small_vaults"))
-    write_dataset(bandit_location(vault_dir), "GMM", generate_bandit_experience(20_000, seed=0))
-    return vault_dir
+    def build(path):
+        write_dataset(bandit_location(str(path)), "GMM", generate_bandit_experience(20_000, seed=0))
+
+    return str(shared_dir(tmp_path_factory, "small_vaults", build))
 
 
 def bandit_location(vault_dir: str):
@@ -158,13 +180,18 @@ def reference(tmp_path_factory, small_vault_dir):
     Tests that resume, damage or reuse a run compare against it: identical results, evaluation returns included."""
     from og_marl_omsd.runner import run as runner
 
-    root = tmp_path_factory.mktemp("reference")
-    results = runner.run(
-        run_config(
-            *SMALL_RUN, f"vault_dir={small_vault_dir}", f"run_dir={root / 'run'}", f"pretrained_dir={root / 'cache'}"
+    def build(root):
+        runner.run(
+            run_config(
+                *SMALL_RUN,
+                f"vault_dir={small_vault_dir}",
+                f"run_dir={root / 'run'}",
+                f"pretrained_dir={root / 'cache'}",
+            )
         )
-    )
-    return results, root / "run", root / "cache"
+
+    root = shared_dir(tmp_path_factory, "reference", build)
+    return results_of(root / "run"), root / "run", root / "cache"
 
 
 def assert_same_results(results, expected):
@@ -185,25 +212,29 @@ def run_module(module, *arguments, cwd, extra_env=None):
 
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory, small_vault_dir):
-    """One captured CLI run (stdout is a pipe, as in a cluster log) on the 20k-step bandit vault."""
-    tmp_path = tmp_path_factory.mktemp("finished")
-    run_dir = tmp_path / "run"
-    result = run_module(
-        "og_marl_omsd.run",
-        "seed=2",
-        "training_steps=20",
-        "evaluation_every=10",
-        "num_eval_episodes=3",
-        "system.critic_steps=20",
-        "system.behaviour_steps=20",
-        "system.pretrain_log_every=10",
-        f"vault_dir={small_vault_dir}",
-        f"pretrained_dir={tmp_path / 'pretrained'}",
-        f"run_dir={run_dir}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir, result.stdout
+    """One captured CLI run (stdout is a pipe, as in a cluster log) on the 20k-step bandit vault:
+    its run directory and its stdout."""
+
+    def build(tmp_path):
+        result = run_module(
+            "og_marl_omsd.run",
+            "seed=2",
+            "training_steps=20",
+            "evaluation_every=10",
+            "num_eval_episodes=3",
+            "system.critic_steps=20",
+            "system.behaviour_steps=20",
+            "system.pretrain_log_every=10",
+            f"vault_dir={small_vault_dir}",
+            f"pretrained_dir={tmp_path / 'pretrained'}",
+            f"run_dir={tmp_path / 'run'}",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        (tmp_path / "stdout.txt").write_text(result.stdout)
+
+    tmp_path = shared_dir(tmp_path_factory, "finished", build)
+    return tmp_path / "run", (tmp_path / "stdout.txt").read_text()
 
 
 def fast_overrides(tmp_path, vault_dir, *extra, jit=False):
