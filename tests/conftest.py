@@ -26,6 +26,27 @@ os.environ.setdefault("OG_MARL_OMSD_VERBOSE", "1")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Under pytest-xdist (.ci/run: -n 2 --dist loadfile --no-loadscope-reorder) the files of many whole
+# runs go to the workers first, so that no long file starts last while the other worker idles
+# (xdist's own order, by number of tests, put test_baselines.py's three script runs at the end).
+SLOWEST_FILES_FIRST = (
+    "test_baselines.py",
+    "test_cli.py",
+    "test_run.py",
+    "test_comparison.py",
+    "test_datasets.py",
+    "test_upstream.py",
+    "test_models.py",
+    "test_checkpoints.py",
+    "test_device_data.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker collects; all sort alike
+        rank = {name: index for index, name in enumerate(SLOWEST_FILES_FIRST)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
 
 def shared_dir(tmp_path_factory, name: str, build):
     """The folder ``name`` that ``build(path)`` fills once per test session. Under pytest-xdist
