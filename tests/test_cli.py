@@ -1,4 +1,5 @@
-"""The real CLI: a smoke run of every system, and clear errors for bad input."""
+"""The real CLI, ``python -m og_marl_omsd.run``: a smoke run of every system, and bad input (settings,
+data, Hydra-level errors) is one paragraph without a traceback."""
 
 import json
 import os
@@ -7,7 +8,14 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT, quick_run_overrides
+from conftest import (
+    REPO_ROOT,
+    assert_nothing_written,
+    bad_vault,
+    finish_run,
+    quick_run_overrides,
+    three_agents,
+)
 
 
 def run_cli(*overrides, cwd=None):
@@ -85,3 +93,32 @@ def test_bad_input_is_one_clear_error_without_traceback(overrides, expected, tmp
         assert fragment in message, message[-2000:]
     assert "Traceback" not in message
     assert not (tmp_path / "runs").exists() and not (tmp_path / "vaults").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_hydra_level_errors_exit_2_without_traceback(tmp_path):
+    for override in ("training_steps=1e6", "no_such_setting=1"):
+        code, out, err = finish_run([override, f"runs_root={tmp_path / 'runs'}"], tmp_path, timeout=120)
+        assert code == 2, err
+        assert "Traceback" not in out + err and override.split("=")[0] in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_prints_one_paragraph_and_exits_non_zero_without_traceback(tmp_path):
+    vault_dir = bad_vault(tmp_path, three_agents)
+    command = [
+        sys.executable,
+        "-m",
+        "og_marl_omsd.run",
+        "dataset=Bad",
+        f"vault_dir={vault_dir}",
+        f"runs_root={tmp_path / 'runs'}",
+        f"pretrained_dir={tmp_path / 'pretrained'}",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "agent count: expected 2" in errors[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert_nothing_written(tmp_path)

@@ -58,6 +58,9 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
         text=True,
         cwd=tmp_path,
         env=env,
+        # Ctrl-C's default: under a non-interactive shell's background job (CI, nohup, `&`) the
+        # test inherits SIGINT ignored, and so would compare.py, which would then never stop
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         for line in process.stdout:

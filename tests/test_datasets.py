@@ -1,4 +1,5 @@
-"""MaMuJoCo dataset generation (vault_configs/2halfcheetah-quick.yaml), safe writes, resume, describe."""
+"""MaMuJoCo dataset generation (vault_configs/2halfcheetah-quick.yaml), safe writes, resume, describe;
+parallel runs share one generation (datasets/generate.py's generation lock); stale partials are removed."""
 
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ from og_marl_omsd.datasets.vaults import (
     read_dataset,
     remove_stale_partials,
     write_dataset,
+)
+
+from conftest import (
+    PRETRAINED_STAGES,
+    SMALL_RUN,
+    assert_same_results,
+    dead_pid,
+    results_of,
+    start_run,
 )
 
 pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
@@ -311,7 +321,8 @@ def test_stale_partials_of_live_processes_are_kept(tmp_path):
     assert os.path.isdir(live) and not os.path.exists(dead)
 
 
-# A second generation of the same scenario waits for the first: tests/test_faults_probe.py (point 5).
+# A second generation of the same scenario waits for the first: see
+# test_second_mamujoco_generation_waits_for_the_first below.
 
 
 # ------------------------------------------------------------------------------ config checks
@@ -430,3 +441,76 @@ def test_runner_trains_on_a_quick_vault_and_evaluates_in_mamujoco(quick_vaults, 
     assert results["dataset_statistics"]["mean_return"] == pytest.approx(float(medium.mean()), rel=1e-5)
     assert np.isfinite(results["final_evaluation"]["mean_episode_return"])
     assert [e["training_steps"] for e in results["evaluation_curve"]] == [0, 10]
+
+
+@pytest.mark.slow
+def test_parallel_runs_share_one_generation_and_one_training_per_stage(tmp_path):
+    from og_marl_omsd.datasets.generate import generation_lock, load_vault_config, location_of
+
+    config = tmp_path / "tiny_bandit.yaml"
+    config.write_text(
+        "source: og_marl_omsd\nenv: bandit\nscenario: 2agent_gmm\ngenerate_on_first_use: true\n"
+        "datasets:\n  GMM: {num_samples: 20000, mean: 0.8, std: 0.3, seed: 0}\n"
+    )
+    vault_dir = tmp_path / "vaults"
+    location = location_of(load_vault_config(str(config)), str(vault_dir))
+    base = [*SMALL_RUN, f"task.vault_config={config}", f"vault_dir={vault_dir}", f"pretrained_dir={tmp_path / 'cache'}"]
+    with generation_lock(location.path):  # both must find the generation busy, then wait for the one generation
+        processes = [start_run([*base, f"run_dir={tmp_path / name}"], tmp_path) for name in ("a", "b")]
+        for process in processes:
+            for line in process.stdout:
+                if "is generating these datasets" in line:
+                    break
+            else:
+                pytest.fail(process.communicate()[1][-3000:])
+    outputs = []
+    for process in processes:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, out[-2000:] + err[-3000:]
+        outputs.append(out)
+    everything = "".join(outputs)
+    assert everything.count("[datasets] generating") == 1
+    for stage in PRETRAINED_STAGES:
+        assert everything.count(f"[pretrain] {stage}: training") == 1
+        assert everything.count(f"[pretrain] {stage}: loaded from cache") == 1
+    assert_same_results(results_of(tmp_path / "a"), results_of(tmp_path / "b"))
+
+
+@pytest.mark.slow
+def test_second_mamujoco_generation_waits_for_the_first(tmp_path, capsys):
+    from og_marl_omsd.datasets.generate import generation_lock
+
+    directory = str(tmp_path / ".behaviour" / "x")
+    done = tmp_path / "holder_done"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, time\nfrom og_marl_omsd.datasets.generate import generation_lock\n"
+            f"with generation_lock({directory!r}):\n    print('held', flush=True)\n    time.sleep(3)\n"
+            f"    pathlib.Path({str(done)!r}).touch()\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    with generation_lock(directory):
+        assert done.exists()  # got the lock only once the holder was done with it
+    holder.wait()
+    assert f"another process (pid {holder.pid}) is generating" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_dead_bandit_partial_is_removed(tmp_path):
+    from og_marl_omsd.datasets.generate import ensure_datasets, load_vault_config, location_of
+
+    config = tmp_path / "tiny_bandit.yaml"
+    config.write_text(
+        "source: og_marl_omsd\nenv: bandit\nscenario: 2agent_gmm\ndatasets:\n"
+        "  GMM: {num_samples: 500, mean: 0.8, std: 0.3, seed: 0}\n"
+    )
+    location = location_of(load_vault_config(str(config)), str(tmp_path / "vaults"))
+    stale = location.dataset_path(f".partial-GMM-{dead_pid()}")
+    os.makedirs(stale)
+    ensure_datasets(str(config), rel_dir=str(tmp_path / "vaults"))
+    assert location.available() == ["GMM"] and not os.path.exists(stale)

@@ -1,12 +1,23 @@
-"""The gymnasium-robotics MaMuJoCo environment on OG-MARL's interface."""
+"""The gymnasium-robotics MaMuJoCo environment on OG-MARL's interface: its seeding state round-trips
+through a checkpoint (a resumed run evaluates like an uninterrupted one), MuJoCo warnings go to stderr."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 
 from og_marl_omsd.environments import make_plugin_environment
 from og_marl_omsd.environments.mamujoco import SCENARIOS, make_mamujoco
+from og_marl_omsd.runner import run as runner
+from og_marl_omsd.support.checkpoints import StageCheckpoint
+
+from conftest import (
+    assert_same_results,
+    results_of,
+    run_config,
+)
 
 pytestmark = pytest.mark.slow  # trains or runs whole runs: `pytest -m "not slow"` leaves it out
 
@@ -73,3 +84,116 @@ def test_every_scenario_builds_with_padded_observations(scenario):
     assert info["state"].shape == env.state_shape
     _, rewards, _, _, _ = env.step({agent: np.zeros(env.num_actions) for agent in env.agents})
     assert set(rewards) == set(env.agents)
+
+
+QUICK = "2halfcheetah-quick"
+
+
+@pytest.fixture(scope="module")
+def tiny_mamujoco_vault(tmp_path_factory):
+    """Two 150-step random-action episodes of 2halfcheetah where the quick vault config reads ``Medium``."""
+    from og_marl_omsd.datasets.generate import load_vault_config, location_of
+    from og_marl_omsd.datasets.vaults import write_dataset
+    from og_marl_omsd.environments.mamujoco import make_mamujoco
+
+    vault_dir = str(tmp_path_factory.mktemp("mamujoco_vaults"))
+    env = make_mamujoco("2halfcheetah", seed=0)
+    rng = np.random.default_rng(0)
+    fields = {key: [] for key in ("observations", "actions", "rewards", "terminals", "truncations", "state")}
+    for _ in range(2):
+        observations, info = env.reset()
+        for step in range(150):
+            actions = {agent: rng.uniform(-1, 1, env.num_actions).astype("float32") for agent in env.agents}
+            next_observations, rewards, terminals, _, next_info = env.step(actions)
+            fields["observations"].append([observations[a] for a in env.agents])
+            fields["actions"].append([actions[a] for a in env.agents])
+            fields["rewards"].append([rewards[a] for a in env.agents])
+            fields["terminals"].append([float(terminals[a]) for a in env.agents])
+            fields["truncations"].append([float(step == 149)] * env.num_agents)
+            fields["state"].append(info["state"])
+            observations, info = next_observations, next_info
+    env.close()
+    experience = {key: np.asarray(value, "float32") for key, value in fields.items() if key != "state"}
+    experience["infos"] = {"state": np.asarray(fields["state"], "float32")}
+    write_dataset(location_of(load_vault_config(QUICK), vault_dir), "Medium", experience)
+    return vault_dir
+
+
+@pytest.mark.slow
+def test_resumed_mamujoco_run_evaluates_like_an_uninterrupted_one(tmp_path, tiny_mamujoco_vault, monkeypatch, capsys):
+    common = [
+        "system=omsd",
+        "env=mamujoco",
+        "task=2halfcheetah",
+        f"task.vault_config={QUICK}",
+        "dataset=Medium",
+        "seed=1",
+        "training_steps=10",
+        "evaluation_every=5",
+        "num_eval_episodes=1",
+        "checkpoint_every=5",
+        "system.critic_steps=5",
+        "system.behaviour_steps=5",
+        "system.jit_compile=false",
+        "system.critic_hidden_sizes=[32,32]",
+        "system.actor_hidden_sizes=[32,32]",
+        "system.diffusion_width=16",
+        "system.diffusion_hidden=32",
+        "system.diffusion_time_dim=16",
+        "replay.batch_size=32",
+        f"vault_dir={tiny_mamujoco_vault}",
+    ]
+    reference = runner.run(
+        run_config(*common, f"run_dir={tmp_path / 'reference'}", f"pretrained_dir={tmp_path / 'reference_cache'}")
+    )
+    interrupted = run_config(*common, f"run_dir={tmp_path / 'run'}", f"pretrained_dir={tmp_path / 'cache'}")
+    real_save = StageCheckpoint.save
+
+    def interrupted_after_actor_step_5(self, step, total):
+        path = real_save(self, step, total)
+        if self.label == "actors" and step == 5:
+            raise KeyboardInterrupt("Ctrl-C right after the actors' checkpoint of step 5")
+        return path
+
+    monkeypatch.setattr(StageCheckpoint, "save", interrupted_after_actor_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(interrupted)  # evaluated at step 0 (one episode), then stopped
+    monkeypatch.undo()
+    capsys.readouterr()
+    runner.run(run_config(*common, f"run_dir={tmp_path / 'run'}", f"pretrained_dir={tmp_path / 'cache'}"))
+    assert "[resume] resuming actors from step 5" in capsys.readouterr().out  # with a new evaluation environment
+    resumed = results_of(tmp_path / "run")
+    assert [e["training_steps"] for e in resumed["evaluation_curve"]] == [0, 5, 10]
+    assert_same_results(resumed, reference)  # the evaluations after the resume ran on the same episodes
+
+
+@pytest.mark.slow
+def test_mamujoco_seeding_state_round_trips():
+    from og_marl_omsd.environments.mamujoco import make_mamujoco
+
+    first, second = make_mamujoco("2halfcheetah", seed=5), make_mamujoco("2halfcheetah", seed=5)
+    first.reset()
+    state = first.checkpoint_state()
+    second.restore_checkpoint_state(state)
+    np.testing.assert_array_equal(first.reset()[1]["state"], second.reset()[1]["state"])
+    assert state == {"resets": 1}
+
+
+@pytest.mark.slow
+def test_mujoco_warnings_go_to_stderr_not_to_the_working_directory(tmp_path, monkeypatch, capsys):
+    import mujoco
+
+    from og_marl_omsd.environments.mamujoco import make_mamujoco
+
+    monkeypatch.chdir(tmp_path)
+    env = make_mamujoco("2halfcheetah", seed=0)
+    env.reset()
+    model = mujoco.MjModel.from_xml_string(
+        '<mujoco><worldbody><body><joint type="slide"/><geom size=".1"/></body></worldbody></mujoco>'
+    )
+    data = mujoco.MjData(model)
+    data.qpos[0] = np.nan
+    mujoco.mj_step(model, data)
+    env.close()
+    assert "[mujoco] warning: Nan, Inf or huge value in QPOS" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []

@@ -39,7 +39,7 @@ class NumpyActors:
     in tens of microseconds (README, Throughput). A run's evaluations act through it, and so does
     :class:`LoadedPolicy` for runs exported with ``"acting": "numpy"``, with the very same weights
     and code, so ``og_marl_omsd.runner.evaluate`` reproduces a run's returns. It agrees with the TF
-    actors to float32 rounding (tests/test_daily.py, the SavedModel test).
+    actors to float32 rounding (tests/test_policy.py, the SavedModel test).
 
     Args:
         layers: ``(w, b)`` per layer: ``(N, in, out)``/``(N, out)`` for per-agent actors,

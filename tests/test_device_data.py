@@ -1,15 +1,13 @@
-"""The fast training path: device-resident transitions, K steps per compiled call, stacked
-per-agent layers. Same seed, same numbers: K = 1 and K > 1 give equal losses and weights,
-and a run interrupted and resumed (with another K) ends where an uninterrupted one does."""
+"""The fast training path (runner/device_data.py): device-resident transitions, K steps per compiled call.
+Same seed, same numbers: K = 1 and K > 1 give equal losses and weights, and a run interrupted and resumed
+(with another K) ends where an uninterrupted one does."""
 
 import numpy as np
 import pytest
-import sonnet as snt
 import tensorflow as tf
 
 from og_marl_omsd.environments.bandit import BanditEnvironment
 from og_marl_omsd.host import FlashbaxReplayBuffer
-from og_marl_omsd.models.stacked import StackedLinear, StackedMLP
 from og_marl_omsd.runner.device_data import DeviceDataset, buffer_transitions, chunk_size
 from og_marl_omsd.runner.registry import load_system
 from og_marl_omsd.support.replay import ReplayAdapter
@@ -143,44 +141,9 @@ def test_device_transitions_are_the_host_buffers_transitions(buffer):
     np.testing.assert_allclose(batch["reward"].numpy(), 2.0 * transitions["reward"][index])
 
 
-def test_stacked_layers_compute_each_groups_own_linear_map():
-    tf.random.set_seed(0)
-    layer = StackedLinear(3, 4, padding=[2, 0, 1])
-    x = tf.random.normal([3, 5, 6])
-    y = layer(x).numpy()
-    for g in range(3):
-        np.testing.assert_allclose(y[g], x[g].numpy() @ layer.w[g].numpy() + layer.b[g].numpy(), rtol=1e-5, atol=1e-6)
-    w = layer.w.numpy()
-    assert np.all(w[0, 4:] == 0) and np.all(w[2, 5:] == 0) and np.all(w[1, 5] != 0)  # padded rows start at zero
-    mlp = StackedMLP(2, [7, 3])
-    out = mlp(tf.random.normal([2, 4, 5]))
-    assert out.shape == (2, 4, 3) and len(mlp.trainable_variables) == 4
-    assert isinstance(mlp, snt.Module)
-
-
 def test_call_boundaries_land_on_logging_checkpoint_and_evaluation_steps():
     assert chunk_size(0, 100, 50, 30, None) == 30
     assert chunk_size(30, 100, 50, 30, 40) == 10
     assert chunk_size(90, 100, 50, None, None) == 10
     assert chunk_size(0, 100, 7, 1000, 1000) == 7
     assert chunk_size(5, 100, 1, 8) == 1
-
-
-def test_sequential_ddim_sampling_follows_the_agent_order():
-    """Agent order [1, 0]: agent 1 is sampled first, so agent 0's noise cannot change it;
-    agent 1's noise changes agent 0's action through the prefix."""
-    from og_marl_omsd.models.diffusion import BehaviourDiffusion
-
-    tf.random.set_seed(2)
-    model = BehaviourDiffusion(
-        "sequential", 2, 2, agent_order=[1, 0], width=16, hidden=32, num_blocks=1, time_dim=16, dropout=0.0
-    )
-    state, noise = tf.random.normal([3, 4]), tf.random.normal([3, 2, 2])
-    sample = tf.function(lambda s, z: model.sample(s, 4, z))
-    base = sample(state, noise).numpy()
-    assert base.shape == (3, 2, 2) and np.all(np.isfinite(base))
-    moved_0 = sample(state, noise + tf.one_hot([0], 2)[:, :, None]).numpy()
-    moved_1 = sample(state, noise + tf.one_hot([1], 2)[:, :, None]).numpy()
-    np.testing.assert_array_equal(moved_0[:, 1], base[:, 1])
-    assert np.abs(moved_0[:, 0] - base[:, 0]).max() > 0
-    assert np.abs(moved_1[:, 0] - base[:, 0]).max() > 0 and np.abs(moved_1[:, 1] - base[:, 1]).max() > 0

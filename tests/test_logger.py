@@ -1,5 +1,6 @@
-"""A run's marl-eval ``metrics.json`` (run_logger + the runner's naming): concatenated across runs
-and read the way marl-eval reads them, without marl-eval (its pins do not install beside TF).
+"""runner/logger.py: a run's marl-eval ``metrics.json`` (run_logger + the runner's naming), concatenated across
+runs and read the way marl-eval reads them, without marl-eval (its pins do not install beside TF); a killed
+run with a damaged metrics.json rebuilds it and resumes to the reference.
 
 The readers below follow marl-eval's ``concatenate_json_files`` (every ``*.json`` below a
 directory; a seed already present is renumbered, not refused), ``data_process_pipeline``
@@ -13,10 +14,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 
 import numpy as np
 import pytest
+
+from conftest import (
+    SMALL_RUN,
+    assert_same_results,
+    dead_pid,
+    finish_run,
+    interrupt_at,
+    results_of,
+    run_config,
+)
 
 
 # ---------------------------------------------------------------- marl-eval's reading, re-implemented
@@ -127,8 +140,6 @@ def write_run(run_dir, dataset, beta, seed, episodes=4, every=10, evaluations=3)
     from og_marl_omsd.runner.logger import EpisodeReturns
     from og_marl_omsd.runner.steps import RunPlan, make_run_logger
 
-    from conftest import run_config
-
     cfg = run_config("system=omsd", "env=bandit", f"dataset={dataset}", f"system.beta={beta}", f"seed={seed}")
     environment = EpisodeReturns(ThreeStepEnvironment(seed, offset=beta + (10.0 if dataset == "Uniform" else 0.0)))
     logger = make_run_logger(cfg, RunPlan(object, {"beta": beta}, dataset, str(run_dir)), environment)
@@ -190,8 +201,6 @@ def test_the_run_names_carry_the_settings_given_and_never_commas():
     from og_marl_omsd.runner.naming import split_algorithm_name
     from og_marl_omsd.upstream.og_marl_run import marl_eval_names
 
-    from conftest import run_config
-
     cfg = run_config("system=omsd", "env=bandit", "system.actor_hidden_sizes=[32,32]", "training_steps=50", "seed=3")
     env, task, algorithm = marl_eval_names(cfg, "GMM")  # compared with what system=omsd env=bandit composes to
     assert (env, task) == ("bandit", "bandit-GMM")
@@ -217,3 +226,31 @@ def test_a_resumed_record_writes_the_same_metrics(tmp_path):
     original = json.loads((tmp_path / "first" / "metrics.json").read_text())
     again = json.loads((tmp_path / "second" / "metrics.json").read_text())
     assert again == original
+
+
+@pytest.mark.slow
+def test_killed_run_with_damaged_metrics_resumes_to_the_reference(tmp_path, small_vault_dir, reference):
+    expected, reference_dir, _ = reference
+    run_dir = tmp_path / "run"
+    overrides = [
+        *SMALL_RUN,
+        f"vault_dir={small_vault_dir}",
+        f"run_dir={run_dir}",
+        f"pretrained_dir={tmp_path / 'cache'}",
+    ]
+    code, out, err = interrupt_at(overrides, "[checkpoint] actors step 5/", tmp_path)
+    assert code == -signal.SIGKILL, out[-2000:] + err[-2000:]
+    metrics = run_dir / "metrics.json"
+    metrics.write_text(metrics.read_text()[: len(metrics.read_text()) // 2])  # a write cut short (old in-place writer)
+    (run_dir / "config.yaml").write_text("system: [unclosed")  # damaged too: rebuilt
+    pid = dead_pid()
+    leftovers = [run_dir / f".metrics.json.tmp-{pid}", run_dir / f".results.json.tmp-{pid}"]
+    for leftover in leftovers:
+        leftover.write_text("{")
+    code, out, err = finish_run(overrides, tmp_path)
+    assert code == 0, out[-2000:] + err[-3000:]
+    assert "metrics.json was damaged" in out and re.search(r"\[resume\] resuming actors from step (5|10)", out)
+    assert_same_results(results_of(run_dir), expected)
+    assert json.loads(metrics.read_text()) == json.loads((reference_dir / "metrics.json").read_text())
+    assert not any(leftover.exists() for leftover in leftovers)
+    assert "seed: 3" in (run_dir / "config.yaml").read_text()
