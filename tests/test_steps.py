@@ -39,7 +39,7 @@ def test_damaged_results_json_is_written_again(tmp_path, small_vault_dir, refere
 
 @pytest.mark.slow
 def test_read_only_cache_serves_the_stages_it_holds(tmp_path, small_vault_dir, reference, monkeypatch, capsys):
-    from og_marl_omsd.runner import validation
+    from og_marl_omsd.runner import steps, validation
 
     expected, _, reference_cache = reference
     cache = tmp_path / "cache"
@@ -51,7 +51,7 @@ def test_read_only_cache_serves_the_stages_it_holds(tmp_path, small_vault_dir, r
             raise UserError(f"Cannot write the {what} {path}: read-only file system.")
         real_check(path, what, setting)
 
-    monkeypatch.setattr(validation, "check_writable_directory", read_only)
+    monkeypatch.setattr(steps, "check_writable_directory", read_only)  # where the run's steps call it
     before = sorted(os.listdir(cache))
     results = runner.run(
         run_config(*SMALL_RUN, f"vault_dir={small_vault_dir}", f"run_dir={tmp_path / 'run'}", f"pretrained_dir={cache}")
