@@ -416,7 +416,9 @@ def test_og_marl_run_after_export_works_without_the_plugin_and_runs_omsd_with_it
         )
         assert result.returncode == 0, result.stderr[-3000:]
         final = [line for line in result.stdout.splitlines() if line.startswith("Final mean return")]
-        assert final and f"results: {system} 2halfcheetah/Medium seed 0" in final[0], result.stdout[-3000:]
+        # The quick vault is named in the summary ("on vault config 2halfcheetah-quick (quick data ...)").
+        summary = re.search(rf"results: {system} 2halfcheetah/Medium (.*) seed 0$", final[0]) if final else None
+        assert summary and "2halfcheetah-quick" in summary.group(1), result.stdout[-3000:]
         assert "(host: og_marl)" in result.stdout
         print(final[0])
 
