@@ -13,6 +13,7 @@ from og_marl_omsd.runner.tracking import WALL_TIME_FILE, WallClock
 from og_marl_omsd.support.errors import UserError
 
 from conftest import (
+    fast_overrides,
     kill_at_checkpoint,
     run_config,
     run_module,
@@ -35,19 +36,7 @@ def test_damaged_wall_time_record_starts_a_fresh_one(tmp_path):
 
 @pytest.mark.slow
 def test_resumed_run_reports_the_wall_time_of_both_processes(tmp_path, small_vault_dir, monkeypatch, capsys):
-    overrides = [
-        "training_steps=20",
-        "evaluation_every=10",
-        "num_eval_episodes=1",
-        "checkpoint_every=5",
-        "system.critic_steps=20",
-        "system.behaviour_steps=20",
-        "system.pretrain_log_every=10",
-        "system.jit_compile=false",
-        f"vault_dir={small_vault_dir}",
-        f"pretrained_dir={tmp_path / 'pretrained'}",
-        f"run_dir={tmp_path / 'run'}",
-    ]
+    overrides = fast_overrides(tmp_path, small_vault_dir, f"run_dir={tmp_path / 'run'}")
     real_train = run_steps.train_and_evaluate
 
     def interrupted(*args, **kwargs):

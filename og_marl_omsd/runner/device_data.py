@@ -3,7 +3,7 @@
 The vault and the host's replay buffer stay the way data comes in: after
 ``populate_from_vault`` the buffer's storage (a flashbax trajectory-buffer state) is read
 once, every transition the buffer could sample with ``sequence_length >= 2`` is built the
-way :func:`og_marl_omsd.systems.base.transition_batch` builds it from a sampled sequence,
+way :func:`og_marl_omsd.systems.actors.transition_batch` builds it from a sampled sequence,
 and the result is kept as TF variables on the device (the GPU when TF sees one). A stage
 then draws batch indices from its own ``tf.random.Generator`` inside its compiled step:
 no JAX call, no host copy and no Python per step, and the generator's state is part of
@@ -106,7 +106,7 @@ class DeviceDataset(tf.Module):
 
     def sample(self, rng: tf.random.Generator, reward_scale: float = 1.0) -> Dict[str, tf.Tensor]:
         """One batch drawn uniformly with replacement with ``rng`` (inside a compiled step).
-        The keys of :func:`og_marl_omsd.systems.base.transition_batch`."""
+        The keys of :func:`og_marl_omsd.systems.actors.transition_batch`."""
         index = rng.uniform([self.batch_size], 0, self.size, dtype=tf.int64)
         batch = {key: tf.gather(value, index) for key, value in self._data.items()}
         batch["reward"] = batch["reward"] * reward_scale

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from og_marl_omsd.runner.plan import setup_devices
+from og_marl_omsd.runner.devices import setup_devices
 from og_marl_omsd.support import quiet
 from og_marl_omsd.support.errors import UserError, cli_entry
 from og_marl_omsd.support.files import write_json

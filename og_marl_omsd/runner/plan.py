@@ -22,7 +22,6 @@ from og_marl_omsd.datasets.availability import require_generated
 from og_marl_omsd.datasets.generate import ensure_datasets, load_vault_config, location_of
 from og_marl_omsd.datasets.vaults import VaultLocation
 from og_marl_omsd.runner import registry
-from og_marl_omsd.runner.devices import setup_devices
 from og_marl_omsd.runner.validation import (
     check_dataset_folder,
     check_fits_in_memory,
@@ -42,8 +41,6 @@ from og_marl_omsd.upstream.og_marl_run import (
     run_identity,
 )
 from og_marl_omsd.upstream.og_marl_systems import register_configs as register_og_marl_system_configs
-
-__all__ = ["setup_devices"]  # re-exported from runner/devices.py for steps and evaluate
 
 # The config store's nodes a run composes with (the run schema: og_marl_run, on import).
 register_system_defaults()  # system_defaults/score_regularised: the constructor defaults (systems/defaults.py)

@@ -30,6 +30,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from og_marl_omsd.runner import steps, sweep
+from og_marl_omsd.runner.devices import setup_devices
 from og_marl_omsd.runner.plan import (  # noqa: F401 (re-exported: the runner's names, as callers know them)
     _lock_run_dir,
     _releases_run_lock,
@@ -39,7 +40,6 @@ from og_marl_omsd.runner.plan import (  # noqa: F401 (re-exported: the runner's 
     plan_run,
     prepare_dataset,
     reward_scale,
-    setup_devices,
     vault_of_task,
 )
 from og_marl_omsd.support import quiet

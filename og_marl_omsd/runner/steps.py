@@ -35,7 +35,8 @@ from omegaconf import DictConfig, OmegaConf
 from og_marl_omsd.datasets import record as data_record
 from og_marl_omsd.datasets.vaults import VaultLocation, episode_returns, fingerprint
 from og_marl_omsd.runner import tracking
-from og_marl_omsd.runner.plan import _lock_run_dir, check_same_run, plan_run, reward_scale, setup_devices
+from og_marl_omsd.runner.devices import setup_devices
+from og_marl_omsd.runner.plan import _lock_run_dir, check_same_run, plan_run, reward_scale
 from og_marl_omsd.runner.validation import check_writable_directory, read_checked_dataset, validate_experience
 from og_marl_omsd.support import progress, provenance
 from og_marl_omsd.support.errors import UserError
